@@ -1,0 +1,973 @@
+//! The conformance suite: one `pub async fn` per rule of the contract (DESIGN.md, and the
+//! `# Contract` of [`DatabaseService`]), run against every provider.
+//!
+//! Each function takes the service under test, works in freshly, uniquely named databases
+//! (so the suite can run again and again against a shared server) and removes them at the end.
+//! Assertions are on exact values: revisions, error variants, orders.
+//!
+//! Use [`conformance_tests!`](crate::conformance_tests) in an integration test to get one
+//! `#[tokio::test]` per behaviour, or call [`run_all`].
+//!
+//! The functions take `&Arc<dyn DatabaseService>` rather than `&dyn DatabaseService` because
+//! the concurrency rules are checked with tasks spawned on several runtime threads.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use serde_json::{Map, Value, json};
+
+use crate::{DatabaseService, DatabaseServiceExt, Document, Error, Rev};
+
+/// The service under test.
+pub type Service = Arc<dyn DatabaseService>;
+
+/// A unique database name for one test: `dsc-<tag>-<time>-<pid>-<counter>`.
+pub fn unique_db(tag: &str) -> String {
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() % 1_000_000_000_000);
+    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+    let tag: String = tag
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() {
+                c.to_ascii_lowercase()
+            } else {
+                '-'
+            }
+        })
+        .collect();
+    format!("dsc-{tag}-{nanos}-{}-{n}", std::process::id())
+}
+
+/// Removes a test database; a missing one is fine.
+pub async fn drop_db(svc: &Service, db: &str) {
+    match svc.delete_database(db).await {
+        Ok(()) => {}
+        Err(e) if e.is_not_found() => {}
+        Err(e) => panic!("could not remove test database {db}: {e}"),
+    }
+}
+
+fn doc(value: Value) -> Document {
+    Document::from_value(value).expect("test documents are objects")
+}
+
+fn ids(docs: &[Document]) -> Vec<String> {
+    docs.iter()
+        .map(|d| d.id().expect("listed documents carry _id").to_owned())
+        .collect()
+}
+
+#[track_caller]
+fn assert_rev_shape(rev: &Rev, generation: u64) {
+    let text = rev.to_string();
+    assert_eq!(rev.generation(), generation, "rev {text}");
+    let (_, hex) = text.split_once('-').expect("rev has a dash");
+    assert_eq!(hex.len(), 32, "rev {text}");
+    assert!(
+        hex.chars()
+            .all(|c| c.is_ascii_hexdigit() && !c.is_ascii_uppercase())
+    );
+}
+
+/// The kind of error, for exact assertions on variants.
+#[derive(Debug, PartialEq, Eq)]
+enum Kind {
+    NotFound,
+    Conflict,
+    InvalidDatabaseName,
+    InvalidDocumentId,
+    InvalidDocument,
+    InvalidQuery,
+    Other,
+}
+
+fn kind<T: std::fmt::Debug>(r: &crate::Result<T>) -> Kind {
+    match r {
+        Ok(v) => panic!("expected an error, got Ok({v:?})"),
+        Err(Error::NotFound { .. }) => Kind::NotFound,
+        Err(Error::Conflict { .. }) => Kind::Conflict,
+        Err(Error::InvalidDatabaseName { .. }) => Kind::InvalidDatabaseName,
+        Err(Error::InvalidDocumentId { .. }) => Kind::InvalidDocumentId,
+        Err(Error::InvalidDocument { .. }) => Kind::InvalidDocument,
+        Err(Error::InvalidQuery { .. }) => Kind::InvalidQuery,
+        Err(_) => Kind::Other,
+    }
+}
+
+/// Invalid database names are `InvalidDatabaseName` on every operation; edge-case valid
+/// names (every allowed character, 238 characters) work.
+pub async fn database_names_are_validated(svc: &Service) {
+    for bad in [
+        "",
+        "Upper",
+        "9starts-with-digit",
+        "_users",
+        "has space",
+        "dot.ted",
+        "é",
+    ] {
+        assert_eq!(
+            kind(&svc.save(bad, "x", doc(json!({}))).await),
+            Kind::InvalidDatabaseName,
+            "save into {bad:?}"
+        );
+        assert_eq!(kind(&svc.get(bad, "x").await), Kind::InvalidDatabaseName);
+        assert_eq!(
+            kind(&svc.list_page(bad, None, 10).await),
+            Kind::InvalidDatabaseName
+        );
+        assert_eq!(
+            kind(&svc.database_info(bad).await),
+            Kind::InvalidDatabaseName
+        );
+        assert_eq!(
+            kind(&svc.delete_database(bad).await),
+            Kind::InvalidDatabaseName
+        );
+    }
+    let too_long = format!("a{}", "b".repeat(238));
+    assert_eq!(
+        kind(&svc.save(&too_long, "x", doc(json!({}))).await),
+        Kind::InvalidDatabaseName
+    );
+    // Every allowed character, including '/', which URLs must escape.
+    let special = format!("{}-a0_$()+/-z", unique_db("names"));
+    let long = format!("{}{}", unique_db("long"), "x".repeat(238));
+    let long = long[..238].to_owned();
+    for name in [&special, &long] {
+        let written = svc.save(name, "d", doc(json!({"ok": true}))).await.unwrap();
+        assert_eq!(written.rev.generation(), 1);
+        assert_eq!(
+            svc.get(name, "d").await.unwrap().get("ok"),
+            Some(&json!(true))
+        );
+        assert!(svc.list_databases().await.unwrap().contains(name));
+        drop_db(svc, name).await;
+    }
+}
+
+/// Empty ids and ids starting with `_` are `InvalidDocumentId` for reads, writes and deletes.
+pub async fn document_ids_are_validated(svc: &Service) {
+    let db = unique_db("ids");
+    svc.save(&db, "seed", doc(json!({}))).await.unwrap();
+    for bad in ["", "_x", "_design/d", "_local/l", "_all_docs"] {
+        assert_eq!(
+            kind(&svc.save(&db, bad, doc(json!({}))).await),
+            Kind::InvalidDocumentId,
+            "save {bad:?}"
+        );
+        assert_eq!(kind(&svc.get(&db, bad).await), Kind::InvalidDocumentId);
+        assert_eq!(kind(&svc.delete(&db, bad).await), Kind::InvalidDocumentId);
+    }
+    drop_db(svc, &db).await;
+}
+
+/// Ids with URL-significant characters, spaces, unicode and great length round-trip and list.
+pub async fn awkward_ids_round_trip(svc: &Service) {
+    let db = unique_db("awkward");
+    let long = "l".repeat(1000);
+    let awkward = [
+        "a/b",
+        "a?b=c",
+        "a#frag",
+        "100%",
+        "a+b",
+        "with space",
+        "dots..",
+        "../up",
+        "é",
+        "日本",
+        "😀",
+        "tab\there",
+        "semi;colon",
+        "amp&er",
+        "q\"uote",
+        "back\\slash",
+        "x%2Fy",
+        long.as_str(),
+    ];
+    for (n, id) in awkward.iter().enumerate() {
+        let written = svc.save(&db, id, doc(json!({ "n": n }))).await.unwrap();
+        assert_eq!(written.id, *id);
+        let got = svc.get(&db, id).await.unwrap();
+        assert_eq!(got.id(), Some(*id));
+        assert_eq!(got.get("n"), Some(&json!(n)));
+    }
+    let mut expected: Vec<String> = awkward.iter().map(|s| s.to_string()).collect();
+    expected.sort();
+    assert_eq!(ids(&svc.list_all(&db).await.unwrap()), expected);
+    // An id that looks like another endpoint is still just a document.
+    assert_eq!(kind(&svc.get(&db, "a").await), Kind::NotFound);
+    let deleted = svc.delete(&db, "a/b").await.unwrap();
+    assert_eq!(deleted.rev.generation(), 2);
+    assert_eq!(kind(&svc.get(&db, "a/b").await), Kind::NotFound);
+    assert!(svc.get(&db, "a?b=c").await.is_ok());
+    drop_db(svc, &db).await;
+}
+
+/// Top-level `_` fields other than `_id`/`_rev`, and an `_id` that differs from the id
+/// argument, are `InvalidDocument`; nested `_` fields are ordinary data.
+pub async fn reserved_fields_are_rejected(svc: &Service) {
+    let db = unique_db("reserved");
+    for body in [
+        json!({"_attachments": {}}),
+        json!({"_deleted": true}),
+        json!({"_custom": 1}),
+        json!({"_id": "other"}),
+        json!({"_id": 7}),
+        json!({"_rev": "not-a-rev"}),
+    ] {
+        assert_eq!(
+            kind(&svc.save(&db, "x", doc(body.clone())).await),
+            Kind::InvalidDocument,
+            "{body}"
+        );
+    }
+    assert_eq!(kind(&svc.get(&db, "x").await), Kind::NotFound);
+    let ok = svc
+        .save(
+            &db,
+            "x",
+            doc(json!({"_id": "x", "nested": {"_private": 1}})),
+        )
+        .await
+        .unwrap();
+    assert_eq!(ok.rev.generation(), 1);
+    let got = svc.get(&db, "x").await.unwrap();
+    assert_eq!(got.get("nested"), Some(&json!({"_private": 1})));
+    drop_db(svc, &db).await;
+}
+
+/// Revisions are `N-<32 hex>`, start at 1, grow by one per write; reads return `_id`, `_rev`
+/// first, then the body in its order.
+pub async fn revisions_have_couchdb_shape_and_grow(svc: &Service) {
+    let db = unique_db("revs");
+    let first = svc.save(&db, "d", doc(json!({"v": 1}))).await.unwrap();
+    assert_eq!(first.id, "d");
+    assert_rev_shape(&first.rev, 1);
+    let mut body = doc(json!({"z": 1, "a": 2, "m": 3}));
+    body.set_rev(&first.rev);
+    let second = svc.save(&db, "d", body).await.unwrap();
+    assert_rev_shape(&second.rev, 2);
+    let got = svc.get(&db, "d").await.unwrap();
+    let keys: Vec<&str> = got.as_map().keys().map(String::as_str).collect();
+    assert_eq!(keys, ["_id", "_rev", "z", "a", "m"]);
+    assert_eq!(got.rev(), Some(second.rev.to_string().as_str()));
+    let third = svc.save(&db, "d", doc(json!({"v": 3}))).await.unwrap();
+    assert_rev_shape(&third.rev, 3);
+    let deleted = svc.delete(&db, "d").await.unwrap();
+    assert_rev_shape(&deleted.rev, 4);
+    drop_db(svc, &db).await;
+}
+
+/// Replays every edit history recorded from a genuine CouchDB 3.5 and expects the very
+/// revision ids CouchDB returned. For providers that compute revisions themselves, and for
+/// a genuine CouchDB server.
+pub async fn revisions_match_recorded_couchdb(svc: &Service) {
+    let data: Value = serde_json::from_str(include_str!("../../testdata/couchdb-revisions.json"))
+        .expect("recorded vectors parse");
+    let vectors = data["vectors"].as_array().expect("vectors");
+    assert_eq!(vectors.len(), 47);
+    let db = unique_db("recorded");
+    for (n, vector) in vectors.iter().enumerate() {
+        let id = format!("v{n:02}");
+        let history = vector["history"].as_array().expect("history");
+        let revs = vector["revs"].as_array().expect("revs");
+        for (step, expected) in history.iter().zip(revs) {
+            let rev = match step["op"].as_str() {
+                Some("put") => {
+                    let text = step["body"].as_str().expect("body text");
+                    let body = Document::from_json(text).expect("recorded body parses");
+                    svc.save(&db, &id, body).await.expect("save").rev
+                }
+                Some("delete") => svc.delete(&db, &id).await.expect("delete").rev,
+                other => panic!("unknown op {other:?}"),
+            };
+            assert_eq!(
+                rev.to_string(),
+                expected.as_str().expect("rev text"),
+                "history {n}, step {step}"
+            );
+        }
+    }
+    drop_db(svc, &db).await;
+}
+
+/// A save without `_rev` over an existing document writes on top of the current revision.
+pub async fn save_without_rev_upserts(svc: &Service) {
+    let db = unique_db("upsert");
+    let one = svc.save(&db, "d", doc(json!({"v": 1}))).await.unwrap();
+    let two = svc.save(&db, "d", doc(json!({"v": 2}))).await.unwrap();
+    assert_eq!(two.rev.generation(), one.rev.generation() + 1);
+    let got = svc.get(&db, "d").await.unwrap();
+    assert_eq!(got.get("v"), Some(&json!(2)));
+    assert_eq!(got.rev(), Some(two.rev.to_string().as_str()));
+    drop_db(svc, &db).await;
+}
+
+/// A save with a stale or unknown `_rev`, or with `_rev` on a missing or deleted document, is
+/// `Conflict` and changes nothing; with the current `_rev` it succeeds.
+pub async fn save_with_rev_is_optimistic(svc: &Service) {
+    let db = unique_db("optimistic");
+    let one = svc.save(&db, "d", doc(json!({"v": 1}))).await.unwrap();
+    let mut next = doc(json!({"v": 2}));
+    next.set_rev(&one.rev);
+    let two = svc.save(&db, "d", next).await.unwrap();
+    assert_eq!(two.rev.generation(), 2);
+
+    let mut stale = doc(json!({"v": "stale"}));
+    stale.set_rev(&one.rev);
+    assert_eq!(kind(&svc.save(&db, "d", stale).await), Kind::Conflict);
+    let mut unknown = doc(json!({"v": "unknown"}));
+    unknown.set_rev(&Rev::parse("2-0123456789abcdef0123456789abcdef").unwrap());
+    assert_eq!(kind(&svc.save(&db, "d", unknown).await), Kind::Conflict);
+    let got = svc.get(&db, "d").await.unwrap();
+    assert_eq!(got.get("v"), Some(&json!(2)));
+    assert_eq!(got.rev(), Some(two.rev.to_string().as_str()));
+
+    let mut on_missing = doc(json!({}));
+    on_missing.set_rev(&one.rev);
+    assert_eq!(
+        kind(&svc.save(&db, "missing", on_missing).await),
+        Kind::Conflict
+    );
+    assert_eq!(kind(&svc.get(&db, "missing").await), Kind::NotFound);
+
+    let gone = svc.delete(&db, "d").await.unwrap();
+    let mut on_deleted = doc(json!({}));
+    on_deleted.set_rev(&gone.rev);
+    assert_eq!(kind(&svc.save(&db, "d", on_deleted).await), Kind::Conflict);
+    drop_db(svc, &db).await;
+}
+
+/// `Conflict` names the database and the document.
+pub async fn conflict_errors_name_the_document(svc: &Service) {
+    let db = unique_db("conflict-loc");
+    let one = svc.save(&db, "d", doc(json!({}))).await.unwrap();
+    svc.save(&db, "d", doc(json!({"v": 2}))).await.unwrap();
+    let mut stale = doc(json!({}));
+    stale.set_rev(&one.rev);
+    match svc.save(&db, "d", stale).await {
+        Err(Error::Conflict { location }) => {
+            assert_eq!(location.db, db);
+            assert_eq!(location.id.as_deref(), Some("d"));
+        }
+        other => panic!("expected Conflict, got {other:?}"),
+    }
+    match svc.get(&db, "nope").await {
+        Err(e @ Error::NotFound { .. }) => {
+            assert_eq!(e.http_status(), 404);
+            assert!(e.to_string().contains("nope"), "{e}");
+        }
+        other => panic!("expected NotFound, got {other:?}"),
+    }
+    drop_db(svc, &db).await;
+}
+
+/// `update` from 8 concurrent tasks x 100 increments ends at exactly 800: no update is lost.
+pub async fn concurrent_updates_lose_nothing(svc: &Service) {
+    let db = unique_db("concurrent");
+    svc.save(&db, "counter", doc(json!({"n": 0})))
+        .await
+        .unwrap();
+    let mut tasks = Vec::new();
+    for _ in 0..8 {
+        let svc = Arc::clone(svc);
+        let db = db.clone();
+        tasks.push(tokio::spawn(async move {
+            for _ in 0..100 {
+                svc.update(&db, "counter", |d| {
+                    let n = d.get("n").and_then(Value::as_u64).unwrap_or(0);
+                    d.insert("n", n + 1);
+                    Ok(())
+                })
+                .await
+                .expect("update succeeds within its retries");
+            }
+        }));
+    }
+    for t in tasks {
+        t.await.expect("task did not panic");
+    }
+    let got = svc.get(&db, "counter").await.unwrap();
+    assert_eq!(got.get("n"), Some(&json!(800)));
+    assert_eq!(Rev::parse(got.rev().unwrap()).unwrap().generation(), 801);
+    drop_db(svc, &db).await;
+}
+
+/// Concurrent saves with the same `_rev`: exactly one wins, the others get `Conflict`.
+pub async fn concurrent_conditional_saves_have_one_winner(svc: &Service) {
+    let db = unique_db("one-winner");
+    let base = svc.save(&db, "d", doc(json!({"v": 0}))).await.unwrap();
+    let mut tasks = Vec::new();
+    for i in 0..8 {
+        let svc = Arc::clone(svc);
+        let db = db.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut body = doc(json!({ "v": i + 1 }));
+            body.set_rev(&base.rev);
+            svc.save(&db, "d", body).await
+        }));
+    }
+    let mut wins = 0;
+    for t in tasks {
+        match t.await.expect("task did not panic") {
+            Ok(w) => {
+                assert_eq!(w.rev.generation(), 2);
+                wins += 1;
+            }
+            Err(e) => assert!(e.is_conflict(), "{e}"),
+        }
+    }
+    assert_eq!(wins, 1);
+    drop_db(svc, &db).await;
+}
+
+/// Concurrent saves without `_rev` all succeed (the provider retries internally), each
+/// producing a distinct generation.
+pub async fn concurrent_revless_saves_all_succeed(svc: &Service) {
+    let db = unique_db("revless");
+    svc.save(&db, "d", doc(json!({"v": 0}))).await.unwrap();
+    let mut tasks = Vec::new();
+    for i in 0..8 {
+        let svc = Arc::clone(svc);
+        let db = db.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut gens = Vec::new();
+            for j in 0..10 {
+                let w = svc.save(&db, "d", doc(json!({"task": i, "j": j}))).await;
+                gens.push(w.expect("rev-less save never conflicts").rev.generation());
+            }
+            gens
+        }));
+    }
+    let mut all = Vec::new();
+    for t in tasks {
+        all.extend(t.await.expect("task did not panic"));
+    }
+    all.sort_unstable();
+    assert_eq!(all, (2..=81).collect::<Vec<u64>>());
+    drop_db(svc, &db).await;
+}
+
+/// Delete tombstones the document (next generation); reads and a second delete are then
+/// `NotFound`; the strict form checks the revision.
+pub async fn delete_then_get_is_not_found(svc: &Service) {
+    let db = unique_db("delete");
+    let one = svc.save(&db, "d", doc(json!({"v": 1}))).await.unwrap();
+    let two = svc.save(&db, "d", doc(json!({"v": 2}))).await.unwrap();
+    assert_eq!(
+        kind(&svc.delete_rev(&db, "d", &one.rev).await),
+        Kind::Conflict
+    );
+    assert!(svc.get(&db, "d").await.is_ok());
+    let gone = svc.delete_rev(&db, "d", &two.rev).await.unwrap();
+    assert_eq!(gone.rev.generation(), 3);
+    assert_eq!(kind(&svc.get(&db, "d").await), Kind::NotFound);
+    assert_eq!(kind(&svc.delete(&db, "d").await), Kind::NotFound);
+    assert_eq!(kind(&svc.delete(&db, "never").await), Kind::NotFound);
+    assert_eq!(
+        kind(&svc.delete(&unique_db("nodb"), "x").await),
+        Kind::NotFound
+    );
+    drop_db(svc, &db).await;
+}
+
+/// A document re-created after a delete continues the generation count, as on CouchDB.
+pub async fn recreate_after_delete_continues_generation(svc: &Service) {
+    let db = unique_db("recreate");
+    svc.save(&db, "d", doc(json!({"v": 1}))).await.unwrap();
+    let gone = svc.delete(&db, "d").await.unwrap();
+    assert_eq!(gone.rev.generation(), 2);
+    let again = svc
+        .save(&db, "d", doc(json!({"v": "again"})))
+        .await
+        .unwrap();
+    assert_eq!(again.rev.generation(), 3);
+    let got = svc.get(&db, "d").await.unwrap();
+    assert_eq!(got.get("v"), Some(&json!("again")));
+    assert_eq!(got.as_map().len(), 3, "no leftover fields: {got:?}");
+    drop_db(svc, &db).await;
+}
+
+/// Reads of a missing database answer without creating it.
+pub async fn reads_never_create_databases(svc: &Service) {
+    let db = unique_db("never-created");
+    assert_eq!(kind(&svc.get(&db, "x").await), Kind::NotFound);
+    assert!(svc.list_all(&db).await.unwrap().is_empty());
+    let page = svc.list_page(&db, None, 10).await.unwrap();
+    assert!(page.docs.is_empty() && page.next.is_none());
+    let many = svc.get_many(&db, &["x".into()]).await.unwrap();
+    assert_eq!(kind(&many[0]), Kind::NotFound);
+    assert_eq!(kind(&svc.database_info(&db).await), Kind::NotFound);
+    assert_eq!(kind(&svc.changes(&db, None, 10).await), Kind::NotFound);
+    assert_eq!(kind(&svc.get_local(&db, "x").await), Kind::NotFound);
+    assert_eq!(kind(&svc.delete(&db, "x").await), Kind::NotFound);
+    assert_eq!(kind(&svc.delete_database(&db).await), Kind::NotFound);
+    assert!(!svc.list_databases().await.unwrap().contains(&db));
+}
+
+/// Listings return live documents in raw UTF-8 byte order, unicode included.
+pub async fn listing_is_in_byte_order(svc: &Service) {
+    let db = unique_db("order");
+    let names = [
+        "b", "B", "a", "A", "é", "e", "Z", "z", "10", "9", "1", "a b", "a/b", "ab", "😀", "日本",
+        "ÿ", "~", "-", "ä",
+    ];
+    for id in names {
+        svc.save(&db, id, doc(json!({}))).await.unwrap();
+    }
+    svc.save(&db, "deleted", doc(json!({}))).await.unwrap();
+    svc.delete(&db, "deleted").await.unwrap();
+    let mut expected: Vec<String> = names.iter().map(|s| s.to_string()).collect();
+    expected.sort_by(|a, b| a.as_bytes().cmp(b.as_bytes()));
+    assert_eq!(ids(&svc.list_all(&db).await.unwrap()), expected);
+    drop_db(svc, &db).await;
+}
+
+/// Cursor pagination visits every live document exactly once; the stream agrees.
+pub async fn pagination_has_no_gaps_or_repeats(svc: &Service) {
+    use futures::TryStreamExt;
+    let db = unique_db("pages");
+    let docs: Vec<Document> = (0..57)
+        .map(|i| doc(json!({"_id": format!("doc{i:03}"), "i": i})))
+        .collect();
+    for r in svc.save_many(&db, docs).await.unwrap() {
+        r.unwrap();
+    }
+    svc.delete(&db, "doc010").await.unwrap();
+    let all = ids(&svc.list_all(&db).await.unwrap());
+    assert_eq!(all.len(), 56);
+    for limit in [1, 7, 8, 56, 100] {
+        let mut seen = Vec::new();
+        let mut after: Option<String> = None;
+        let mut pages = 0;
+        loop {
+            let page = svc.list_page(&db, after.as_deref(), limit).await.unwrap();
+            assert!(page.docs.len() <= limit);
+            pages += 1;
+            seen.extend(ids(&page.docs));
+            match page.next {
+                Some(next) => {
+                    assert_eq!(Some(&next), seen.last());
+                    after = Some(next);
+                }
+                None => break,
+            }
+        }
+        assert_eq!(seen, all, "limit {limit}");
+        assert_eq!(pages, all.len().div_ceil(limit), "limit {limit}");
+    }
+    // A cursor between ids works as a lower bound.
+    let page = svc.list_page(&db, Some("doc0095"), 2).await.unwrap();
+    assert_eq!(ids(&page.docs), ["doc011", "doc012"]);
+    assert_eq!(kind(&svc.list_page(&db, None, 0).await), Kind::InvalidQuery);
+    let streamed: Vec<Document> = svc.list_stream(&db, 5).try_collect().await.unwrap();
+    assert_eq!(ids(&streamed), all);
+    drop_db(svc, &db).await;
+}
+
+/// Bulk calls return one result per input, in input order; a bad document fails alone.
+pub async fn bulk_results_keep_input_order(svc: &Service) {
+    let db = unique_db("bulk");
+    let existing = svc.save(&db, "old", doc(json!({"v": 0}))).await.unwrap();
+    let stale = Rev::parse("1-00000000000000000000000000000000").unwrap();
+    let results = svc
+        .save_many(
+            &db,
+            vec![
+                doc(json!({"_id": "b", "v": 1})),
+                doc(json!({"_id": "_bad"})),
+                doc(json!({"_id": "a", "v": 2})),
+                doc(json!({"no_id": true})),
+                doc(json!({"_id": "old", "_rev": stale.to_string()})),
+                doc(json!({"_id": "old", "_rev": existing.rev.to_string(), "v": 1})),
+                doc(json!({"_id": "c", "_attachments": {}})),
+                doc(json!({"_id": "d"})),
+            ],
+        )
+        .await
+        .unwrap();
+    assert_eq!(results.len(), 8);
+    assert_eq!(results[0].as_ref().unwrap().id, "b");
+    assert_eq!(kind(&results[1]), Kind::InvalidDocumentId);
+    assert_eq!(results[2].as_ref().unwrap().id, "a");
+    assert_eq!(kind(&results[3]), Kind::InvalidDocumentId);
+    assert_eq!(kind(&results[4]), Kind::Conflict);
+    assert_eq!(results[5].as_ref().unwrap().rev.generation(), 2);
+    assert_eq!(kind(&results[6]), Kind::InvalidDocument);
+    assert_eq!(results[7].as_ref().unwrap().rev.generation(), 1);
+    // Rev-less bulk saves upsert, like save.
+    let again = svc
+        .save_many(&db, vec![doc(json!({"_id": "a", "v": 3}))])
+        .await
+        .unwrap();
+    assert_eq!(again[0].as_ref().unwrap().rev.generation(), 2);
+
+    svc.delete(&db, "d").await.unwrap();
+    let got = svc
+        .get_many(
+            &db,
+            &[
+                "a".into(),
+                "missing".into(),
+                "b".into(),
+                "d".into(),
+                "_x".into(),
+            ],
+        )
+        .await
+        .unwrap();
+    assert_eq!(got.len(), 5);
+    assert_eq!(got[0].as_ref().unwrap().get("v"), Some(&json!(3)));
+    assert_eq!(kind(&got[1]), Kind::NotFound);
+    assert_eq!(got[2].as_ref().unwrap().id(), Some("b"));
+    assert_eq!(kind(&got[3]), Kind::NotFound);
+    assert_eq!(kind(&got[4]), Kind::InvalidDocumentId);
+
+    let deleted = svc
+        .delete_many(&db, &["b".into(), "missing".into(), "a".into(), "d".into()])
+        .await
+        .unwrap();
+    assert_eq!(deleted[0].as_ref().unwrap().rev.generation(), 2);
+    assert_eq!(kind(&deleted[1]), Kind::NotFound);
+    assert_eq!(deleted[2].as_ref().unwrap().rev.generation(), 3);
+    assert_eq!(kind(&deleted[3]), Kind::NotFound);
+    assert_eq!(ids(&svc.list_all(&db).await.unwrap()), ["old"]);
+    drop_db(svc, &db).await;
+}
+
+/// The changes feed lists the latest change of each document in sequence order, deletions
+/// included, and continues from `last_seq`.
+pub async fn changes_include_deletions(svc: &Service) {
+    let db = unique_db("changes");
+    svc.save(&db, "a", doc(json!({"v": 1}))).await.unwrap();
+    svc.save(&db, "b", doc(json!({"v": 1}))).await.unwrap();
+    svc.save(&db, "c", doc(json!({"v": 1}))).await.unwrap();
+    let a2 = svc.save(&db, "a", doc(json!({"v": 2}))).await.unwrap();
+    let b2 = svc.delete(&db, "b").await.unwrap();
+    svc.put_local(&db, "checkpoint", doc(json!({"seq": 1})))
+        .await
+        .unwrap();
+
+    let all = svc.changes(&db, None, 100).await.unwrap();
+    let summary: Vec<(&str, bool)> = all
+        .results
+        .iter()
+        .map(|c| (c.id.as_str(), c.deleted))
+        .collect();
+    assert_eq!(summary, [("c", false), ("a", false), ("b", true)]);
+    assert_eq!(all.results[1].rev, a2.rev);
+    assert_eq!(all.results[2].rev, b2.rev);
+    assert_eq!(all.pending, 0);
+
+    let first = svc.changes(&db, None, 2).await.unwrap();
+    assert_eq!(first.results.len(), 2);
+    assert_eq!(first.pending, 1);
+    let rest = svc.changes(&db, Some(&first.last_seq), 2).await.unwrap();
+    let rest_ids: Vec<&str> = rest.results.iter().map(|c| c.id.as_str()).collect();
+    assert_eq!(rest_ids, ["b"]);
+    let none = svc.changes(&db, Some(&all.last_seq), 10).await.unwrap();
+    assert!(none.results.is_empty());
+
+    svc.save(&db, "c", doc(json!({"v": 2}))).await.unwrap();
+    let after = svc.changes(&db, Some(&all.last_seq), 10).await.unwrap();
+    let after_ids: Vec<&str> = after.results.iter().map(|c| c.id.as_str()).collect();
+    assert_eq!(after_ids, ["c"]);
+    drop_db(svc, &db).await;
+}
+
+/// `_local` documents store and replace bodies but never appear in listings, changes or counts.
+pub async fn local_documents_are_invisible(svc: &Service) {
+    let db = unique_db("local");
+    svc.save(&db, "visible", doc(json!({}))).await.unwrap();
+    svc.put_local(&db, "cp", doc(json!({"seq": "1"})))
+        .await
+        .unwrap();
+    svc.put_local(&db, "cp", doc(json!({"seq": "2", "extra": [1]})))
+        .await
+        .unwrap();
+    let local = svc.get_local(&db, "cp").await.unwrap();
+    assert_eq!(local.get("seq"), Some(&json!("2")));
+    assert_eq!(local.get("extra"), Some(&json!([1])));
+    assert_eq!(kind(&svc.get_local(&db, "other").await), Kind::NotFound);
+    assert_eq!(ids(&svc.list_all(&db).await.unwrap()), ["visible"]);
+    let changes = svc.changes(&db, None, 10).await.unwrap();
+    assert_eq!(changes.results.len(), 1);
+    assert_eq!(svc.database_info(&db).await.unwrap().doc_count, 1);
+    // put_local creates the database lazily, like any write.
+    let fresh = unique_db("local-fresh");
+    svc.put_local(&fresh, "cp", doc(json!({"x": 1})))
+        .await
+        .unwrap();
+    assert_eq!(
+        svc.get_local(&fresh, "cp").await.unwrap().get("x"),
+        Some(&json!(1))
+    );
+    assert!(svc.list_all(&fresh).await.unwrap().is_empty());
+    drop_db(svc, &fresh).await;
+    drop_db(svc, &db).await;
+}
+
+/// Databases are created lazily, listed sorted, counted, and deleted.
+pub async fn databases_list_sorted_and_delete(svc: &Service) {
+    let prefix = unique_db("dbs");
+    let names: Vec<String> = ["m", "b", "z", "a"]
+        .iter()
+        .map(|s| format!("{prefix}-{s}"))
+        .collect();
+    for name in &names {
+        svc.save(name, "d", doc(json!({}))).await.unwrap();
+    }
+    let listed = svc.list_databases().await.unwrap();
+    let mut sorted = listed.clone();
+    sorted.sort();
+    assert_eq!(listed, sorted, "list_databases is sorted");
+    let ours: Vec<&String> = listed.iter().filter(|n| n.starts_with(&prefix)).collect();
+    let mut expected: Vec<&String> = names.iter().collect();
+    expected.sort();
+    assert_eq!(ours, expected);
+    assert!(
+        listed.iter().all(|n| !n.starts_with('_')),
+        "no system databases"
+    );
+
+    let db = &names[0];
+    svc.save(db, "e", doc(json!({}))).await.unwrap();
+    svc.save(db, "f", doc(json!({}))).await.unwrap();
+    svc.delete(db, "f").await.unwrap();
+    let info = svc.database_info(db).await.unwrap();
+    assert_eq!(info.name, *db);
+    assert_eq!(info.doc_count, 2);
+    assert_eq!(info.doc_del_count, 1);
+    assert!(!info.update_seq.is_empty());
+
+    for name in &names {
+        svc.delete_database(name).await.unwrap();
+    }
+    let after = svc.list_databases().await.unwrap();
+    assert!(after.iter().all(|n| !n.starts_with(&prefix)));
+    assert_eq!(kind(&svc.get(db, "d").await), Kind::NotFound);
+    // A deleted database starts afresh when written again.
+    let w = svc.save(db, "d", doc(json!({}))).await.unwrap();
+    assert_eq!(w.rev.generation(), 1);
+    drop_db(svc, db).await;
+}
+
+/// A 2 MB document round-trips intact.
+pub async fn large_documents_round_trip(svc: &Service) {
+    let db = unique_db("large");
+    let big = "0123456789abcdef".repeat(2 * 1024 * 1024 / 16);
+    let w = svc
+        .save(&db, "big", doc(json!({"blob": big, "tail": 1})))
+        .await
+        .unwrap();
+    let got = svc.get(&db, "big").await.unwrap();
+    assert_eq!(got.get("blob").and_then(Value::as_str), Some(big.as_str()));
+    assert_eq!(got.rev(), Some(w.rev.to_string().as_str()));
+    drop_db(svc, &db).await;
+}
+
+/// Unicode keys and values round-trip, and key order is kept.
+pub async fn unicode_bodies_round_trip(svc: &Service) {
+    let db = unique_db("unicode");
+    let text = r#"{"zé":"ünïcödé ✓ 日本 😀","":"empty key","a\nb":"line\nbreak \"q\" \\","ключ":["я",{"😀":null}]}"#;
+    let body = Document::from_json(text).unwrap();
+    svc.save(&db, "u", body.clone()).await.unwrap();
+    let got = svc.get(&db, "u").await.unwrap();
+    let mut expected = Map::new();
+    expected.insert("_id".into(), json!("u"));
+    expected.insert("_rev".into(), json!(got.rev().unwrap()));
+    expected.extend(body.into_map());
+    assert_eq!(got.as_map(), &expected);
+    let keys: Vec<&String> = got.as_map().keys().collect();
+    assert_eq!(keys, ["_id", "_rev", "zé", "", "a\nb", "ключ"]);
+    drop_db(svc, &db).await;
+}
+
+/// Integers of any size round-trip exactly; floats keep their value.
+pub async fn numbers_round_trip(svc: &Service) {
+    let db = unique_db("numbers");
+    let text = r#"{"small":255,"i32":-2147483649,"i64min":-9223372036854775808,"u64":18446744073709551615,"big":123456789012345678901234567890,"neg_big":-98765432109876543210987654321,"f":3.141592653589793,"tiny":2.5e-8,"huge":1e300,"half":-0.5}"#;
+    svc.save(&db, "n", Document::from_json(text).unwrap())
+        .await
+        .unwrap();
+    let got = svc.get(&db, "n").await.unwrap();
+    for (key, exact) in [
+        ("small", "255"),
+        ("i32", "-2147483649"),
+        ("i64min", "-9223372036854775808"),
+        ("u64", "18446744073709551615"),
+        ("big", "123456789012345678901234567890"),
+        ("neg_big", "-98765432109876543210987654321"),
+    ] {
+        assert_eq!(
+            got.get(key).map(Value::to_string).as_deref(),
+            Some(exact),
+            "{key}"
+        );
+    }
+    for (key, value) in [
+        ("f", 3.141592653589793),
+        ("tiny", 2.5e-8),
+        ("huge", 1e300),
+        ("half", -0.5),
+    ] {
+        assert_eq!(got.get(key).and_then(Value::as_f64), Some(value), "{key}");
+    }
+    drop_db(svc, &db).await;
+}
+
+/// Documents a read returns are copies: changing one does not change the store.
+pub async fn returned_documents_are_copies(svc: &Service) {
+    let db = unique_db("copies");
+    svc.save(&db, "d", doc(json!({"v": 1, "list": [1]})))
+        .await
+        .unwrap();
+    let mut got = svc.get(&db, "d").await.unwrap();
+    got.insert("v", 99);
+    got.as_map_mut().insert("list".into(), json!([]));
+    let mut listed = svc.list_all(&db).await.unwrap();
+    listed[0].insert("v", 98);
+    let again = svc.get(&db, "d").await.unwrap();
+    assert_eq!(again.get("v"), Some(&json!(1)));
+    assert_eq!(again.get("list"), Some(&json!([1])));
+    drop_db(svc, &db).await;
+}
+
+/// Typed helpers: `save_as` / `get_as` round-trip a struct; a non-object is rejected.
+pub async fn typed_helpers_round_trip(svc: &Service) {
+    #[derive(serde::Serialize, serde::Deserialize, Debug, PartialEq)]
+    struct Agent {
+        name: String,
+        tags: Vec<String>,
+        runs: u32,
+    }
+    let db = unique_db("typed");
+    let agent = Agent {
+        name: "My Agent".into(),
+        tags: vec!["a".into(), "b".into()],
+        runs: 3,
+    };
+    let w = svc.save_as(&db, "agent", &agent).await.unwrap();
+    assert_eq!(w.rev.generation(), 1);
+    let back: Agent = svc.get_as(&db, "agent").await.unwrap();
+    assert_eq!(back, agent);
+    assert_eq!(
+        kind(&svc.save_as(&db, "n", &5).await),
+        Kind::InvalidDocument
+    );
+    assert_eq!(
+        kind(&svc.update(&db, "missing", |_| Ok(())).await),
+        Kind::NotFound
+    );
+    drop_db(svc, &db).await;
+}
+
+/// Runs every behaviour in turn against one service.
+pub async fn run_all(svc: &Service) {
+    macro_rules! each {
+        ($($name:ident),* $(,)?) => { $( $name(svc).await; )* };
+    }
+    each!(
+        database_names_are_validated,
+        document_ids_are_validated,
+        awkward_ids_round_trip,
+        reserved_fields_are_rejected,
+        revisions_have_couchdb_shape_and_grow,
+        revisions_match_recorded_couchdb,
+        save_without_rev_upserts,
+        save_with_rev_is_optimistic,
+        conflict_errors_name_the_document,
+        concurrent_updates_lose_nothing,
+        concurrent_conditional_saves_have_one_winner,
+        concurrent_revless_saves_all_succeed,
+        delete_then_get_is_not_found,
+        recreate_after_delete_continues_generation,
+        reads_never_create_databases,
+        listing_is_in_byte_order,
+        pagination_has_no_gaps_or_repeats,
+        bulk_results_keep_input_order,
+        changes_include_deletions,
+        local_documents_are_invisible,
+        databases_list_sorted_and_delete,
+        large_documents_round_trip,
+        unicode_bodies_round_trip,
+        numbers_round_trip,
+        returned_documents_are_copies,
+        typed_helpers_round_trip,
+    );
+}
+
+/// Generates one `#[tokio::test]` per conformance behaviour.
+///
+/// `$make` is an async expression evaluating to the [`Service`] under test; it is evaluated
+/// once per test. Behaviours a provider cannot be held to are named after `skip:` with the
+/// reason; each still gets a test, which prints `SKIPPED <name>: <reason>`, so skips are
+/// visible in `cargo test -- --list` and in the output, never silent.
+///
+/// ```ignore
+/// docstore_providers::conformance_tests!(async { make_service().await });
+/// ```
+#[macro_export]
+macro_rules! conformance_tests {
+    ($make:expr) => {
+        $crate::conformance_tests!($make; skip: []);
+    };
+    ($make:expr; skip: [$($skip:ident => $why:expr),* $(,)?]) => {
+        $crate::__conformance_each!($make; [$($skip => $why),*];
+            database_names_are_validated,
+            document_ids_are_validated,
+            awkward_ids_round_trip,
+            reserved_fields_are_rejected,
+            revisions_have_couchdb_shape_and_grow,
+            revisions_match_recorded_couchdb,
+            save_without_rev_upserts,
+            save_with_rev_is_optimistic,
+            conflict_errors_name_the_document,
+            concurrent_updates_lose_nothing,
+            concurrent_conditional_saves_have_one_winner,
+            concurrent_revless_saves_all_succeed,
+            delete_then_get_is_not_found,
+            recreate_after_delete_continues_generation,
+            reads_never_create_databases,
+            listing_is_in_byte_order,
+            pagination_has_no_gaps_or_repeats,
+            bulk_results_keep_input_order,
+            changes_include_deletions,
+            local_documents_are_invisible,
+            databases_list_sorted_and_delete,
+            large_documents_round_trip,
+            unicode_bodies_round_trip,
+            numbers_round_trip,
+            returned_documents_are_copies,
+            typed_helpers_round_trip,
+        );
+    };
+}
+
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __conformance_each {
+    ($make:expr; [$($skip:ident => $why:expr),*]; $($name:ident),* $(,)?) => {
+        const __CONFORMANCE_SKIPPED: &[(&str, &str)] = &[$((stringify!($skip), $why)),*];
+        $(
+            #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+            async fn $name() {
+                if let Some((_, why)) = __CONFORMANCE_SKIPPED
+                    .iter()
+                    .find(|(n, _)| *n == stringify!($name))
+                {
+                    println!("SKIPPED {}: {}", stringify!($name), why);
+                    return;
+                }
+                let svc: $crate::conformance::Service = $make.await;
+                $crate::conformance::$name(&svc).await;
+            }
+        )*
+    };
+}

@@ -1,0 +1,30 @@
+//! `docstore-providers`: the [`DatabaseService`] trait, its shared types and errors, input
+//! validation, the providers (memory always; `embedded` and `couchdb` behind features) and
+//! the conformance suite (feature `conformance`) that holds every provider to CouchDB 3's
+//! behaviour.
+//!
+//! Applications normally depend on the `docstore` facade crate, which re-exports all of this
+//! and adds settings and the `get_database_service` factory.
+
+#![warn(missing_docs)]
+
+mod document;
+mod error;
+pub mod memory;
+mod rev;
+mod service;
+pub mod validate;
+mod write;
+
+#[cfg(feature = "conformance")]
+pub mod conformance;
+
+pub use document::{Change, ChangesPage, DatabaseInfo, Document, Page, WriteResult};
+pub use error::{Error, Location, Result};
+pub use memory::MemoryProvider;
+pub use rev::Rev;
+pub use service::{DEFAULT_PAGE_SIZE, DatabaseService, DatabaseServiceExt};
+
+/// Re-exported so implementors and callers use the same `async_trait` and JSON types.
+pub use async_trait::async_trait;
+pub use serde_json;

@@ -1,0 +1,158 @@
+//! Input validation shared by every provider, so the same input gets the same error
+//! everywhere (a name valid in memory never fails on CouchDB).
+//!
+//! Rules (CouchDB 3): database names match `^[a-z][a-z0-9_$()+/-]*$` and have at most 238
+//! characters; document ids are non-empty and do not start with `_`; a body is a JSON object
+//! whose top-level `_`-fields are only `_id` (matching the id argument) and `_rev` (a valid
+//! revision); numbers are finite.
+
+use serde_json::Value;
+
+use crate::rev::is_integer_text;
+use crate::{Document, Error, Result, Rev};
+
+/// The longest database name CouchDB accepts.
+pub const MAX_DB_NAME_LEN: usize = 238;
+
+/// Checks a database name against CouchDB's rule.
+pub fn database_name(name: &str) -> Result<()> {
+    let bad = |reason: &str| {
+        Err(Error::InvalidDatabaseName {
+            name: name.into(),
+            reason: reason.into(),
+        })
+    };
+    let Some(first) = name.chars().next() else {
+        return bad("the name is empty");
+    };
+    if !first.is_ascii_lowercase() {
+        return bad("it must start with a lowercase letter a-z");
+    }
+    if name.len() > MAX_DB_NAME_LEN {
+        return bad("it is longer than 238 characters");
+    }
+    if let Some(c) = name
+        .chars()
+        .find(|&c| !(c.is_ascii_lowercase() || c.is_ascii_digit() || "_$()+/-".contains(c)))
+    {
+        return Err(Error::InvalidDatabaseName {
+            name: name.into(),
+            reason: format!("character {c:?} is not allowed"),
+        });
+    }
+    Ok(())
+}
+
+/// Checks a document id: non-empty, not starting with `_` (reserved by CouchDB).
+pub fn document_id(db: &str, id: &str) -> Result<()> {
+    let reason = if id.is_empty() {
+        "the id is empty"
+    } else if id.starts_with('_') {
+        "ids starting with '_' are reserved (_design/, _local/ ...)"
+    } else {
+        return Ok(());
+    };
+    Err(Error::InvalidDocumentId {
+        db: db.into(),
+        id: id.into(),
+        reason: reason.into(),
+    })
+}
+
+/// Checks an id used for a `_local` document (the part after `_local/`).
+pub fn local_id(db: &str, id: &str) -> Result<()> {
+    if id.is_empty() {
+        return Err(Error::InvalidDocumentId {
+            db: db.into(),
+            id: id.into(),
+            reason: "the id is empty".into(),
+        });
+    }
+    Ok(())
+}
+
+/// Checks a body to be written as document `id`, and returns the `_rev` it carries, if any.
+pub fn body(db: &str, id: &str, doc: &Document) -> Result<Option<Rev>> {
+    let invalid = |reason: String| Error::invalid_document(db, Some(id), reason);
+    for (key, value) in doc.as_map() {
+        match key.as_str() {
+            "_id" => match value.as_str() {
+                Some(body_id) if body_id == id => {}
+                Some(body_id) => {
+                    return Err(invalid(format!(
+                        "the body's _id {body_id:?} differs from the id argument"
+                    )));
+                }
+                None => return Err(invalid("_id must be a string".into())),
+            },
+            "_rev" => {}
+            k if k.starts_with('_') => {
+                return Err(invalid(format!(
+                    "top-level field {k:?} is reserved (only _id and _rev may start with '_')"
+                )));
+            }
+            _ => check_numbers(value).map_err(invalid)?,
+        }
+    }
+    match doc.get("_rev") {
+        None => Ok(None),
+        Some(Value::String(text)) => Rev::parse(text)
+            .map(Some)
+            .map_err(|_| invalid(format!("_rev {text:?} is not a revision (N-<32 hex>)"))),
+        Some(_) => Err(invalid("_rev must be a string".into())),
+    }
+}
+
+/// Rejects numbers JSON text can carry but CouchDB cannot store (overflowing to infinity).
+fn check_numbers(value: &Value) -> std::result::Result<(), String> {
+    match value {
+        Value::Number(n) => {
+            let text = n.as_str();
+            if !is_integer_text(text) && !text.parse::<f64>().is_ok_and(f64::is_finite) {
+                return Err(format!("number {text} is out of range for a 64-bit float"));
+            }
+            Ok(())
+        }
+        Value::Array(items) => items.iter().try_for_each(check_numbers),
+        Value::Object(map) => map.values().try_for_each(check_numbers),
+        _ => Ok(()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn database_names() {
+        for ok in ["a", "abc", "a0_$()+/-", &"a".repeat(238)] {
+            assert!(database_name(ok).is_ok(), "{ok}");
+        }
+        for bad in [
+            "",
+            "A",
+            "0a",
+            "_users",
+            "a b",
+            "aé",
+            "a.b",
+            &"a".repeat(239),
+        ] {
+            assert!(
+                matches!(database_name(bad), Err(Error::InvalidDatabaseName { .. })),
+                "{bad}"
+            );
+        }
+    }
+
+    #[test]
+    fn bodies() {
+        let doc = |t: &str| Document::from_json(t).unwrap();
+        assert!(body("d", "x", &doc(r#"{"_id":"x","a":1}"#)).is_ok());
+        assert!(body("d", "x", &doc(r#"{"_id":"y"}"#)).is_err());
+        assert!(body("d", "x", &doc(r#"{"_attachments":{}}"#)).is_err());
+        assert!(body("d", "x", &doc(r#"{"_rev":"nope"}"#)).is_err());
+        assert!(body("d", "x", &doc(r#"{"f":1e400}"#)).is_err());
+        assert!(body("d", "x", &doc(r#"{"nested":{"_ok":1}}"#)).is_ok());
+    }
+}

@@ -1,0 +1,99 @@
+//! CouchDB's revision rules for one write, shared by the providers that store documents
+//! themselves (memory, embedded), so both decide conflicts and new revisions identically.
+//!
+//! A stored document is a single leaf: its current revision and whether it is a tombstone.
+//! Rules:
+//! - save without `_rev`: writes on top of whatever is current (live or tombstone), so a
+//!   re-created document continues the generation count;
+//! - save with `_rev`: the document must be live at exactly that revision;
+//! - delete: the document must be live (`NotFound` otherwise) and, for the strict form, at
+//!   exactly the given revision (`Conflict` otherwise).
+
+use serde_json::{Map, Value};
+
+use crate::{Document, Error, Result, Rev, validate};
+
+/// The current leaf of a stored document.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Leaf {
+    pub rev: Rev,
+    pub deleted: bool,
+}
+
+/// A save, validated: the body to store (without `_id`/`_rev`) and the expected revision.
+#[derive(Debug)]
+pub(crate) struct SaveRequest {
+    pub body: Map<String, Value>,
+    pub expected: Option<Rev>,
+}
+
+impl SaveRequest {
+    /// Validates a save of `doc` as `id` in `db`.
+    pub fn new(db: &str, id: &str, doc: &Document) -> Result<Self> {
+        validate::document_id(db, id)?;
+        let expected = validate::body(db, id, doc)?;
+        Ok(Self {
+            body: doc.body(),
+            expected,
+        })
+    }
+
+    /// The revision this save produces on top of `current`, or `Conflict`.
+    pub fn next_rev(&self, db: &str, id: &str, current: Option<Leaf>) -> Result<Rev> {
+        match (self.expected, current) {
+            (None, None) => Ok(Rev::compute(None, false, &self.body)),
+            (None, Some(leaf)) => Ok(Rev::compute(Some(&leaf.rev), false, &self.body)),
+            (Some(expected), Some(leaf)) if !leaf.deleted && leaf.rev == expected => {
+                Ok(Rev::compute(Some(&leaf.rev), false, &self.body))
+            }
+            (Some(_), _) => Err(Error::conflict(db, id)),
+        }
+    }
+}
+
+/// The revision a delete produces on top of `current`, or `NotFound` / `Conflict`.
+pub(crate) fn delete_rev(
+    db: &str,
+    id: &str,
+    current: Option<Leaf>,
+    expected: Option<&Rev>,
+) -> Result<Rev> {
+    match current {
+        None => Err(Error::doc_not_found(db, id, "missing")),
+        Some(leaf) if leaf.deleted => Err(Error::doc_not_found(db, id, "deleted")),
+        Some(leaf) => match expected {
+            Some(rev) if *rev != leaf.rev => Err(Error::conflict(db, id)),
+            _ => Ok(Rev::compute(Some(&leaf.rev), true, &Map::new())),
+        },
+    }
+}
+
+/// The id a bulk save writes: the document's `_id`, which bulk saves require.
+pub(crate) fn bulk_id(db: &str, doc: &Document) -> Result<String> {
+    match doc.get("_id") {
+        Some(Value::String(id)) => Ok(id.clone()),
+        Some(_) => Err(Error::invalid_document(db, None, "_id must be a string")),
+        None => Err(Error::InvalidDocumentId {
+            db: db.into(),
+            id: String::new(),
+            reason: "a document in a bulk save must carry its _id".into(),
+        }),
+    }
+}
+
+/// Validates a `_local` document body and strips `_id`/`_rev`.
+pub(crate) fn local_body(db: &str, id: &str, doc: &Document) -> Result<Map<String, Value>> {
+    validate::local_id(db, id)?;
+    if let Some(k) = doc
+        .as_map()
+        .keys()
+        .find(|k| k.starts_with('_') && *k != "_id" && *k != "_rev")
+    {
+        return Err(Error::invalid_document(
+            db,
+            Some(id),
+            format!("top-level field {k:?} is reserved"),
+        ));
+    }
+    Ok(doc.body())
+}

@@ -1,0 +1,38 @@
+//! `get_database_service`: builds the provider the settings name.
+//!
+//! A plain constructor with no hidden global, so several providers can be open at once (a
+//! migration holds a source and a target). A provider whose cargo feature is not compiled in
+//! is a `Config` error naming `DATABASE_PROVIDER`, never a silent fall-back.
+
+use std::sync::Arc;
+
+use crate::{DatabaseService, Error, MemoryProvider, ProviderKind, Result, Settings};
+
+/// Builds the provider selected by `settings.provider`.
+///
+/// For CouchDB this checks the server and the credentials once, so a wrong URL or password
+/// fails here with a clear error rather than on the first request.
+pub async fn get_database_service(settings: &Settings) -> Result<Arc<dyn DatabaseService>> {
+    match settings.provider {
+        ProviderKind::Memory => Ok(Arc::new(MemoryProvider::new())),
+        ProviderKind::Embedded => not_compiled(ProviderKind::Embedded, "embedded"),
+        ProviderKind::CouchDb => {
+            if settings.couchdb_url.is_none() {
+                return Err(Error::Config {
+                    key: "COUCHDB_URL".into(),
+                    reason: "DATABASE_PROVIDER is couchdb but COUCHDB_URL is not set; set it to the server's base URL, e.g. http://127.0.0.1:5984".into(),
+                });
+            }
+            not_compiled(ProviderKind::CouchDb, "couchdb")
+        }
+    }
+}
+
+fn not_compiled(kind: ProviderKind, feature: &str) -> Result<Arc<dyn DatabaseService>> {
+    Err(Error::Config {
+        key: "DATABASE_PROVIDER".into(),
+        reason: format!(
+            "the {kind} provider is not compiled into this build; enable the cargo feature {feature:?} of docstore"
+        ),
+    })
+}

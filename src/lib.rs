@@ -1,0 +1,47 @@
+//! docstore: one async document-database API, [`DatabaseService`], over interchangeable
+//! providers — in-memory, embedded on disk (the default) and a remote Apache CouchDB 3 —
+//! that all behave exactly like CouchDB 3 (same revisions, 404s, 409s, ordering).
+//!
+//! Apps depend on this crate alone: it re-exports the trait, types and errors of
+//! `docstore-providers`, reads [`Settings`] once, and builds a provider with
+//! [`get_database_service`].
+//!
+//! ```
+//! use docstore::{get_database_service, DatabaseServiceExt, Document, Settings};
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> docstore::Result<()> {
+//! let db = get_database_service(&Settings::memory()).await?;
+//! let mut doc = Document::new();
+//! doc.insert("name", "My Agent");
+//! let first = db.save("agents", "agent-1", doc).await?;
+//! assert_eq!(first.rev.generation(), 1);
+//!
+//! // Read-modify-write, retried on conflict.
+//! let second = db.update("agents", "agent-1", |d| {
+//!     d.insert("runs", 1);
+//!     Ok(())
+//! }).await?;
+//! assert_eq!(second.rev.generation(), 2);
+//!
+//! // A save carrying a stale _rev is a Conflict (HTTP 409).
+//! let mut stale = db.get("agents", "agent-1").await?;
+//! stale.set_rev(&first.rev);
+//! let err = db.save("agents", "agent-1", stale).await.unwrap_err();
+//! assert!(err.is_conflict());
+//! assert_eq!(err.http_status(), 409);
+//! # Ok(())
+//! # }
+//! ```
+
+#![warn(missing_docs)]
+
+mod factory;
+pub mod settings;
+
+pub use docstore_providers::{
+    Change, ChangesPage, DEFAULT_PAGE_SIZE, DatabaseInfo, DatabaseService, DatabaseServiceExt,
+    Document, Error, Location, MemoryProvider, Page, Result, Rev, WriteResult, async_trait,
+    serde_json, validate,
+};
+pub use factory::get_database_service;
+pub use settings::{ProviderKind, Secret, Settings};

@@ -1,0 +1,391 @@
+//! Settings: the one place docstore reads configuration.
+//!
+//! Sources, later wins: built-in defaults < `config/default.toml` < `.env` < the process
+//! environment. Every key is an environment-style name (`DATABASE_PROVIDER`, ...); in the TOML
+//! file the same names are written in lower case. Values are parsed here, once, into typed
+//! settings, and every problem is a [`Error::Config`] naming the key and saying how to fix it.
+//! Providers never read the environment; they get typed configs built from these settings.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use figment::Figment;
+use figment::providers::{Format, Serialized, Toml};
+use serde::Deserialize;
+
+use crate::{Error, Result};
+
+/// Which provider [`crate::get_database_service`] builds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ProviderKind {
+    /// In-process, not persisted.
+    Memory,
+    /// In-process, on disk (fjall). The default.
+    Embedded,
+    /// A remote Apache CouchDB 3.x server.
+    CouchDb,
+}
+
+impl ProviderKind {
+    /// The value of `DATABASE_PROVIDER` that selects this provider.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ProviderKind::Memory => "memory",
+            ProviderKind::Embedded => "embedded",
+            ProviderKind::CouchDb => "couchdb",
+        }
+    }
+
+    fn parse(text: &str) -> Result<Self> {
+        match text.trim().to_ascii_lowercase().as_str() {
+            "memory" => Ok(ProviderKind::Memory),
+            "embedded" => Ok(ProviderKind::Embedded),
+            "couchdb" => Ok(ProviderKind::CouchDb),
+            _ => Err(config_error(
+                "DATABASE_PROVIDER",
+                format!("unknown provider {text:?}; valid values are memory, embedded, couchdb"),
+            )),
+        }
+    }
+}
+
+impl fmt::Display for ProviderKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A secret string (a password): its `Debug` and `Display` never show it.
+#[derive(Clone, PartialEq, Eq, Default)]
+pub struct Secret(String);
+
+impl Secret {
+    /// Wraps a secret.
+    pub fn new(value: impl Into<String>) -> Self {
+        Self(value.into())
+    }
+
+    /// The secret itself, for the one place that needs it (the HTTP client).
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Secret(***)")
+    }
+}
+
+/// Every setting, typed. Build it with [`Settings::load`] (files and environment) or in code
+/// with [`Settings::memory`], [`Settings::embedded`], [`Settings::couchdb`] and the public
+/// fields.
+#[derive(Clone)]
+pub struct Settings {
+    /// `DATABASE_PROVIDER`: which provider to build. Default `embedded`.
+    pub provider: ProviderKind,
+    /// `EMBEDDED_PATH`: directory of the embedded store. Default `./data/docstore`.
+    pub embedded_path: PathBuf,
+    /// `COUCHDB_URL`: base URL of the CouchDB server, e.g. `http://127.0.0.1:5984`.
+    pub couchdb_url: Option<String>,
+    /// `COUCHDB_USER`: CouchDB user name.
+    pub couchdb_user: Option<String>,
+    /// `COUCHDB_PASSWORD`: CouchDB password (never shown by `Debug`).
+    pub couchdb_password: Option<Secret>,
+    /// `COUCHDB_CONNECT_TIMEOUT_SECS`: TCP/TLS connect timeout. Default 5 s.
+    pub couchdb_connect_timeout: Duration,
+    /// `COUCHDB_REQUEST_TIMEOUT_SECS`: whole-request timeout. Default 30 s.
+    pub couchdb_request_timeout: Duration,
+    /// `COUCHDB_MAX_RETRIES`: retries of idempotent requests after a connection error, a
+    /// timeout or a 5xx. Default 3.
+    pub couchdb_max_retries: u32,
+}
+
+impl fmt::Debug for Settings {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Settings")
+            .field("provider", &self.provider)
+            .field("embedded_path", &self.embedded_path)
+            .field("couchdb_url", &self.couchdb_url.as_deref().map(redact_url))
+            .field("couchdb_user", &self.couchdb_user)
+            .field("couchdb_password", &self.couchdb_password)
+            .field("couchdb_connect_timeout", &self.couchdb_connect_timeout)
+            .field("couchdb_request_timeout", &self.couchdb_request_timeout)
+            .field("couchdb_max_retries", &self.couchdb_max_retries)
+            .finish()
+    }
+}
+
+/// Replaces the password of a URL's user-info (`scheme://user:pass@host`) with `***`.
+pub fn redact_url(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_owned();
+    };
+    let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    let (authority, path) = rest.split_at(authority_end);
+    match authority.rsplit_once('@') {
+        Some((userinfo, host)) => {
+            let user = userinfo.split_once(':').map_or(userinfo, |(u, _)| u);
+            format!("{scheme}://{user}:***@{host}{path}")
+        }
+        None => url.to_owned(),
+    }
+}
+
+/// The keys docstore reads, in environment spelling.
+pub const KEYS: [&str; 8] = [
+    "DATABASE_PROVIDER",
+    "EMBEDDED_PATH",
+    "COUCHDB_URL",
+    "COUCHDB_USER",
+    "COUCHDB_PASSWORD",
+    "COUCHDB_CONNECT_TIMEOUT_SECS",
+    "COUCHDB_REQUEST_TIMEOUT_SECS",
+    "COUCHDB_MAX_RETRIES",
+];
+
+fn config_error(key: &str, reason: impl Into<String>) -> Error {
+    Error::Config {
+        key: key.into(),
+        reason: reason.into(),
+    }
+}
+
+/// A raw value from any source: TOML may give numbers or booleans, the rest give text.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+enum Raw {
+    Int(i64),
+    Float(f64),
+    Bool(bool),
+    Text(String),
+}
+
+impl Raw {
+    fn text(&self) -> String {
+        match self {
+            Raw::Int(n) => n.to_string(),
+            Raw::Float(f) => f.to_string(),
+            Raw::Bool(b) => b.to_string(),
+            Raw::Text(s) => s.clone(),
+        }
+    }
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Self {
+            provider: ProviderKind::Embedded,
+            embedded_path: PathBuf::from("./data/docstore"),
+            couchdb_url: None,
+            couchdb_user: None,
+            couchdb_password: None,
+            couchdb_connect_timeout: Duration::from_secs(5),
+            couchdb_request_timeout: Duration::from_secs(30),
+            couchdb_max_retries: 3,
+        }
+    }
+}
+
+impl Settings {
+    /// Settings for the memory provider, everything else at its default.
+    pub fn memory() -> Self {
+        Self {
+            provider: ProviderKind::Memory,
+            ..Self::default()
+        }
+    }
+
+    /// Settings for the embedded provider at `path`.
+    pub fn embedded(path: impl Into<PathBuf>) -> Self {
+        Self {
+            provider: ProviderKind::Embedded,
+            embedded_path: path.into(),
+            ..Self::default()
+        }
+    }
+
+    /// Settings for a CouchDB server.
+    pub fn couchdb(url: impl Into<String>, user: impl Into<String>, password: Secret) -> Self {
+        Self {
+            provider: ProviderKind::CouchDb,
+            couchdb_url: Some(url.into()),
+            couchdb_user: Some(user.into()),
+            couchdb_password: Some(password),
+            ..Self::default()
+        }
+    }
+
+    /// Loads settings from `config/default.toml` and `.env` in the current directory and
+    /// from the process environment.
+    pub fn load() -> Result<Self> {
+        Self::load_from(
+            Path::new("config/default.toml"),
+            Path::new(".env"),
+            std::env::vars(),
+        )
+    }
+
+    /// Loads settings from the given TOML file and `.env` file (either may be missing) and the
+    /// given environment variables, in that order of precedence (later wins).
+    pub fn load_from(
+        toml: &Path,
+        dotenv: &Path,
+        env: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<Self> {
+        let mut figment = Figment::new();
+        if toml.exists() {
+            figment = figment.merge(Toml::file(toml));
+        }
+        if dotenv.exists() {
+            figment = figment.merge(Serialized::defaults(read_dotenv(dotenv)?));
+        }
+        let env: BTreeMap<String, String> = env
+            .into_iter()
+            .filter(|(k, _)| KEYS.contains(&k.as_str()))
+            .map(|(k, v)| (k.to_ascii_lowercase(), v))
+            .collect();
+        figment = figment.merge(Serialized::defaults(env));
+        let raw: BTreeMap<String, Raw> = figment.extract().map_err(|e| {
+            config_error(
+                "config/default.toml",
+                format!("could not read the settings: {e}"),
+            )
+        })?;
+        Self::from_raw(&raw)
+    }
+
+    fn from_raw(raw: &BTreeMap<String, Raw>) -> Result<Self> {
+        let get = |key: &str| {
+            raw.get(&key.to_ascii_lowercase())
+                .map(Raw::text)
+                .filter(|v| !v.trim().is_empty())
+        };
+        let secs = |key: &str, default: Duration| -> Result<Duration> {
+            match get(key) {
+                None => Ok(default),
+                Some(v) => v
+                    .trim()
+                    .parse::<f64>()
+                    .ok()
+                    .filter(|s| s.is_finite() && *s > 0.0)
+                    .map(Duration::from_secs_f64)
+                    .ok_or_else(|| {
+                        config_error(key, format!("{v:?} is not a positive number of seconds"))
+                    }),
+            }
+        };
+        let defaults = Self::default();
+        let provider = match get("DATABASE_PROVIDER") {
+            None => defaults.provider,
+            Some(v) => ProviderKind::parse(&v)?,
+        };
+        let couchdb_max_retries = match get("COUCHDB_MAX_RETRIES") {
+            None => defaults.couchdb_max_retries,
+            Some(v) => v.trim().parse().map_err(|_| {
+                config_error(
+                    "COUCHDB_MAX_RETRIES",
+                    format!("{v:?} is not a whole number"),
+                )
+            })?,
+        };
+        Ok(Self {
+            provider,
+            embedded_path: get("EMBEDDED_PATH").map_or(defaults.embedded_path, PathBuf::from),
+            couchdb_url: get("COUCHDB_URL"),
+            couchdb_user: get("COUCHDB_USER"),
+            couchdb_password: get("COUCHDB_PASSWORD").map(Secret),
+            couchdb_connect_timeout: secs(
+                "COUCHDB_CONNECT_TIMEOUT_SECS",
+                defaults.couchdb_connect_timeout,
+            )?,
+            couchdb_request_timeout: secs(
+                "COUCHDB_REQUEST_TIMEOUT_SECS",
+                defaults.couchdb_request_timeout,
+            )?,
+            couchdb_max_retries,
+        })
+    }
+}
+
+fn read_dotenv(path: &Path) -> Result<BTreeMap<String, String>> {
+    let iter = dotenvy::from_path_iter(path)
+        .map_err(|e| config_error(".env", format!("could not read {}: {e}", path.display())))?;
+    let mut out = BTreeMap::new();
+    for item in iter {
+        let (k, v) = item.map_err(|e| {
+            config_error(".env", format!("could not parse {}: {e}", path.display()))
+        })?;
+        if KEYS.contains(&k.as_str()) {
+            out.insert(k.to_ascii_lowercase(), v);
+        }
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn load(toml: &str, dotenv: &str, env: &[(&str, &str)]) -> Result<Settings> {
+        let dir = tempfile::tempdir().unwrap();
+        let toml_path = dir.path().join("default.toml");
+        let env_path = dir.path().join(".env");
+        std::fs::write(&toml_path, toml).unwrap();
+        std::fs::write(&env_path, dotenv).unwrap();
+        Settings::load_from(
+            &toml_path,
+            &env_path,
+            env.iter().map(|(k, v)| (k.to_string(), v.to_string())),
+        )
+    }
+
+    #[test]
+    fn defaults_apply_when_nothing_is_set() {
+        let s = load("", "", &[]).unwrap();
+        assert_eq!(s.provider, ProviderKind::Embedded);
+        assert_eq!(s.embedded_path, PathBuf::from("./data/docstore"));
+        assert_eq!(s.couchdb_request_timeout, Duration::from_secs(30));
+    }
+
+    #[test]
+    fn later_sources_win() {
+        let toml = "database_provider = \"memory\"\nembedded_path = \"/toml\"\ncouchdb_max_retries = 7\ncouchdb_user = \"toml\"\n";
+        let dotenv = "EMBEDDED_PATH=/dotenv\nCOUCHDB_USER=dotenv\nUNRELATED=1\n";
+        let s = load(toml, dotenv, &[("COUCHDB_USER", "env"), ("PATH", "/bin")]).unwrap();
+        assert_eq!(s.provider, ProviderKind::Memory);
+        assert_eq!(s.embedded_path, PathBuf::from("/dotenv"));
+        assert_eq!(s.couchdb_user.as_deref(), Some("env"));
+        assert_eq!(s.couchdb_max_retries, 7);
+    }
+
+    #[test]
+    fn passwords_keep_leading_zeros_and_never_print() {
+        let s = load(
+            "",
+            "COUCHDB_PASSWORD=007\nCOUCHDB_URL=http://u:hunter2@h:5984/\n",
+            &[],
+        )
+        .unwrap();
+        assert_eq!(s.couchdb_password.as_ref().unwrap().expose(), "007");
+        let debug = format!("{s:?}");
+        assert!(
+            !debug.contains("007") && !debug.contains("hunter2"),
+            "{debug}"
+        );
+        assert!(debug.contains("http://u:***@h:5984/"), "{debug}");
+    }
+
+    #[test]
+    fn bad_values_name_their_key() {
+        let e = load("", "", &[("DATABASE_PROVIDER", "couchbd")]).unwrap_err();
+        let text = e.to_string();
+        assert!(text.contains("DATABASE_PROVIDER") && text.contains("memory, embedded, couchdb"));
+        let e = load("", "", &[("COUCHDB_REQUEST_TIMEOUT_SECS", "soon")]).unwrap_err();
+        assert!(e.to_string().contains("COUCHDB_REQUEST_TIMEOUT_SECS"));
+        let e = load("database_provider = [1", "", &[]).unwrap_err();
+        assert!(matches!(e, Error::Config { .. }), "{e}");
+    }
+}
