@@ -15,6 +15,11 @@ use crate::{DatabaseService, Error, MemoryProvider, ProviderKind, Result, Settin
 pub async fn get_database_service(settings: &Settings) -> Result<Arc<dyn DatabaseService>> {
     match settings.provider {
         ProviderKind::Memory => Ok(Arc::new(MemoryProvider::new())),
+        #[cfg(feature = "embedded")]
+        ProviderKind::Embedded => Ok(Arc::new(
+            docstore_providers::EmbeddedProvider::open(settings.embedded_config()).await?,
+        )),
+        #[cfg(not(feature = "embedded"))]
         ProviderKind::Embedded => not_compiled(ProviderKind::Embedded, "embedded"),
         ProviderKind::CouchDb => {
             if settings.couchdb_url.is_none() {

@@ -43,5 +43,7 @@ pub use docstore_providers::{
     Document, Error, Location, MemoryProvider, Page, Result, Rev, WriteResult, async_trait,
     serde_json, validate,
 };
+#[cfg(feature = "embedded")]
+pub use docstore_providers::{Durability, EmbeddedConfig, EmbeddedProvider};
 pub use factory::get_database_service;
 pub use settings::{ProviderKind, Secret, Settings};

@@ -88,6 +88,13 @@ pub struct Settings {
     pub provider: ProviderKind,
     /// `EMBEDDED_PATH`: directory of the embedded store. Default `./data/docstore`.
     pub embedded_path: PathBuf,
+    /// `EMBEDDED_SYNC`: `true` (default) fsyncs every commit; `false` leaves commits in OS
+    /// buffers, which survives a process crash but may lose the latest writes on power loss.
+    pub embedded_sync: bool,
+    /// `EMBEDDED_CACHE_MB`: block cache of the embedded store. Default 64.
+    pub embedded_cache_mb: u64,
+    /// `EMBEDDED_WORKER_THREADS`: background flush/compaction threads. Default 2.
+    pub embedded_worker_threads: usize,
     /// `COUCHDB_URL`: base URL of the CouchDB server, e.g. `http://127.0.0.1:5984`.
     pub couchdb_url: Option<String>,
     /// `COUCHDB_USER`: CouchDB user name.
@@ -108,6 +115,9 @@ impl fmt::Debug for Settings {
         f.debug_struct("Settings")
             .field("provider", &self.provider)
             .field("embedded_path", &self.embedded_path)
+            .field("embedded_sync", &self.embedded_sync)
+            .field("embedded_cache_mb", &self.embedded_cache_mb)
+            .field("embedded_worker_threads", &self.embedded_worker_threads)
             .field("couchdb_url", &self.couchdb_url.as_deref().map(redact_url))
             .field("couchdb_user", &self.couchdb_user)
             .field("couchdb_password", &self.couchdb_password)
@@ -135,9 +145,12 @@ pub fn redact_url(url: &str) -> String {
 }
 
 /// The keys docstore reads, in environment spelling.
-pub const KEYS: [&str; 8] = [
+pub const KEYS: [&str; 11] = [
     "DATABASE_PROVIDER",
     "EMBEDDED_PATH",
+    "EMBEDDED_SYNC",
+    "EMBEDDED_CACHE_MB",
+    "EMBEDDED_WORKER_THREADS",
     "COUCHDB_URL",
     "COUCHDB_USER",
     "COUCHDB_PASSWORD",
@@ -179,6 +192,9 @@ impl Default for Settings {
         Self {
             provider: ProviderKind::Embedded,
             embedded_path: PathBuf::from("./data/docstore"),
+            embedded_sync: true,
+            embedded_cache_mb: 64,
+            embedded_worker_threads: 2,
             couchdb_url: None,
             couchdb_user: None,
             couchdb_password: None,
@@ -282,18 +298,40 @@ impl Settings {
             None => defaults.provider,
             Some(v) => ProviderKind::parse(&v)?,
         };
-        let couchdb_max_retries = match get("COUCHDB_MAX_RETRIES") {
-            None => defaults.couchdb_max_retries,
-            Some(v) => v.trim().parse().map_err(|_| {
-                config_error(
-                    "COUCHDB_MAX_RETRIES",
-                    format!("{v:?} is not a whole number"),
-                )
-            })?,
+        fn whole<T: std::str::FromStr>(key: &str, value: Option<String>, default: T) -> Result<T> {
+            match value {
+                None => Ok(default),
+                Some(v) => v
+                    .trim()
+                    .parse()
+                    .map_err(|_| config_error(key, format!("{v:?} is not a whole number"))),
+            }
+        }
+        let embedded_sync = match get("EMBEDDED_SYNC").map(|v| v.trim().to_ascii_lowercase()) {
+            None => defaults.embedded_sync,
+            Some(v) if ["true", "1", "yes", "on"].contains(&v.as_str()) => true,
+            Some(v) if ["false", "0", "no", "off"].contains(&v.as_str()) => false,
+            Some(v) => {
+                return Err(config_error(
+                    "EMBEDDED_SYNC",
+                    format!("{v:?} is not true or false"),
+                ));
+            }
         };
         Ok(Self {
             provider,
             embedded_path: get("EMBEDDED_PATH").map_or(defaults.embedded_path, PathBuf::from),
+            embedded_sync,
+            embedded_cache_mb: whole(
+                "EMBEDDED_CACHE_MB",
+                get("EMBEDDED_CACHE_MB"),
+                defaults.embedded_cache_mb,
+            )?,
+            embedded_worker_threads: whole(
+                "EMBEDDED_WORKER_THREADS",
+                get("EMBEDDED_WORKER_THREADS"),
+                defaults.embedded_worker_threads,
+            )?,
             couchdb_url: get("COUCHDB_URL"),
             couchdb_user: get("COUCHDB_USER"),
             couchdb_password: get("COUCHDB_PASSWORD").map(Secret),
@@ -305,8 +343,29 @@ impl Settings {
                 "COUCHDB_REQUEST_TIMEOUT_SECS",
                 defaults.couchdb_request_timeout,
             )?,
-            couchdb_max_retries,
+            couchdb_max_retries: whole(
+                "COUCHDB_MAX_RETRIES",
+                get("COUCHDB_MAX_RETRIES"),
+                defaults.couchdb_max_retries,
+            )?,
         })
+    }
+}
+
+#[cfg(feature = "embedded")]
+impl Settings {
+    /// The embedded provider's typed configuration.
+    pub fn embedded_config(&self) -> docstore_providers::EmbeddedConfig {
+        docstore_providers::EmbeddedConfig {
+            path: self.embedded_path.clone(),
+            durability: if self.embedded_sync {
+                docstore_providers::Durability::Sync
+            } else {
+                docstore_providers::Durability::Buffered
+            },
+            cache_bytes: self.embedded_cache_mb.saturating_mul(1024 * 1024),
+            worker_threads: self.embedded_worker_threads.max(1),
+        }
     }
 }
 

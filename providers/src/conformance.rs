@@ -601,12 +601,19 @@ pub async fn bulk_results_keep_input_order(svc: &Service) {
     assert_eq!(results[5].as_ref().unwrap().rev.generation(), 2);
     assert_eq!(kind(&results[6]), Kind::InvalidDocument);
     assert_eq!(results[7].as_ref().unwrap().rev.generation(), 1);
-    // Rev-less bulk saves upsert, like save.
+    // Rev-less bulk saves upsert, like save; the same id twice in one batch writes twice.
     let again = svc
-        .save_many(&db, vec![doc(json!({"_id": "a", "v": 3}))])
+        .save_many(
+            &db,
+            vec![
+                doc(json!({"_id": "a", "v": 0})),
+                doc(json!({"_id": "a", "v": 3})),
+            ],
+        )
         .await
         .unwrap();
     assert_eq!(again[0].as_ref().unwrap().rev.generation(), 2);
+    assert_eq!(again[1].as_ref().unwrap().rev.generation(), 3);
 
     svc.delete(&db, "d").await.unwrap();
     let got = svc
@@ -635,7 +642,7 @@ pub async fn bulk_results_keep_input_order(svc: &Service) {
         .unwrap();
     assert_eq!(deleted[0].as_ref().unwrap().rev.generation(), 2);
     assert_eq!(kind(&deleted[1]), Kind::NotFound);
-    assert_eq!(deleted[2].as_ref().unwrap().rev.generation(), 3);
+    assert_eq!(deleted[2].as_ref().unwrap().rev.generation(), 4);
     assert_eq!(kind(&deleted[3]), Kind::NotFound);
     assert_eq!(ids(&svc.list_all(&db).await.unwrap()), ["old"]);
     drop_db(svc, &db).await;

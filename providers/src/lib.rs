@@ -9,6 +9,8 @@
 #![warn(missing_docs)]
 
 mod document;
+#[cfg(feature = "embedded")]
+pub mod embedded;
 mod error;
 pub mod memory;
 mod rev;
@@ -20,6 +22,8 @@ mod write;
 pub mod conformance;
 
 pub use document::{Change, ChangesPage, DatabaseInfo, Document, Page, WriteResult};
+#[cfg(feature = "embedded")]
+pub use embedded::{Durability, EmbeddedConfig, EmbeddedProvider};
 pub use error::{Error, Location, Result};
 pub use memory::MemoryProvider;
 pub use rev::Rev;

@@ -1,0 +1,722 @@
+//! The embedded provider: documents on local disk in fjall 3, crash-safe, single-process.
+//!
+//! One `SingleWriterTxDatabase` holds four keyspaces shared by all databases. Every write is one transaction that reads the document's current
+//! leaf, checks the revision rules ([`crate::write`]), writes the new record, moves its
+//! `changes` entry to the new sequence number and rewrites the database's metadata; it commits
+//! with `PersistMode::SyncAll` unless the configuration relaxes durability. A bulk call is one
+//! transaction. So a write is either wholly on disk or not at all, even under `SIGKILL`.
+//!
+//! Reads use the keyspaces or a snapshot directly (no lock). fjall calls block, so every
+//! operation runs on tokio's blocking pool.
+//!
+//! # Key layout
+//!
+//! All integers are big-endian, so byte order of keys is numeric order.
+//!
+//! | keyspace    | key                                   | value                                  |
+//! |-------------|---------------------------------------|----------------------------------------|
+//! | `databases` | database name (UTF-8)                 | `DbMeta`: id, seq, live, deleted (4 x u64) |
+//! | `databases` | `\0next_id`                           | next database id (u64)                 |
+//! | `databases` | `\0purge\0` + id (u64)                | empty: a deleted database still to purge |
+//! | `docs`      | db id (u64) + document id (UTF-8)     | `DocRecord`: version, flags, generation, hash, seq, body JSON |
+//! | `changes`   | db id (u64) + seq (u64)               | flags, generation, hash, document id   |
+//! | `local`     | db id (u64) + local id (UTF-8)        | body JSON                              |
+//!
+//! Database names start with `a-z`, so the `\0` keys never collide with them. A database id is
+//! never reused, so the data of a deleted database is unreachable even before it is purged.
+//! Invariants kept by every write transaction: each document has exactly one `changes` entry,
+//! at the `seq` its record holds; `DbMeta.seq` is the highest seq handed out; `live`/`deleted`
+//! count the records by their deleted flag.
+//!
+//! fjall is single-process: it holds a file lock, and a second open of the same path (from
+//! another process or this one) fails with a `Storage` error naming the path.
+
+mod format;
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use fjall::{
+    KeyspaceCreateOptions, PersistMode, Readable, SingleWriterTxDatabase, SingleWriterTxKeyspace,
+    SingleWriterWriteTx,
+};
+use serde_json::{Map, Value};
+
+use self::format::{DbMeta, NEXT_ID_KEY, PURGE_PREFIX, RecordHeader};
+use crate::write::{Leaf, SaveRequest, bulk_id, delete_rev, local_body};
+use crate::{
+    Change, ChangesPage, DatabaseInfo, DatabaseService, Document, Error, Page, Result, Rev,
+    WriteResult, validate,
+};
+
+/// How durable a commit is before the write is acknowledged.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Durability {
+    /// `fsync` on every commit (the default): an acknowledged write survives a power loss.
+    #[default]
+    Sync,
+    /// Hand the commit to the OS without waiting for the disk: faster, survives a crash of
+    /// the process, but a power loss or OS crash can lose the last acknowledged writes
+    /// (never half of one).
+    Buffered,
+}
+
+/// Typed configuration of the embedded provider.
+#[derive(Debug, Clone)]
+pub struct EmbeddedConfig {
+    /// Directory of the store; created if missing.
+    pub path: PathBuf,
+    /// Commit durability.
+    pub durability: Durability,
+    /// Block cache size in bytes.
+    pub cache_bytes: u64,
+    /// fjall background threads (flushes and compactions).
+    pub worker_threads: usize,
+}
+
+impl EmbeddedConfig {
+    /// Defaults sized for a small (2-core) machine: durable commits, 64 MiB cache, 2 threads.
+    pub fn new(path: impl Into<PathBuf>) -> Self {
+        Self {
+            path: path.into(),
+            durability: Durability::Sync,
+            cache_bytes: 64 * 1024 * 1024,
+            worker_threads: 2,
+        }
+    }
+}
+
+/// The embedded provider. Cheap to clone: clones share one open store.
+#[derive(Clone)]
+pub struct EmbeddedProvider {
+    store: Arc<Store>,
+}
+
+impl fmt::Debug for EmbeddedProvider {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("EmbeddedProvider")
+            .field("path", &self.store.path)
+            .finish_non_exhaustive()
+    }
+}
+
+struct Store {
+    path: PathBuf,
+    persist: PersistMode,
+    db: SingleWriterTxDatabase,
+    databases: SingleWriterTxKeyspace,
+    docs: SingleWriterTxKeyspace,
+    changes: SingleWriterTxKeyspace,
+    local: SingleWriterTxKeyspace,
+}
+
+/// Deleted databases are purged in transactions of this many keys.
+const PURGE_CHUNK: usize = 10_000;
+
+fn engine(path: &Path, what: &str, e: fjall::Error) -> Error {
+    match e {
+        fjall::Error::Locked => Error::Storage {
+            reason: format!(
+                "the embedded store at {} is in use by another process (or already open in this one); \
+                 close it there, or point EMBEDDED_PATH elsewhere",
+                path.display()
+            ),
+        },
+        other => Error::storage(format!("{what} failed in {}: {other}", path.display())),
+    }
+}
+
+impl EmbeddedProvider {
+    /// Opens (creating if needed) the store at `config.path`.
+    pub async fn open(config: EmbeddedConfig) -> Result<Self> {
+        let store = tokio::task::spawn_blocking(move || Store::open(config))
+            .await
+            .map_err(|e| Error::storage(format!("opening the embedded store panicked: {e}")))??;
+        Ok(Self {
+            store: Arc::new(store),
+        })
+    }
+
+    /// The store's directory.
+    pub fn path(&self) -> &Path {
+        &self.store.path
+    }
+
+    /// Bytes the store occupies on disk.
+    pub async fn disk_space(&self) -> Result<u64> {
+        self.run(|s| s.db.inner().disk_space().map_err(|e| s.err("measuring", e)))
+            .await
+    }
+
+    /// Fully compacts every keyspace, reclaiming the space of deleted data now rather than
+    /// when background compaction gets to it.
+    pub async fn compact(&self) -> Result<()> {
+        self.run(|s| {
+            for ks in [&s.databases, &s.docs, &s.changes, &s.local] {
+                ks.inner()
+                    .major_compact()
+                    .map_err(|e| s.err("compaction", e))?;
+            }
+            Ok(())
+        })
+        .await
+    }
+
+    /// Runs a blocking store operation on tokio's blocking pool.
+    async fn run<T, F>(&self, op: F) -> Result<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Store) -> Result<T> + Send + 'static,
+    {
+        let store = Arc::clone(&self.store);
+        tokio::task::spawn_blocking(move || op(&store))
+            .await
+            .map_err(|e| Error::storage(format!("an embedded store task panicked: {e}")))?
+    }
+}
+
+impl Store {
+    fn open(config: EmbeddedConfig) -> Result<Self> {
+        let path = config.path;
+        std::fs::create_dir_all(&path).map_err(|e| Error::Config {
+            key: "EMBEDDED_PATH".into(),
+            reason: format!("cannot create the directory {}: {e}", path.display()),
+        })?;
+        let db = SingleWriterTxDatabase::builder(&path)
+            .cache_size(config.cache_bytes)
+            .worker_threads(config.worker_threads.max(1))
+            .open()
+            .map_err(|e| match e {
+                fjall::Error::Io(io) if io.kind() == std::io::ErrorKind::PermissionDenied => {
+                    Error::Config {
+                        key: "EMBEDDED_PATH".into(),
+                        reason: format!("{} is not writable: {io}", path.display()),
+                    }
+                }
+                other => engine(&path, "opening the store", other),
+            })?;
+        let ks = |name: &str| {
+            db.keyspace(name, KeyspaceCreateOptions::default)
+                .map_err(|e| engine(&path, "opening a keyspace", e))
+        };
+        let store = Store {
+            databases: ks("databases")?,
+            docs: ks("docs")?,
+            changes: ks("changes")?,
+            local: ks("local")?,
+            persist: match config.durability {
+                Durability::Sync => PersistMode::SyncAll,
+                Durability::Buffered => PersistMode::Buffer,
+            },
+            db,
+            path,
+        };
+        store.resume_purges()?;
+        Ok(store)
+    }
+
+    fn err(&self, what: &str, e: fjall::Error) -> Error {
+        engine(&self.path, what, e)
+    }
+
+    fn write_tx(&self) -> SingleWriterWriteTx<'_> {
+        self.db.write_tx().durability(Some(self.persist))
+    }
+
+    fn meta(&self, db: &str) -> Result<Option<DbMeta>> {
+        self.databases
+            .get(db)
+            .map_err(|e| self.err("reading database metadata", e))?
+            .map(|v| DbMeta::decode(&v))
+            .transpose()
+    }
+
+    fn meta_in(&self, tx: &SingleWriterWriteTx<'_>, db: &str) -> Result<Option<DbMeta>> {
+        tx.get(self.databases.inner(), db)
+            .map_err(|e| self.err("reading database metadata", e))?
+            .map(|v| DbMeta::decode(&v))
+            .transpose()
+    }
+
+    /// The database's metadata, allocating a fresh id (never reused) if it does not exist.
+    fn meta_or_new(&self, tx: &mut SingleWriterWriteTx<'_>, db: &str) -> Result<(DbMeta, bool)> {
+        if let Some(meta) = self.meta_in(tx, db)? {
+            return Ok((meta, false));
+        }
+        let id = tx
+            .get(self.databases.inner(), NEXT_ID_KEY)
+            .map_err(|e| self.err("reading the id counter", e))?
+            .map_or(1, |v| format::be_u64(&v));
+        tx.insert(&self.databases, NEXT_ID_KEY, (id + 1).to_be_bytes());
+        let meta = DbMeta {
+            id,
+            seq: 0,
+            live: 0,
+            deleted: 0,
+        };
+        Ok((meta, true))
+    }
+
+    fn header_in(&self, tx: &SingleWriterWriteTx<'_>, key: &[u8]) -> Result<Option<RecordHeader>> {
+        tx.get(self.docs.inner(), key)
+            .map_err(|e| self.err("reading a document", e))?
+            .map(|v| format::decode_record(&v).map(|(h, _)| h))
+            .transpose()
+    }
+
+    /// Writes a new leaf of `id`, moving its change entry and updating the counters.
+    fn put_record(
+        &self,
+        tx: &mut SingleWriterWriteTx<'_>,
+        meta: &mut DbMeta,
+        id: &str,
+        previous: Option<RecordHeader>,
+        leaf: Leaf,
+        body_json: &[u8],
+    ) {
+        meta.seq += 1;
+        if let Some(old) = previous {
+            tx.remove(&self.changes, format::key(meta.id, &old.seq.to_be_bytes()));
+            if old.leaf.deleted {
+                meta.deleted -= 1;
+            } else {
+                meta.live -= 1;
+            }
+        }
+        if leaf.deleted {
+            meta.deleted += 1;
+        } else {
+            meta.live += 1;
+        }
+        tx.insert(
+            &self.docs,
+            format::key(meta.id, id.as_bytes()),
+            format::encode_record(leaf, meta.seq, body_json),
+        );
+        tx.insert(
+            &self.changes,
+            format::key(meta.id, &meta.seq.to_be_bytes()),
+            format::encode_change(leaf, id),
+        );
+    }
+
+    fn save_batch(
+        &self,
+        db: &str,
+        requests: Vec<Result<(String, SaveRequest)>>,
+    ) -> Result<Vec<Result<WriteResult>>> {
+        let mut tx = self.write_tx();
+        let (mut meta, created) = self.meta_or_new(&mut tx, db)?;
+        let mut results = Vec::with_capacity(requests.len());
+        let mut wrote = false;
+        for request in requests {
+            let outcome = request.and_then(|(id, req)| {
+                let key = format::key(meta.id, id.as_bytes());
+                let previous = self.header_in(&tx, &key)?;
+                let rev = req.next_rev(db, &id, previous.map(|h| h.leaf))?;
+                let body = serde_json::to_vec(&req.body).map_err(Error::storage)?;
+                let leaf = Leaf {
+                    rev,
+                    deleted: false,
+                };
+                self.put_record(&mut tx, &mut meta, &id, previous, leaf, &body);
+                Ok(WriteResult { id, rev })
+            });
+            wrote |= outcome.is_ok();
+            results.push(outcome);
+        }
+        if wrote || !created {
+            tx.insert(&self.databases, db, meta.encode());
+            tx.commit().map_err(|e| self.err("committing", e))?;
+        }
+        Ok(results)
+    }
+
+    fn delete_batch(
+        &self,
+        db: &str,
+        ids: Vec<String>,
+        expected: Option<Rev>,
+    ) -> Result<Vec<Result<WriteResult>>> {
+        let mut tx = self.write_tx();
+        let Some(mut meta) = self.meta_in(&tx, db)? else {
+            return Ok(ids
+                .iter()
+                .map(|id| {
+                    validate::document_id(db, id)?;
+                    Err(Error::db_not_found(db))
+                })
+                .collect());
+        };
+        let mut results = Vec::with_capacity(ids.len());
+        let mut wrote = false;
+        for id in ids {
+            let outcome = validate::document_id(db, &id).and_then(|()| {
+                let key = format::key(meta.id, id.as_bytes());
+                let previous = self.header_in(&tx, &key)?;
+                let rev = delete_rev(db, &id, previous.map(|h| h.leaf), expected.as_ref())?;
+                let leaf = Leaf { rev, deleted: true };
+                self.put_record(&mut tx, &mut meta, &id, previous, leaf, b"{}");
+                Ok(WriteResult { id, rev })
+            });
+            wrote |= outcome.is_ok();
+            results.push(outcome);
+        }
+        if wrote {
+            tx.insert(&self.databases, db, meta.encode());
+            tx.commit().map_err(|e| self.err("committing", e))?;
+        }
+        Ok(results)
+    }
+
+    fn get(&self, db: &str, db_id: u64, id: &str) -> Result<Document> {
+        let value = self
+            .docs
+            .get(format::key(db_id, id.as_bytes()))
+            .map_err(|e| self.err("reading a document", e))?
+            .ok_or_else(|| Error::doc_not_found(db, id, "missing"))?;
+        let (header, body) = format::decode_record(&value)?;
+        if header.leaf.deleted {
+            return Err(Error::doc_not_found(db, id, "deleted"));
+        }
+        Ok(Document::assemble(id, &header.leaf.rev, parse_body(body)?))
+    }
+
+    fn list_page(&self, db: &str, after: Option<&str>, limit: usize) -> Result<Page> {
+        let Some(meta) = self.meta(db)? else {
+            return Ok(Page {
+                docs: Vec::new(),
+                next: None,
+            });
+        };
+        // The smallest key greater than `after` is `after` + 0x00.
+        let start = match after {
+            Some(a) => {
+                let mut k = format::key(meta.id, a.as_bytes());
+                k.push(0);
+                k
+            }
+            None => format::key(meta.id, b""),
+        };
+        let end = format::end_of(meta.id);
+        let snapshot = self.db.read_tx();
+        let mut docs = Vec::with_capacity(limit.min(1024));
+        let mut more = false;
+        for item in snapshot.range(self.docs.inner(), start.as_slice()..end.as_slice()) {
+            let (key, value) = item
+                .into_inner()
+                .map_err(|e| self.err("listing documents", e))?;
+            let (header, body) = format::decode_record(&value)?;
+            if header.leaf.deleted {
+                continue;
+            }
+            if docs.len() == limit {
+                more = true;
+                break;
+            }
+            let id = std::str::from_utf8(&key[8..])
+                .map_err(|_| format::corrupt("document id is not UTF-8"))?;
+            docs.push(Document::assemble(id, &header.leaf.rev, parse_body(body)?));
+        }
+        let next = if more {
+            docs.last().and_then(|d| d.id().map(str::to_owned))
+        } else {
+            None
+        };
+        Ok(Page { docs, next })
+    }
+
+    fn changes(&self, db: &str, since: u64, limit: usize) -> Result<ChangesPage> {
+        let meta = self.meta(db)?.ok_or_else(|| Error::db_not_found(db))?;
+        let start = format::key(meta.id, &(since.saturating_add(1)).to_be_bytes());
+        let end = format::end_of(meta.id);
+        let snapshot = self.db.read_tx();
+        let mut results = Vec::with_capacity(limit.min(1024));
+        let mut pending = 0u64;
+        for item in snapshot.range(self.changes.inner(), start.as_slice()..end.as_slice()) {
+            if results.len() == limit {
+                pending += 1;
+                continue;
+            }
+            let (key, value) = item
+                .into_inner()
+                .map_err(|e| self.err("reading changes", e))?;
+            let (leaf, id) = format::decode_change(&value)?;
+            results.push(Change {
+                seq: format::be_u64(&key[8..]).to_string(),
+                id,
+                rev: leaf.rev,
+                deleted: leaf.deleted,
+            });
+        }
+        let last_seq = results
+            .last()
+            .map_or_else(|| since.max(meta.seq).to_string(), |c| c.seq.clone());
+        Ok(ChangesPage {
+            results,
+            last_seq,
+            pending,
+        })
+    }
+
+    fn delete_database(&self, db: &str) -> Result<()> {
+        let mut tx = self.write_tx();
+        let meta = self
+            .meta_in(&tx, db)?
+            .ok_or_else(|| Error::db_not_found(db))?;
+        tx.remove(&self.databases, db);
+        tx.insert(&self.databases, format::purge_key(meta.id), []);
+        tx.commit()
+            .map_err(|e| self.err("deleting a database", e))?;
+        self.purge(meta.id)
+    }
+
+    /// Removes every key of a deleted database, then its purge marker. Idempotent, so an
+    /// interrupted purge is simply run again at the next open.
+    fn purge(&self, db_id: u64) -> Result<()> {
+        let start = format::key(db_id, b"");
+        let end = format::end_of(db_id);
+        for ks in [&self.docs, &self.changes, &self.local] {
+            loop {
+                let snapshot = self.db.read_tx();
+                let keys = snapshot
+                    .range(ks.inner(), start.as_slice()..end.as_slice())
+                    .take(PURGE_CHUNK)
+                    .map(|item| item.key().map_err(|e| self.err("purging", e)))
+                    .collect::<Result<Vec<_>>>()?;
+                if keys.is_empty() {
+                    break;
+                }
+                let mut tx = self.write_tx();
+                for key in keys {
+                    tx.remove(ks, key);
+                }
+                tx.commit().map_err(|e| self.err("purging", e))?;
+            }
+        }
+        let mut tx = self.write_tx();
+        tx.remove(&self.databases, format::purge_key(db_id));
+        tx.commit().map_err(|e| self.err("purging", e))
+    }
+
+    fn resume_purges(&self) -> Result<()> {
+        let pending = self
+            .databases
+            .inner()
+            .prefix(PURGE_PREFIX)
+            .map(|item| {
+                let key = item
+                    .key()
+                    .map_err(|e| self.err("reading purge markers", e))?;
+                Ok(format::be_u64(&key[PURGE_PREFIX.len()..]))
+            })
+            .collect::<Result<Vec<u64>>>()?;
+        pending.into_iter().try_for_each(|id| self.purge(id))
+    }
+
+    fn list_databases(&self) -> Result<Vec<String>> {
+        let mut names = Vec::new();
+        for item in self.databases.inner().iter() {
+            let key = item.key().map_err(|e| self.err("listing databases", e))?;
+            if key.first() == Some(&0) {
+                continue;
+            }
+            let name = std::str::from_utf8(&key)
+                .map_err(|_| format::corrupt("database name is not UTF-8"))?;
+            names.push(name.to_owned());
+        }
+        Ok(names)
+    }
+
+    fn put_local(&self, db: &str, id: &str, body: &[u8]) -> Result<()> {
+        let mut tx = self.write_tx();
+        let (meta, created) = self.meta_or_new(&mut tx, db)?;
+        if created {
+            tx.insert(&self.databases, db, meta.encode());
+        }
+        tx.insert(&self.local, format::key(meta.id, id.as_bytes()), body);
+        tx.commit().map_err(|e| self.err("committing", e))
+    }
+
+    fn get_local(&self, db: &str, id: &str) -> Result<Document> {
+        let meta = self.meta(db)?.ok_or_else(|| Error::db_not_found(db))?;
+        let value = self
+            .local
+            .get(format::key(meta.id, id.as_bytes()))
+            .map_err(|e| self.err("reading a local document", e))?
+            .ok_or_else(|| Error::doc_not_found(db, &format!("_local/{id}"), "missing"))?;
+        Ok(Document::from(parse_body(&value)?))
+    }
+}
+
+fn parse_body(json: &[u8]) -> Result<Map<String, Value>> {
+    serde_json::from_slice(json).map_err(|e| format::corrupt(&format!("stored body: {e}")))
+}
+
+fn check_limit(limit: usize) -> Result<()> {
+    if limit == 0 {
+        return Err(Error::InvalidQuery {
+            reason: "limit must be at least 1".into(),
+        });
+    }
+    Ok(())
+}
+
+fn parse_since(since: Option<&str>) -> Result<u64> {
+    since.map_or(Ok(0), |token| {
+        token.parse().map_err(|_| Error::InvalidQuery {
+            reason: format!("changes token {token:?} was not issued by the embedded provider"),
+        })
+    })
+}
+
+#[async_trait]
+impl DatabaseService for EmbeddedProvider {
+    fn provider_name(&self) -> &'static str {
+        "embedded"
+    }
+
+    async fn list_databases(&self) -> Result<Vec<String>> {
+        self.run(|s| s.list_databases()).await
+    }
+
+    async fn database_info(&self, db: &str) -> Result<DatabaseInfo> {
+        validate::database_name(db)?;
+        let name = db.to_owned();
+        self.run(move |s| {
+            let meta = s.meta(&name)?.ok_or_else(|| Error::db_not_found(&name))?;
+            Ok(DatabaseInfo {
+                name,
+                doc_count: meta.live,
+                doc_del_count: meta.deleted,
+                update_seq: meta.seq.to_string(),
+            })
+        })
+        .await
+    }
+
+    async fn delete_database(&self, db: &str) -> Result<()> {
+        validate::database_name(db)?;
+        let name = db.to_owned();
+        self.run(move |s| s.delete_database(&name)).await
+    }
+
+    async fn get(&self, db: &str, id: &str) -> Result<Document> {
+        validate::database_name(db)?;
+        validate::document_id(db, id)?;
+        let (db, id) = (db.to_owned(), id.to_owned());
+        self.run(move |s| {
+            let meta = s.meta(&db)?.ok_or_else(|| Error::db_not_found(&db))?;
+            s.get(&db, meta.id, &id)
+        })
+        .await
+    }
+
+    async fn save(&self, db: &str, id: &str, doc: Document) -> Result<WriteResult> {
+        validate::database_name(db)?;
+        let req = SaveRequest::new(db, id, &doc)?;
+        let (db, id) = (db.to_owned(), id.to_owned());
+        let mut results = self
+            .run(move |s| s.save_batch(&db, vec![Ok((id, req))]))
+            .await?;
+        results
+            .pop()
+            .unwrap_or_else(|| Err(Error::storage("a save returned no result")))
+    }
+
+    async fn delete(&self, db: &str, id: &str) -> Result<WriteResult> {
+        validate::database_name(db)?;
+        validate::document_id(db, id)?;
+        let (db, id) = (db.to_owned(), id.to_owned());
+        let mut results = self
+            .run(move |s| s.delete_batch(&db, vec![id], None))
+            .await?;
+        results
+            .pop()
+            .unwrap_or_else(|| Err(Error::storage("a delete returned no result")))
+    }
+
+    async fn delete_rev(&self, db: &str, id: &str, rev: &Rev) -> Result<WriteResult> {
+        validate::database_name(db)?;
+        validate::document_id(db, id)?;
+        let (db, id, rev) = (db.to_owned(), id.to_owned(), *rev);
+        let mut results = self
+            .run(move |s| s.delete_batch(&db, vec![id], Some(rev)))
+            .await?;
+        results
+            .pop()
+            .unwrap_or_else(|| Err(Error::storage("a delete returned no result")))
+    }
+
+    async fn list_page(&self, db: &str, after: Option<&str>, limit: usize) -> Result<Page> {
+        validate::database_name(db)?;
+        check_limit(limit)?;
+        let (db, after) = (db.to_owned(), after.map(str::to_owned));
+        self.run(move |s| s.list_page(&db, after.as_deref(), limit))
+            .await
+    }
+
+    async fn get_many(&self, db: &str, ids: &[String]) -> Result<Vec<Result<Document>>> {
+        validate::database_name(db)?;
+        let (db, ids) = (db.to_owned(), ids.to_vec());
+        self.run(move |s| {
+            let meta = s.meta(&db)?;
+            Ok(ids
+                .iter()
+                .map(|id| {
+                    validate::document_id(&db, id)?;
+                    match meta {
+                        None => Err(Error::doc_not_found(&db, id, "missing")),
+                        Some(m) => s.get(&db, m.id, id),
+                    }
+                })
+                .collect())
+        })
+        .await
+    }
+
+    async fn save_many(&self, db: &str, docs: Vec<Document>) -> Result<Vec<Result<WriteResult>>> {
+        validate::database_name(db)?;
+        let requests: Vec<Result<(String, SaveRequest)>> = docs
+            .iter()
+            .map(|doc| {
+                let id = bulk_id(db, doc)?;
+                let req = SaveRequest::new(db, &id, doc)?;
+                Ok((id, req))
+            })
+            .collect();
+        let db = db.to_owned();
+        self.run(move |s| s.save_batch(&db, requests)).await
+    }
+
+    async fn delete_many(&self, db: &str, ids: &[String]) -> Result<Vec<Result<WriteResult>>> {
+        validate::database_name(db)?;
+        let (db, ids) = (db.to_owned(), ids.to_vec());
+        self.run(move |s| s.delete_batch(&db, ids, None)).await
+    }
+
+    async fn changes(&self, db: &str, since: Option<&str>, limit: usize) -> Result<ChangesPage> {
+        validate::database_name(db)?;
+        check_limit(limit)?;
+        let since = parse_since(since)?;
+        let db = db.to_owned();
+        self.run(move |s| s.changes(&db, since, limit)).await
+    }
+
+    async fn get_local(&self, db: &str, id: &str) -> Result<Document> {
+        validate::database_name(db)?;
+        validate::local_id(db, id)?;
+        let (db, id) = (db.to_owned(), id.to_owned());
+        self.run(move |s| s.get_local(&db, &id)).await
+    }
+
+    async fn put_local(&self, db: &str, id: &str, doc: Document) -> Result<()> {
+        validate::database_name(db)?;
+        let body = local_body(db, id, &doc)?;
+        let json = serde_json::to_vec(&body).map_err(Error::storage)?;
+        let (db, id) = (db.to_owned(), id.to_owned());
+        self.run(move |s| s.put_local(&db, &id, &json)).await
+    }
+}

@@ -1,0 +1,155 @@
+//! The `docstore` command-line interface: browse and edit documents of whichever provider the
+//! settings (`config/default.toml`, `.env`, environment) select.
+//!
+//! Output is for people by default and JSON with `--json`, one value per command.
+
+use std::io::Read;
+
+use anyhow::{Context, Result, bail};
+use clap::{Parser, Subcommand};
+use docstore::{DatabaseService, Document, Settings, get_database_service, serde_json};
+use serde_json::{Value, json};
+
+/// docstore: a document database with CouchDB semantics over memory, embedded or CouchDB.
+#[derive(Debug, Parser)]
+#[command(name = "docstore", version, about)]
+pub struct Cli {
+    /// Print JSON instead of human-readable output.
+    #[arg(long, global = true)]
+    json: bool,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// List databases, or the documents of DB.
+    Ls {
+        /// A database to list the documents of.
+        db: Option<String>,
+    },
+    /// Print a document.
+    Get { db: String, id: String },
+    /// Save a document from a JSON argument or from standard input (`-` or nothing).
+    Put {
+        db: String,
+        id: String,
+        /// The document as JSON; `-` or absent reads standard input.
+        json: Option<String>,
+    },
+    /// Delete a document.
+    Rm { db: String, id: String },
+    /// Show a database's counts and update sequence.
+    Info { db: String },
+    /// Show a database's changes feed.
+    Changes {
+        db: String,
+        /// Continue after this sequence token.
+        #[arg(long)]
+        since: Option<String>,
+        /// At most this many changes.
+        #[arg(long, default_value_t = 1000)]
+        limit: usize,
+    },
+}
+
+/// Runs one command against the provider the settings select.
+pub async fn run(cli: Cli) -> Result<()> {
+    let settings = Settings::load()?;
+    let svc = get_database_service(&settings).await?;
+    execute(&*svc, cli.command, cli.json).await
+}
+
+async fn execute(svc: &dyn DatabaseService, command: Command, as_json: bool) -> Result<()> {
+    match command {
+        Command::Ls { db: None } => {
+            let names = svc.list_databases().await?;
+            if as_json {
+                print_json(&json!(names));
+            } else {
+                names.iter().for_each(|n| println!("{n}"));
+            }
+        }
+        Command::Ls { db: Some(db) } => {
+            use futures::TryStreamExt;
+            let mut docs = svc.list_stream(&db, docstore::DEFAULT_PAGE_SIZE);
+            let mut listed = Vec::new();
+            while let Some(doc) = docs.try_next().await? {
+                let (id, rev) = (doc.id().unwrap_or_default(), doc.rev().unwrap_or_default());
+                if as_json {
+                    listed.push(json!({"id": id, "rev": rev}));
+                } else {
+                    println!("{id}\t{rev}");
+                }
+            }
+            if as_json {
+                print_json(&Value::Array(listed));
+            }
+        }
+        Command::Get { db, id } => {
+            let doc = svc.get(&db, &id).await?;
+            print_json(&doc.into_value());
+        }
+        Command::Put { db, id, json } => {
+            let text = match json.as_deref() {
+                None | Some("-") => {
+                    let mut text = String::new();
+                    std::io::stdin()
+                        .read_to_string(&mut text)
+                        .context("reading the document from standard input")?;
+                    text
+                }
+                Some(text) => text.to_owned(),
+            };
+            let doc = Document::from_json(&text)?;
+            let written = svc.save(&db, &id, doc).await?;
+            report_write(as_json, "saved", &written);
+        }
+        Command::Rm { db, id } => {
+            let written = svc.delete(&db, &id).await?;
+            report_write(as_json, "deleted", &written);
+        }
+        Command::Info { db } => {
+            let info = svc.database_info(&db).await?;
+            if as_json {
+                print_json(&serde_json::to_value(&info)?);
+            } else {
+                println!("name:          {}", info.name);
+                println!("doc_count:     {}", info.doc_count);
+                println!("doc_del_count: {}", info.doc_del_count);
+                println!("update_seq:    {}", info.update_seq);
+            }
+        }
+        Command::Changes { db, since, limit } => {
+            if limit == 0 {
+                bail!("--limit must be at least 1");
+            }
+            let page = svc.changes(&db, since.as_deref(), limit).await?;
+            if as_json {
+                print_json(&serde_json::to_value(&page)?);
+            } else {
+                for c in &page.results {
+                    let deleted = if c.deleted { "\tdeleted" } else { "" };
+                    println!("{}\t{}\t{}{deleted}", c.seq, c.id, c.rev);
+                }
+                println!("last_seq: {} (pending {})", page.last_seq, page.pending);
+            }
+        }
+    }
+    Ok(())
+}
+
+fn report_write(as_json: bool, verb: &str, w: &docstore::WriteResult) {
+    if as_json {
+        print_json(&json!({"id": w.id, "rev": w.rev}));
+    } else {
+        println!("{verb} {} at {}", w.id, w.rev);
+    }
+}
+
+fn print_json(value: &Value) {
+    match serde_json::to_string_pretty(value) {
+        Ok(text) => println!("{text}"),
+        Err(e) => eprintln!("error: could not print JSON: {e}"),
+    }
+}
