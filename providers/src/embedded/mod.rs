@@ -144,17 +144,22 @@ impl EmbeddedProvider {
         &self.store.path
     }
 
-    /// Bytes the store occupies on disk.
+    /// Bytes the store's tables occupy on disk. The write-ahead journal (preallocated in
+    /// large segments) is not counted; documents still only in the journal count once a
+    /// flush writes them to tables (see [`compact`](Self::compact)).
     pub async fn disk_space(&self) -> Result<u64> {
-        self.run(|s| s.db.inner().disk_space().map_err(|e| s.err("measuring", e)))
+        self.run(|s| Ok(s.keyspaces().iter().map(|ks| ks.inner().disk_space()).sum()))
             .await
     }
 
-    /// Fully compacts every keyspace, reclaiming the space of deleted data now rather than
-    /// when background compaction gets to it.
+    /// Flushes every keyspace to tables and compacts them fully, reclaiming the space of
+    /// deleted documents and databases now rather than when background compaction gets to it.
     pub async fn compact(&self) -> Result<()> {
         self.run(|s| {
-            for ks in [&s.databases, &s.docs, &s.changes, &s.local] {
+            for ks in s.keyspaces() {
+                ks.inner()
+                    .rotate_memtable_and_wait()
+                    .map_err(|e| s.err("flushing", e))?;
                 ks.inner()
                     .major_compact()
                     .map_err(|e| s.err("compaction", e))?;
@@ -215,6 +220,10 @@ impl Store {
         };
         store.resume_purges()?;
         Ok(store)
+    }
+
+    fn keyspaces(&self) -> [&SingleWriterTxKeyspace; 4] {
+        [&self.databases, &self.docs, &self.changes, &self.local]
     }
 
     fn err(&self, what: &str, e: fjall::Error) -> Error {
