@@ -35,7 +35,8 @@ enum Command {
         db: String,
         id: String,
         /// The document as JSON; `-` or absent reads standard input.
-        json: Option<String>,
+        #[arg(value_name = "JSON")]
+        body: Option<String>,
     },
     /// Delete a document.
     Rm { db: String, id: String },
@@ -90,8 +91,8 @@ async fn execute(svc: &dyn DatabaseService, command: Command, as_json: bool) -> 
             let doc = svc.get(&db, &id).await?;
             print_json(&doc.into_value());
         }
-        Command::Put { db, id, json } => {
-            let text = match json.as_deref() {
+        Command::Put { db, id, body } => {
+            let text = match body.as_deref() {
                 None | Some("-") => {
                     let mut text = String::new();
                     std::io::stdin()
@@ -101,7 +102,8 @@ async fn execute(svc: &dyn DatabaseService, command: Command, as_json: bool) -> 
                 }
                 Some(text) => text.to_owned(),
             };
-            let doc = Document::from_json(&text)?;
+            let doc = Document::from_json(&text)
+                .with_context(|| format!("the document given for {db}/{id}"))?;
             let written = svc.save(&db, &id, doc).await?;
             report_write(as_json, "saved", &written);
         }

@@ -47,3 +47,8 @@ pub use docstore_providers::{
 pub use docstore_providers::{Durability, EmbeddedConfig, EmbeddedProvider};
 pub use factory::get_database_service;
 pub use settings::{ProviderKind, Secret, Settings};
+
+/// The README's examples, compiled and run as doctests.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+pub struct ReadmeDoctests;

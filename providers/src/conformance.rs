@@ -819,7 +819,7 @@ pub async fn numbers_round_trip(svc: &Service) {
         );
     }
     for (key, value) in [
-        ("f", 3.141592653589793),
+        ("f", std::f64::consts::PI),
         ("tiny", 2.5e-8),
         ("huge", 1e300),
         ("half", -0.5),
@@ -917,7 +917,7 @@ pub async fn run_all(svc: &Service) {
 /// reason; each still gets a test, which prints `SKIPPED <name>: <reason>`, so skips are
 /// visible in `cargo test -- --list` and in the output, never silent.
 ///
-/// ```ignore
+/// ```text
 /// docstore_providers::conformance_tests!(async { make_service().await });
 /// ```
 #[macro_export]

@@ -96,7 +96,7 @@ pub enum Error {
     },
 
     /// The document body is not acceptable (not an object, reserved field, mismatched `_id`, ...).
-    #[error("invalid document: {location}: {reason}")]
+    #[error("invalid document{}: {reason}", location_suffix(.location))]
     InvalidDocument {
         /// The document.
         location: Location,
@@ -147,6 +147,15 @@ pub enum Error {
         /// What was expected and what arrived.
         reason: String,
     },
+}
+
+/// ` in <location>`, or nothing for a value checked before it reached a database.
+fn location_suffix(location: &Location) -> String {
+    if location.db.is_empty() && location.id.is_none() {
+        String::new()
+    } else {
+        format!(" in {location}")
+    }
 }
 
 fn reason_suffix(reason: &Option<String>) -> String {

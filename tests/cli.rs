@@ -1,0 +1,201 @@
+//! The `docstore` binary, run as a user would: in a scratch directory (so the repository's
+//! `config/` and `.env` do not apply), configured through the environment.
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+fn docstore(dir: &Path, args: &[&str], env: &[(&str, &str)], stdin: Option<&str>) -> Output {
+    use std::io::Write;
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_docstore"));
+    cmd.args(args).current_dir(dir);
+    for key in docstore::settings::KEYS {
+        cmd.env_remove(key);
+    }
+    cmd.envs(env.iter().copied());
+    cmd.stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    let mut child = cmd.spawn().expect("run docstore");
+    if let Some(text) = stdin {
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(text.as_bytes())
+            .unwrap();
+    }
+    drop(child.stdin.take());
+    child.wait_with_output().unwrap()
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+#[test]
+fn put_get_ls_rm_round_trip_on_the_default_embedded_store() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let out = docstore(
+        d,
+        &["put", "agents", "a/1", r#"{"name":"My Agent","n":1}"#],
+        &[],
+        None,
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stdout).starts_with("saved a/1 at 1-"),
+        "{}",
+        text(&out.stdout)
+    );
+    // The default provider is embedded, at ./data/docstore.
+    assert!(d.join("data/docstore").is_dir());
+
+    let out = docstore(
+        d,
+        &["put", "agents", "b", "-"],
+        &[],
+        Some(r#"{"from":"stdin"}"#),
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+
+    let out = docstore(d, &["get", "agents", "a/1"], &[], None);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let doc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(doc["_id"], "a/1");
+    assert_eq!(doc["name"], "My Agent");
+    assert!(doc["_rev"].as_str().unwrap().starts_with("1-"));
+
+    let out = docstore(d, &["ls"], &[], None);
+    assert_eq!(text(&out.stdout), "agents\n");
+    let out = docstore(d, &["--json", "ls", "agents"], &[], None);
+    let listed: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let ids: Vec<&str> = listed
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids, ["a/1", "b"]);
+
+    let out = docstore(d, &["rm", "agents", "a/1"], &[], None);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(text(&out.stdout).starts_with("deleted a/1 at 2-"));
+    let out = docstore(d, &["get", "agents", "a/1"], &[], None);
+    assert!(!out.status.success());
+    assert!(
+        text(&out.stderr).contains("not found"),
+        "{}",
+        text(&out.stderr)
+    );
+
+    let out = docstore(d, &["--json", "info", "agents"], &[], None);
+    let info: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(info["doc_count"], 1);
+    assert_eq!(info["doc_del_count"], 1);
+    let out = docstore(d, &["changes", "agents"], &[], None);
+    let feed = text(&out.stdout);
+    assert!(feed.contains("a/1") && feed.contains("deleted"), "{feed}");
+}
+
+#[test]
+fn bad_input_is_one_clear_error_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let out = docstore(d, &["put", "Bad Name", "x", "{}"], &[], None);
+    assert!(!out.status.success());
+    assert!(
+        text(&out.stderr).contains("invalid database name"),
+        "{}",
+        text(&out.stderr)
+    );
+    let out = docstore(d, &["put", "db", "x", "[1,2]"], &[], None);
+    assert!(!out.status.success());
+    assert!(
+        text(&out.stderr).contains("JSON object"),
+        "{}",
+        text(&out.stderr)
+    );
+    let out = docstore(d, &["put", "db", "_x", "{}"], &[], None);
+    assert!(
+        text(&out.stderr).contains("reserved"),
+        "{}",
+        text(&out.stderr)
+    );
+    assert_eq!(
+        text(&out.stderr).lines().count(),
+        1,
+        "{}",
+        text(&out.stderr)
+    );
+}
+
+#[test]
+fn an_unknown_provider_names_the_key_and_the_valid_values() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = docstore(
+        dir.path(),
+        &["ls"],
+        &[("DATABASE_PROVIDER", "couchbd")],
+        None,
+    );
+    assert!(!out.status.success());
+    let err = text(&out.stderr);
+    assert!(err.contains("DATABASE_PROVIDER"), "{err}");
+    assert!(err.contains("memory, embedded, couchdb"), "{err}");
+    assert!(
+        !dir.path().join("data").exists(),
+        "no silent fall-back to another provider"
+    );
+}
+
+#[test]
+fn couchdb_without_a_url_names_couchdb_url_and_never_prints_the_password() {
+    let dir = tempfile::tempdir().unwrap();
+    let secret = "s3cr3t-pa55";
+    let out = docstore(
+        dir.path(),
+        &["ls"],
+        &[
+            ("DATABASE_PROVIDER", "couchdb"),
+            ("COUCHDB_USER", "admin"),
+            ("COUCHDB_PASSWORD", secret),
+        ],
+        None,
+    );
+    assert!(!out.status.success());
+    let err = text(&out.stderr);
+    assert!(err.contains("COUCHDB_URL"), "{err}");
+    assert!(
+        !err.contains(secret) && !text(&out.stdout).contains(secret),
+        "{err}"
+    );
+}
+
+#[test]
+fn settings_come_from_dotenv_and_config_files() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    std::fs::create_dir(d.join("config")).unwrap();
+    std::fs::write(
+        d.join("config/default.toml"),
+        "database_provider = \"couchbd\"\n",
+    )
+    .unwrap();
+    // .env overrides the TOML file...
+    std::fs::write(
+        d.join(".env"),
+        "DATABASE_PROVIDER=embedded\nEMBEDDED_PATH=./from-dotenv\n",
+    )
+    .unwrap();
+    let out = docstore(d, &["put", "db", "x", "{}"], &[], None);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(d.join("from-dotenv").is_dir());
+    // ...and the environment overrides .env.
+    let out = docstore(d, &["ls"], &[("DATABASE_PROVIDER", "nope")], None);
+    assert!(
+        text(&out.stderr).contains("\"nope\""),
+        "{}",
+        text(&out.stderr)
+    );
+}
