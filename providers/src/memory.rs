@@ -199,7 +199,7 @@ impl DatabaseService for MemoryProvider {
     }
 
     async fn save(&self, db: &str, id: &str, doc: Document) -> Result<WriteResult> {
-        let req = SaveRequest::new(db, id, &doc)?;
+        let req = SaveRequest::new(db, id, doc)?;
         let state = self.create_if_missing(db)?;
         let mut state = state.write();
         state.save(db, id, req)
@@ -268,9 +268,9 @@ impl DatabaseService for MemoryProvider {
 
     async fn save_many(&self, db: &str, docs: Vec<Document>) -> Result<Vec<Result<WriteResult>>> {
         let prepared: Vec<Result<(String, SaveRequest)>> = docs
-            .iter()
+            .into_iter()
             .map(|doc| {
-                let id = bulk_id(db, doc)?;
+                let id = bulk_id(db, &doc)?;
                 let req = SaveRequest::new(db, &id, doc)?;
                 Ok((id, req))
             })

@@ -78,11 +78,11 @@ impl Rev {
     /// The revision CouchDB assigns to a write of `body` (without `_id`/`_rev`) on top of
     /// `parent` (`None` for a new document). A delete passes `deleted = true` and an empty body.
     pub fn compute(parent: Option<&Rev>, deleted: bool, body: &Map<String, Value>) -> Rev {
-        let mut term = Vec::with_capacity(64);
+        let mut term = Sink::new();
         term.push(131); // external term format version
         // [Deleted, ParentGen, ParentHash, Body, Atts]: a proper list of 5 elements.
         term.push(LIST_EXT);
-        term.extend_from_slice(&5u32.to_be_bytes());
+        term.extend(&5u32.to_be_bytes());
         write_atom(&mut term, if deleted { "true" } else { "false" });
         match parent {
             None => {
@@ -97,9 +97,7 @@ impl Rev {
         write_object(&mut term, body);
         term.push(NIL_EXT); // no attachments
         term.push(NIL_EXT); // list tail
-        let digest = Md5::digest(&term);
-        let mut hash = [0u8; 16];
-        hash.copy_from_slice(&digest);
+        let hash = term.finish();
         Rev {
             generation: parent.map_or(1, |p| p.generation + 1),
             hash,
@@ -165,6 +163,55 @@ impl<'de> Deserialize<'de> for Rev {
     }
 }
 
+/// Feeds the term encoding straight into MD5, through a small buffer so the many one- and
+/// few-byte pieces do not each cost a hasher call; nothing is allocated.
+struct Sink {
+    md5: Md5,
+    buf: [u8; 256],
+    len: usize,
+}
+
+impl Sink {
+    fn new() -> Self {
+        Self {
+            md5: Md5::new(),
+            buf: [0; 256],
+            len: 0,
+        }
+    }
+
+    fn push(&mut self, byte: u8) {
+        if self.len == self.buf.len() {
+            self.flush();
+        }
+        self.buf[self.len] = byte;
+        self.len += 1;
+    }
+
+    fn extend(&mut self, bytes: &[u8]) {
+        if bytes.len() > 64 {
+            self.flush();
+            self.md5.update(bytes);
+            return;
+        }
+        if self.len + bytes.len() > self.buf.len() {
+            self.flush();
+        }
+        self.buf[self.len..self.len + bytes.len()].copy_from_slice(bytes);
+        self.len += bytes.len();
+    }
+
+    fn flush(&mut self) {
+        self.md5.update(&self.buf[..self.len]);
+        self.len = 0;
+    }
+
+    fn finish(mut self) -> [u8; 16] {
+        self.flush();
+        self.md5.finalize().into()
+    }
+}
+
 // Erlang external term format tags (erts/emulator/beam/external.h).
 const NEW_FLOAT_EXT: u8 = 70;
 const SMALL_INTEGER_EXT: u8 = 97;
@@ -178,31 +225,31 @@ const BINARY_EXT: u8 = 109;
 const SMALL_BIG_EXT: u8 = 110;
 const LARGE_BIG_EXT: u8 = 111;
 
-fn write_atom(out: &mut Vec<u8>, name: &str) {
+fn write_atom(out: &mut Sink, name: &str) {
     // minor_version 1 writes latin-1 atoms as ATOM_EXT.
     out.push(ATOM_EXT);
-    out.extend_from_slice(&(name.len() as u16).to_be_bytes());
-    out.extend_from_slice(name.as_bytes());
+    out.extend(&(name.len() as u16).to_be_bytes());
+    out.extend(name.as_bytes());
 }
 
-fn write_small_int(out: &mut Vec<u8>, n: u8) {
+fn write_small_int(out: &mut Sink, n: u8) {
     out.push(SMALL_INTEGER_EXT);
     out.push(n);
 }
 
-fn write_binary(out: &mut Vec<u8>, bytes: &[u8]) {
+fn write_binary(out: &mut Sink, bytes: &[u8]) {
     out.push(BINARY_EXT);
-    out.extend_from_slice(&(bytes.len() as u32).to_be_bytes());
-    out.extend_from_slice(bytes);
+    out.extend(&(bytes.len() as u32).to_be_bytes());
+    out.extend(bytes);
 }
 
-fn write_u64(out: &mut Vec<u8>, n: u64) {
+fn write_u64(out: &mut Sink, n: u64) {
     write_bigint(out, false, &n.to_le_bytes());
 }
 
 /// Writes an integer given its sign and little-endian magnitude, choosing the smallest
 /// encoding as `term_to_binary` does.
-fn write_bigint(out: &mut Vec<u8>, negative: bool, magnitude_le: &[u8]) {
+fn write_bigint(out: &mut Sink, negative: bool, magnitude_le: &[u8]) {
     let len = magnitude_le
         .iter()
         .rposition(|&b| b != 0)
@@ -218,7 +265,7 @@ fn write_bigint(out: &mut Vec<u8>, negative: bool, magnitude_le: &[u8]) {
         let value = if negative { -(m as i128) } else { m as i128 };
         if value >= i32::MIN as i128 && value <= i32::MAX as i128 {
             out.push(INTEGER_EXT);
-            out.extend_from_slice(&(value as i32).to_be_bytes());
+            out.extend(&(value as i32).to_be_bytes());
             return;
         }
     }
@@ -227,13 +274,13 @@ fn write_bigint(out: &mut Vec<u8>, negative: bool, magnitude_le: &[u8]) {
         out.push(len as u8);
     } else {
         out.push(LARGE_BIG_EXT);
-        out.extend_from_slice(&(len as u32).to_be_bytes());
+        out.extend(&(len as u32).to_be_bytes());
     }
     out.push(u8::from(negative));
-    out.extend_from_slice(mag);
+    out.extend(mag);
 }
 
-fn write_object(out: &mut Vec<u8>, map: &Map<String, Value>) {
+fn write_object(out: &mut Sink, map: &Map<String, Value>) {
     out.push(SMALL_TUPLE_EXT);
     out.push(1);
     if map.is_empty() {
@@ -241,7 +288,7 @@ fn write_object(out: &mut Vec<u8>, map: &Map<String, Value>) {
         return;
     }
     out.push(LIST_EXT);
-    out.extend_from_slice(&(map.len() as u32).to_be_bytes());
+    out.extend(&(map.len() as u32).to_be_bytes());
     for (k, v) in map {
         out.push(SMALL_TUPLE_EXT);
         out.push(2);
@@ -251,7 +298,7 @@ fn write_object(out: &mut Vec<u8>, map: &Map<String, Value>) {
     out.push(NIL_EXT);
 }
 
-fn write_value(out: &mut Vec<u8>, v: &Value) {
+fn write_value(out: &mut Sink, v: &Value) {
     match v {
         Value::Null => write_atom(out, "null"),
         Value::Bool(b) => write_atom(out, if *b { "true" } else { "false" }),
@@ -262,7 +309,7 @@ fn write_value(out: &mut Vec<u8>, v: &Value) {
     }
 }
 
-fn write_array(out: &mut Vec<u8>, items: &[Value]) {
+fn write_array(out: &mut Sink, items: &[Value]) {
     if items.is_empty() {
         out.push(NIL_EXT);
         return;
@@ -272,13 +319,13 @@ fn write_array(out: &mut Vec<u8>, items: &[Value]) {
         let bytes: Option<Vec<u8>> = items.iter().map(small_int_of).collect();
         if let Some(bytes) = bytes {
             out.push(STRING_EXT);
-            out.extend_from_slice(&(bytes.len() as u16).to_be_bytes());
-            out.extend_from_slice(&bytes);
+            out.extend(&(bytes.len() as u16).to_be_bytes());
+            out.extend(&bytes);
             return;
         }
     }
     out.push(LIST_EXT);
-    out.extend_from_slice(&(items.len() as u32).to_be_bytes());
+    out.extend(&(items.len() as u32).to_be_bytes());
     for item in items {
         write_value(out, item);
     }
@@ -297,7 +344,7 @@ pub(crate) fn is_integer_text(text: &str) -> bool {
     !text.contains(['.', 'e', 'E'])
 }
 
-fn write_number(out: &mut Vec<u8>, n: &Number) {
+fn write_number(out: &mut Sink, n: &Number) {
     let text = n.as_str();
     if is_integer_text(text) {
         let (negative, digits) = match text.strip_prefix('-') {
@@ -311,7 +358,7 @@ fn write_number(out: &mut Vec<u8>, n: &Number) {
         // Validated finite at write time (see validate::check_numbers).
         let f: f64 = text.parse().unwrap_or(f64::NAN);
         out.push(NEW_FLOAT_EXT);
-        out.extend_from_slice(&f.to_bits().to_be_bytes());
+        out.extend(&f.to_bits().to_be_bytes());
     }
 }
 

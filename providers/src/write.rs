@@ -28,14 +28,14 @@ pub(crate) struct SaveRequest {
 }
 
 impl SaveRequest {
-    /// Validates a save of `doc` as `id` in `db`.
-    pub fn new(db: &str, id: &str, doc: &Document) -> Result<Self> {
+    /// Validates a save of `doc` as `id` in `db`, taking the body without copying it.
+    pub fn new(db: &str, id: &str, doc: Document) -> Result<Self> {
         validate::document_id(db, id)?;
-        let expected = validate::body(db, id, doc)?;
-        Ok(Self {
-            body: doc.body(),
-            expected,
-        })
+        let expected = validate::body(db, id, &doc)?;
+        let mut body = doc.into_map();
+        body.shift_remove("_id");
+        body.shift_remove("_rev");
+        Ok(Self { body, expected })
     }
 
     /// The revision this save produces on top of `current`, or `Conflict`.

@@ -54,15 +54,29 @@ pub struct RecordHeader {
     pub seq: u64,
 }
 
-pub fn encode_record(leaf: Leaf, seq: u64, body_json: &[u8]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(RECORD_HEADER + body_json.len());
-    out.push(RECORD_VERSION);
-    out.push(if leaf.deleted { FLAG_DELETED } else { 0 });
-    out.extend_from_slice(&leaf.rev.generation().to_be_bytes());
-    out.extend_from_slice(leaf.rev.hash());
-    out.extend_from_slice(&seq.to_be_bytes());
-    out.extend_from_slice(body_json);
+/// A record whose header is still to be filled in by [`finish_record`], with the body JSON
+/// serialized straight after it (no copy).
+pub fn record_with_body(body: &serde_json::Map<String, serde_json::Value>) -> Result<Vec<u8>> {
+    let mut out = Vec::with_capacity(RECORD_HEADER + 1024);
+    out.resize(RECORD_HEADER, 0);
+    serde_json::to_writer(&mut out, body).map_err(Error::storage)?;
+    Ok(out)
+}
+
+/// The record of a tombstone: a header and an empty body.
+pub fn tombstone_record() -> Vec<u8> {
+    let mut out = vec![0; RECORD_HEADER];
+    out.extend_from_slice(b"{}");
     out
+}
+
+/// Writes the header of a record made by [`record_with_body`] or [`tombstone_record`].
+pub fn finish_record(record: &mut [u8], leaf: Leaf, seq: u64) {
+    record[0] = RECORD_VERSION;
+    record[1] = if leaf.deleted { FLAG_DELETED } else { 0 };
+    record[2..10].copy_from_slice(&leaf.rev.generation().to_be_bytes());
+    record[10..26].copy_from_slice(leaf.rev.hash());
+    record[26..34].copy_from_slice(&seq.to_be_bytes());
 }
 
 pub fn decode_record(bytes: &[u8]) -> Result<(RecordHeader, &[u8])> {
