@@ -24,7 +24,7 @@ fn body(i: usize) -> Map<String, Value> {
         "kind": kind,
         "score": i as f64 * 1.5,
         "count": i,
-        "active": i % 2 == 0,
+        "active": i.is_multiple_of(2),
         "tags": ["one", "two", "three"],
         "nested": {"a": i, "b": "x".repeat(40)},
         "text": "lorem ipsum dolor sit amet ".repeat(30),

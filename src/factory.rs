@@ -6,7 +6,9 @@
 
 use std::sync::Arc;
 
-use crate::{DatabaseService, Error, MemoryProvider, ProviderKind, Result, Settings};
+#[cfg(not(all(feature = "embedded", feature = "couchdb")))]
+use crate::Error;
+use crate::{DatabaseService, MemoryProvider, ProviderKind, Result, Settings};
 
 /// Builds the provider selected by `settings.provider`.
 ///
@@ -21,6 +23,11 @@ pub async fn get_database_service(settings: &Settings) -> Result<Arc<dyn Databas
         )),
         #[cfg(not(feature = "embedded"))]
         ProviderKind::Embedded => not_compiled(ProviderKind::Embedded, "embedded"),
+        #[cfg(feature = "couchdb")]
+        ProviderKind::CouchDb => Ok(Arc::new(
+            docstore_providers::CouchDbProvider::connect(settings.couchdb_config()?).await?,
+        )),
+        #[cfg(not(feature = "couchdb"))]
         ProviderKind::CouchDb => {
             if settings.couchdb_url.is_none() {
                 return Err(Error::Config {
@@ -33,6 +40,7 @@ pub async fn get_database_service(settings: &Settings) -> Result<Arc<dyn Databas
     }
 }
 
+#[cfg(not(all(feature = "embedded", feature = "couchdb")))]
 fn not_compiled(kind: ProviderKind, feature: &str) -> Result<Arc<dyn DatabaseService>> {
     Err(Error::Config {
         key: "DATABASE_PROVIDER".into(),

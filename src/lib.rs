@@ -43,6 +43,8 @@ pub use docstore_providers::{
     Document, Error, Location, MemoryProvider, Page, Result, Rev, WriteResult, async_trait,
     serde_json, validate,
 };
+#[cfg(feature = "couchdb")]
+pub use docstore_providers::{CouchDbConfig, CouchDbProvider};
 #[cfg(feature = "embedded")]
 pub use docstore_providers::{Durability, EmbeddedConfig, EmbeddedProvider};
 pub use factory::get_database_service;

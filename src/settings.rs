@@ -57,28 +57,6 @@ impl fmt::Display for ProviderKind {
     }
 }
 
-/// A secret string (a password): its `Debug` and `Display` never show it.
-#[derive(Clone, PartialEq, Eq, Default)]
-pub struct Secret(String);
-
-impl Secret {
-    /// Wraps a secret.
-    pub fn new(value: impl Into<String>) -> Self {
-        Self(value.into())
-    }
-
-    /// The secret itself, for the one place that needs it (the HTTP client).
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
-}
-
-impl fmt::Debug for Secret {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("Secret(***)")
-    }
-}
-
 /// Every setting, typed. Build it with [`Settings::load`] (files and environment) or in code
 /// with [`Settings::memory`], [`Settings::embedded`], [`Settings::couchdb`] and the public
 /// fields.
@@ -128,21 +106,7 @@ impl fmt::Debug for Settings {
     }
 }
 
-/// Replaces the password of a URL's user-info (`scheme://user:pass@host`) with `***`.
-pub fn redact_url(url: &str) -> String {
-    let Some((scheme, rest)) = url.split_once("://") else {
-        return url.to_owned();
-    };
-    let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
-    let (authority, path) = rest.split_at(authority_end);
-    match authority.rsplit_once('@') {
-        Some((userinfo, host)) => {
-            let user = userinfo.split_once(':').map_or(userinfo, |(u, _)| u);
-            format!("{scheme}://{user}:***@{host}{path}")
-        }
-        None => url.to_owned(),
-    }
-}
+pub use docstore_providers::{Secret, redact_url};
 
 /// The keys docstore reads, in environment spelling.
 pub const KEYS: [&str; 11] = [
@@ -334,7 +298,7 @@ impl Settings {
             )?,
             couchdb_url: get("COUCHDB_URL"),
             couchdb_user: get("COUCHDB_USER"),
-            couchdb_password: get("COUCHDB_PASSWORD").map(Secret),
+            couchdb_password: get("COUCHDB_PASSWORD").map(Secret::new),
             couchdb_connect_timeout: secs(
                 "COUCHDB_CONNECT_TIMEOUT_SECS",
                 defaults.couchdb_connect_timeout,
@@ -366,6 +330,26 @@ impl Settings {
             cache_bytes: self.embedded_cache_mb.saturating_mul(1024 * 1024),
             worker_threads: self.embedded_worker_threads.max(1),
         }
+    }
+}
+
+#[cfg(feature = "couchdb")]
+impl Settings {
+    /// The CouchDB provider's typed configuration; `Config` naming `COUCHDB_URL` if unset.
+    pub fn couchdb_config(&self) -> Result<docstore_providers::CouchDbConfig> {
+        let url = self.couchdb_url.clone().ok_or_else(|| {
+            config_error(
+                "COUCHDB_URL",
+                "DATABASE_PROVIDER is couchdb but COUCHDB_URL is not set; set it to the server's base URL, e.g. http://127.0.0.1:5984",
+            )
+        })?;
+        let mut config = docstore_providers::CouchDbConfig::new(url);
+        config.user = self.couchdb_user.clone();
+        config.password = self.couchdb_password.clone();
+        config.connect_timeout = self.couchdb_connect_timeout;
+        config.request_timeout = self.couchdb_request_timeout;
+        config.max_retries = self.couchdb_max_retries;
+        Ok(config)
     }
 }
 

@@ -193,10 +193,10 @@ async fn parent(kills: usize) {
         let store = EmbeddedProvider::open(EmbeddedConfig::new(&path))
             .await
             .unwrap_or_else(|e| panic!("run {run}: the store must reopen after SIGKILL: {e}"));
-        if let Some(flight) = &in_flight {
-            if check_in_flight(&store, flight, &mut model).await {
-                in_flight_applied += 1;
-            }
+        if let Some(flight) = &in_flight
+            && check_in_flight(&store, flight, &mut model).await
+        {
+            in_flight_applied += 1;
         }
         verify(&store, &model, run).await;
         drop(store);

@@ -8,12 +8,15 @@
 
 #![warn(missing_docs)]
 
+#[cfg(feature = "couchdb")]
+pub mod couchdb;
 mod document;
 #[cfg(feature = "embedded")]
 pub mod embedded;
 mod error;
 pub mod memory;
 mod rev;
+mod secret;
 mod service;
 pub mod validate;
 mod write;
@@ -21,12 +24,15 @@ mod write;
 #[cfg(feature = "conformance")]
 pub mod conformance;
 
+#[cfg(feature = "couchdb")]
+pub use couchdb::{CouchDbConfig, CouchDbProvider};
 pub use document::{Change, ChangesPage, DatabaseInfo, Document, Page, WriteResult};
 #[cfg(feature = "embedded")]
 pub use embedded::{Durability, EmbeddedConfig, EmbeddedProvider};
 pub use error::{Error, Location, Result};
 pub use memory::MemoryProvider;
 pub use rev::Rev;
+pub use secret::{Secret, redact_url};
 pub use service::{DEFAULT_PAGE_SIZE, DatabaseService, DatabaseServiceExt};
 
 /// Re-exported so implementors and callers use the same `async_trait` and JSON types.

@@ -1,0 +1,342 @@
+//! The HTTP layer of the CouchDB provider: one pooled reqwest client, URL building with every
+//! database name and document id percent-encoded as a single path segment, retries, the
+//! request counter, and the mapping of HTTP answers to [`Error`].
+//!
+//! Retry rule: a request that never reached the server (connection refused or failed) is
+//! retried whatever its method; a request that may have reached it (timeout, 5xx, connection
+//! lost mid-way) is retried only if it is [`Idempotency::Safe`] — reads and database creation.
+//! A write is never replayed blindly: a replayed upsert could add a revision, a replayed
+//! conditional write would report a false conflict.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
+use reqwest::{Method, StatusCode};
+use serde_json::Value;
+
+use super::CouchDbConfig;
+use crate::service::backoff;
+use crate::{Error, Location, Result, Secret};
+
+/// Characters left as they are in a path segment: RFC 3986 unreserved. Everything else,
+/// `/ ? # % +` and spaces included, is percent-encoded, so an id is always one segment.
+const SEGMENT: &AsciiSet = &NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'.')
+    .remove(b'_')
+    .remove(b'~');
+
+/// Whether a request may be sent again after it possibly reached the server.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Idempotency {
+    /// Reads, and writes whose repetition changes nothing (creating a database).
+    Safe,
+    /// Document writes: retried only if they certainly never reached the server.
+    Unsafe,
+}
+
+/// An HTTP answer: status and raw body.
+pub(crate) struct Reply {
+    pub status: StatusCode,
+    pub body: bytes::Bytes,
+}
+
+impl Reply {
+    /// The body as JSON (CouchDB always answers JSON; the content type is not trusted).
+    pub fn json(&self) -> Result<Value> {
+        serde_json::from_slice(&self.body).map_err(|e| Error::Protocol {
+            reason: format!(
+                "the server answered {} with a body that is not JSON ({e}): {}",
+                self.status,
+                String::from_utf8_lossy(&self.body[..self.body.len().min(200)])
+            ),
+        })
+    }
+
+    /// CouchDB's `{"error": ..., "reason": ...}`, best effort.
+    pub fn error_and_reason(&self) -> (String, String) {
+        let v: Value = serde_json::from_slice(&self.body).unwrap_or(Value::Null);
+        let field = |k: &str| v.get(k).and_then(Value::as_str).unwrap_or("").to_owned();
+        (field("error"), field("reason"))
+    }
+}
+
+pub(crate) struct Http {
+    client: reqwest::Client,
+    /// Base URL without user-info and without a trailing slash.
+    base: String,
+    user: Option<String>,
+    password: Option<Secret>,
+    max_retries: u32,
+    requests: AtomicU64,
+}
+
+impl Http {
+    pub fn new(config: &CouchDbConfig) -> Result<Self> {
+        let mut url = reqwest::Url::parse(config.url.trim()).map_err(|e| Error::Config {
+            key: "COUCHDB_URL".into(),
+            // The text is not echoed: an unparseable value may still hold a password.
+            reason: format!("the value is not a URL ({e}); expected e.g. http://127.0.0.1:5984"),
+        })?;
+        if !matches!(url.scheme(), "http" | "https") {
+            return Err(Error::Config {
+                key: "COUCHDB_URL".into(),
+                reason: format!("scheme {:?} is not http or https", url.scheme()),
+            });
+        }
+        // Credentials in the URL are used unless the configuration gives them explicitly.
+        let url_user = (!url.username().is_empty()).then(|| decode(url.username()));
+        let url_password = url.password().map(|p| Secret::new(decode(p)));
+        let _ = url.set_username("");
+        let _ = url.set_password(None);
+        let base = url.as_str().trim_end_matches('/').to_owned();
+
+        // reqwest is built without a bundled crypto provider; use ring unless the
+        // application installed another one already.
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let client = reqwest::Client::builder()
+            .connect_timeout(config.connect_timeout)
+            .timeout(config.request_timeout)
+            .pool_max_idle_per_host(config.max_idle_connections)
+            .pool_idle_timeout(Duration::from_secs(30))
+            .tcp_nodelay(true)
+            .build()
+            .map_err(|e| Error::Config {
+                key: "COUCHDB_URL".into(),
+                reason: format!("could not build the HTTP client: {e}"),
+            })?;
+        Ok(Self {
+            client,
+            base,
+            user: config.user.clone().or(url_user),
+            password: config.password.clone().or(url_password),
+            max_retries: config.max_retries,
+            requests: AtomicU64::new(0),
+        })
+    }
+
+    /// The server's base URL (never with credentials).
+    pub fn base(&self) -> &str {
+        &self.base
+    }
+
+    pub fn user(&self) -> Option<&str> {
+        self.user.as_deref()
+    }
+
+    pub fn request_count(&self) -> u64 {
+        self.requests.load(Ordering::Relaxed)
+    }
+
+    /// `base/seg1/seg2...?query`, each segment percent-encoded whole. Query values are
+    /// given already as text (JSON for keys) and are encoded here.
+    pub fn url(&self, segments: &[&str], query: &[(&str, &str)]) -> String {
+        let mut url = self.base.clone();
+        for segment in segments {
+            url.push('/');
+            url.extend(utf8_percent_encode(segment, SEGMENT));
+        }
+        for (i, (key, value)) in query.iter().enumerate() {
+            url.push(if i == 0 { '?' } else { '&' });
+            url.push_str(key);
+            url.push('=');
+            url.extend(utf8_percent_encode(value, SEGMENT));
+        }
+        url
+    }
+
+    /// Sends a request, with the retry rule of the module doc.
+    pub async fn send(
+        &self,
+        method: Method,
+        url: &str,
+        body: Option<bytes::Bytes>,
+        idempotency: Idempotency,
+    ) -> Result<Reply> {
+        let mut attempt = 0;
+        loop {
+            self.requests.fetch_add(1, Ordering::Relaxed);
+            let mut request = self
+                .client
+                .request(method.clone(), url)
+                .header(reqwest::header::ACCEPT, "application/json");
+            if let Some(user) = &self.user {
+                request = request.basic_auth(user, self.password.as_ref().map(Secret::expose));
+            }
+            if let Some(body) = &body {
+                request = request
+                    .header(reqwest::header::CONTENT_TYPE, "application/json")
+                    .body(body.clone());
+            }
+            let outcome = match request.send().await {
+                Ok(response) => {
+                    let status = response.status();
+                    match response.bytes().await {
+                        Ok(body) => Ok(Reply { status, body }),
+                        Err(e) => Err(e),
+                    }
+                }
+                Err(e) => Err(e),
+            };
+            let retry = match &outcome {
+                Ok(reply) => reply.status.is_server_error() && idempotency == Idempotency::Safe,
+                Err(e) if e.is_connect() => true,
+                Err(_) => idempotency == Idempotency::Safe,
+            };
+            if !retry || attempt >= self.max_retries {
+                return match outcome {
+                    Ok(reply) if reply.status.is_server_error() => {
+                        let (error, reason) = reply.error_and_reason();
+                        Err(Error::Unavailable {
+                            reason: format!(
+                                "CouchDB at {} answered {} ({error}: {reason}) after {} attempts",
+                                self.base,
+                                reply.status,
+                                attempt + 1
+                            ),
+                        })
+                    }
+                    Ok(reply) => Ok(reply),
+                    Err(e) => Err(self.transport_error(&e, attempt + 1)),
+                };
+            }
+            tokio::time::sleep(backoff(attempt + 4)).await;
+            attempt += 1;
+        }
+    }
+
+    /// Sends JSON and expects JSON.
+    pub async fn send_json(
+        &self,
+        method: Method,
+        url: &str,
+        body: &Value,
+        idempotency: Idempotency,
+    ) -> Result<Reply> {
+        let bytes = serde_json::to_vec(body).map_err(|e| Error::Protocol {
+            reason: format!("could not encode a request: {e}"),
+        })?;
+        self.send(method, url, Some(bytes.into()), idempotency)
+            .await
+    }
+
+    fn transport_error(&self, e: &reqwest::Error, attempts: u32) -> Error {
+        // reqwest errors can carry the URL; it never holds credentials here (they are sent
+        // as a header), but the error text is rebuilt anyway to say what to check.
+        let what = if e.is_timeout() {
+            "timed out"
+        } else if e.is_connect() {
+            "could not connect"
+        } else {
+            "the connection failed"
+        };
+        let mut cause = String::new();
+        let mut source: Option<&dyn std::error::Error> = std::error::Error::source(e);
+        while let Some(s) = source {
+            cause = s.to_string();
+            source = s.source();
+        }
+        Error::Unavailable {
+            reason: format!(
+                "CouchDB at {}: {what} after {attempts} attempt(s) ({cause}); check COUCHDB_URL, \
+                 that the server is running, and the timeouts",
+                self.base
+            ),
+        }
+    }
+}
+
+fn decode(text: &str) -> String {
+    percent_encoding::percent_decode_str(text)
+        .decode_utf8_lossy()
+        .into_owned()
+}
+
+/// What a request was about, for error messages and mapping.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Target<'a> {
+    pub db: &'a str,
+    pub id: Option<&'a str>,
+}
+
+impl Target<'_> {
+    fn location(&self) -> Location {
+        Location {
+            db: self.db.into(),
+            id: self.id.map(Into::into),
+        }
+    }
+}
+
+/// Maps an unexpected answer to the shared error enum.
+pub(crate) fn status_error(reply: &Reply, target: Target<'_>) -> Error {
+    let (error, reason) = reply.error_and_reason();
+    let detail = if reason.is_empty() {
+        error.clone()
+    } else {
+        format!("{error}: {reason}")
+    };
+    match reply.status.as_u16() {
+        404 => Error::NotFound {
+            location: target.location(),
+            reason: Some(if reason.is_empty() { error } else { reason }),
+        },
+        409 => Error::Conflict {
+            location: target.location(),
+        },
+        401 | 403 => Error::Unauthorized {
+            reason: format!(
+                "CouchDB refused access to {} ({detail}); check COUCHDB_USER, COUCHDB_PASSWORD and the user's roles",
+                target.location()
+            ),
+        },
+        400 if error == "illegal_database_name" => Error::InvalidDatabaseName {
+            name: target.db.into(),
+            reason: detail,
+        },
+        400 if error == "bad_request" && target.id.is_none() => {
+            Error::InvalidQuery { reason: detail }
+        }
+        400 | 413 | 415 => Error::InvalidDocument {
+            location: target.location(),
+            reason: detail,
+        },
+        _ => Error::Protocol {
+            reason: format!(
+                "unexpected answer {} from CouchDB for {} ({detail})",
+                reply.status,
+                target.location()
+            ),
+        },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ids_are_one_encoded_segment() {
+        let http = Http::new(&CouchDbConfig::new("http://u:p@127.0.0.1:5984/")).unwrap();
+        assert_eq!(http.base(), "http://127.0.0.1:5984");
+        assert_eq!(http.user(), Some("u"));
+        assert_eq!(
+            http.url(&["a$b/c", "x/y?z#w %+é"], &[("key", "\"k\"")]),
+            "http://127.0.0.1:5984/a%24b%2Fc/x%2Fy%3Fz%23w%20%25%2B%C3%A9?key=%22k%22"
+        );
+    }
+
+    #[test]
+    fn bad_urls_are_config_errors_without_the_password() {
+        let Err(err) = Http::new(&CouchDbConfig::new("ftp://u:hunter2@h")) else {
+            panic!("an ftp URL was accepted");
+        };
+        assert!(matches!(err, Error::Config { .. }));
+        assert!(!err.to_string().contains("hunter2"), "{err}");
+        let Err(err) = Http::new(&CouchDbConfig::new("not a url :hunter2@")) else {
+            panic!("garbage was accepted as a URL");
+        };
+        assert!(!err.to_string().contains("hunter2"), "{err}");
+    }
+}
