@@ -188,6 +188,9 @@ pub async fn awkward_ids_round_trip(svc: &Service) {
         "q\"uote",
         "back\\slash",
         "x%2Fy",
+        ".",
+        "..",
+        "x/../../_all_dbs",
         long.as_str(),
     ];
     for (n, id) in awkward.iter().enumerate() {

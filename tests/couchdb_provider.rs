@@ -1,0 +1,310 @@
+//! CouchDB-provider specifics the shared suite cannot express: exact request counts, the
+//! server and credential check, the retry rule, timeouts and error mapping. Counts and
+//! errors run against the server `tests/support` finds; retries and timeouts against a
+//! scripted fake server on a loopback port.
+
+mod support;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use docstore::serde_json::{Value, json};
+use docstore::{
+    CouchDbConfig, CouchDbProvider, DatabaseService, Document, Error, Secret, Settings,
+    get_database_service,
+};
+use docstore_providers::conformance::unique_db;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+fn doc(value: Value) -> Document {
+    Document::from_value(value).unwrap()
+}
+
+async fn provider() -> CouchDbProvider {
+    CouchDbProvider::connect(support::couchdb().config())
+        .await
+        .expect("connects to the test server")
+}
+
+/// Runs `op` and returns how many HTTP requests it sent.
+async fn count<T>(p: &CouchDbProvider, op: impl std::future::Future<Output = T>) -> (T, u64) {
+    let before = p.request_count();
+    let out = op.await;
+    (out, p.request_count() - before)
+}
+
+#[tokio::test]
+async fn request_counts_per_operation() {
+    let p = provider().await;
+    let db = unique_db("counts");
+
+    // Lazy creation: the first write into a missing database costs PUT (404), PUT /db, PUT.
+    let (w, n) = count(&p, p.save(&db, "first", doc(json!({"v": 1})))).await;
+    w.unwrap();
+    assert_eq!(n, 3, "first write into a missing database");
+    // Afterwards no existence checks: a new document is one PUT.
+    let (w, n) = count(&p, p.save(&db, "new", doc(json!({"v": 1})))).await;
+    w.unwrap();
+    assert_eq!(n, 1, "save of a new document");
+    // A rev-less save over a document this provider has seen: one PUT with the known rev.
+    let (w, n) = count(&p, p.save(&db, "new", doc(json!({"v": 2})))).await;
+    assert_eq!(w.unwrap().rev.generation(), 2);
+    assert_eq!(n, 1, "rev-less save over a seen document");
+    // ... and one it has never seen (written by another client): PUT 409, lookup, PUT.
+    let other = provider().await;
+    other.save(&db, "theirs", doc(json!({"v": 1}))).await.unwrap();
+    let (w, n) = count(&p, p.save(&db, "theirs", doc(json!({"v": 2})))).await;
+    assert_eq!(w.unwrap().rev.generation(), 2);
+    assert_eq!(n, 3, "rev-less save over an unseen document");
+    // A stale known revision (another client wrote since): PUT 409, lookup, PUT.
+    other.save(&db, "new", doc(json!({"v": 3}))).await.unwrap();
+    let (w, n) = count(&p, p.save(&db, "new", doc(json!({"v": 4})))).await;
+    assert_eq!(w.unwrap().rev.generation(), 4);
+    assert_eq!(n, 3, "rev-less save with a stale known revision");
+    // With _rev: one PUT.
+    let current = p.get(&db, "new").await.unwrap();
+    let (w, n) = count(&p, p.save(&db, "new", current)).await;
+    w.unwrap();
+    assert_eq!(n, 1, "save with _rev");
+
+    let (r, n) = count(&p, p.get(&db, "new")).await;
+    r.unwrap();
+    assert_eq!(n, 1, "get");
+    let (r, n) = count(&p, p.list_page(&db, None, 2)).await;
+    assert_eq!(r.unwrap().docs.len(), 2);
+    assert_eq!(n, 1, "a listing page");
+    let ids: Vec<String> = (0..50).map(|i| format!("bulk{i:02}")).collect();
+    let docs = ids.iter().map(|id| doc(json!({"_id": id}))).collect();
+    let (r, n) = count(&p, p.save_many(&db, docs)).await;
+    assert!(r.unwrap().iter().all(Result::is_ok));
+    assert_eq!(n, 1, "save_many of new documents");
+    let (r, n) = count(&p, p.get_many(&db, &ids)).await;
+    assert!(r.unwrap().iter().all(Result::is_ok));
+    assert_eq!(n, 1, "get_many");
+    let (r, n) = count(&p, p.delete_many(&db, &ids[..25])).await;
+    assert!(r.unwrap().iter().all(Result::is_ok));
+    assert_eq!(n, 2, "delete_many");
+    let (r, n) = count(&p, p.changes(&db, None, 10)).await;
+    r.unwrap();
+    assert_eq!(n, 1, "a changes page");
+    // delete: one request with a known revision, two without.
+    let (r, n) = count(&p, p.delete(&db, "first")).await;
+    r.unwrap();
+    assert_eq!(n, 1, "delete of a seen document");
+    let fresh = provider().await;
+    let (r, n) = count(&fresh, fresh.delete(&db, "theirs")).await;
+    r.unwrap();
+    assert_eq!(n, 2, "delete of an unseen document");
+
+    p.delete_database(&db).await.unwrap();
+}
+
+#[tokio::test]
+async fn wrong_password_is_unauthorized_and_never_shown() {
+    let server = support::couchdb();
+    let secret = "definitely-not-the-password";
+    let settings = Settings::couchdb(&server.url, &server.user, Secret::new(secret));
+    let err = get_database_service(&settings).await.unwrap_err();
+    assert!(matches!(err, Error::Unauthorized { .. }), "{err:?}");
+    let text = format!("{err} {err:?}");
+    assert!(text.contains("COUCHDB_PASSWORD"), "{text}");
+    assert!(!text.contains(secret), "{text}");
+    assert_eq!(err.http_status(), 401);
+}
+
+#[tokio::test]
+async fn credentials_in_the_url_work_and_stay_hidden() {
+    let server = support::couchdb();
+    let url = server.url.replacen(
+        "://",
+        &format!("://{}:{}@", server.user, server.password),
+        1,
+    );
+    let p = CouchDbProvider::connect(CouchDbConfig::new(&url)).await.unwrap();
+    assert!(p.list_databases().await.is_ok());
+    let debug = format!("{p:?}");
+    assert!(!debug.contains(&server.password), "{debug}");
+    let config = format!("{:?}", CouchDbConfig::new(&url));
+    assert!(!config.contains(&server.password), "{config}");
+}
+
+#[tokio::test]
+async fn an_unreachable_server_is_unavailable_within_the_timeout() {
+    // A port nothing listens on.
+    let port = {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.local_addr().unwrap().port()
+    };
+    let mut config = CouchDbConfig::new(format!("http://127.0.0.1:{port}"));
+    config.connect_timeout = Duration::from_secs(1);
+    config.password = Some(Secret::new("pw-never-shown"));
+    config.user = Some("admin".into());
+    let started = Instant::now();
+    let err = CouchDbProvider::connect(config).await.unwrap_err();
+    assert!(started.elapsed() < Duration::from_secs(5), "{:?}", started.elapsed());
+    assert!(matches!(err, Error::Unavailable { .. }), "{err:?}");
+    assert!(err.is_retryable());
+    let text = err.to_string();
+    assert!(text.contains("COUCHDB_URL") && !text.contains("pw-never-shown"), "{text}");
+}
+
+/// A scripted HTTP server: `/_session` answers as CouchDB does for user "u"; everything else
+/// gets `respond(request_line)` (status, body), or no answer at all when it returns `None`.
+async fn fake_server(
+    respond: impl Fn(&str) -> Option<(u16, String)> + Send + Sync + 'static,
+) -> (String, Arc<AtomicUsize>) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let hits = Arc::new(AtomicUsize::new(0));
+    let respond = Arc::new(respond);
+    let counter = Arc::clone(&hits);
+    tokio::spawn(async move {
+        loop {
+            let Ok((mut socket, _)) = listener.accept().await else {
+                return;
+            };
+            let respond = Arc::clone(&respond);
+            let counter = Arc::clone(&counter);
+            tokio::spawn(async move {
+                let mut buf = Vec::new();
+                let mut chunk = [0u8; 4096];
+                loop {
+                    // One request per connection is enough for these tests.
+                    let Ok(n) = socket.read(&mut chunk).await else { return };
+                    if n == 0 {
+                        return;
+                    }
+                    buf.extend_from_slice(&chunk[..n]);
+                    if buf.windows(4).any(|w| w == b"\r\n\r\n") {
+                        break;
+                    }
+                }
+                let head = String::from_utf8_lossy(&buf).to_string();
+                let line = head.lines().next().unwrap_or("").to_owned();
+                let answer = if line.contains("/_session") {
+                    Some((200, r#"{"ok":true,"userCtx":{"name":"u","roles":[]}}"#.to_owned()))
+                } else {
+                    counter.fetch_add(1, Ordering::SeqCst);
+                    respond(&line)
+                };
+                match answer {
+                    Some((status, body)) => {
+                        let reply = format!(
+                            "HTTP/1.1 {status} X\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                            body.len()
+                        );
+                        let _ = socket.write_all(reply.as_bytes()).await;
+                    }
+                    None => tokio::time::sleep(Duration::from_secs(30)).await,
+                }
+            });
+        }
+    });
+    (url, hits)
+}
+
+fn fake_config(url: &str) -> CouchDbConfig {
+    let mut config = CouchDbConfig::new(url);
+    config.user = Some("u".into());
+    config.password = Some(Secret::new("p"));
+    config.request_timeout = Duration::from_millis(500);
+    config.max_retries = 3;
+    config
+}
+
+#[tokio::test]
+async fn reads_are_retried_on_5xx_and_then_unavailable() {
+    let (url, hits) = fake_server(|_| Some((503, r#"{"error":"overloaded"}"#.into()))).await;
+    let p = CouchDbProvider::connect(fake_config(&url)).await.unwrap();
+    let err = p.get("db", "x").await.unwrap_err();
+    assert!(matches!(err, Error::Unavailable { .. }), "{err:?}");
+    assert_eq!(hits.load(Ordering::SeqCst), 4, "one try and three retries");
+    assert_eq!(err.http_status(), 503);
+}
+
+#[tokio::test]
+async fn writes_are_not_replayed_after_a_5xx_or_a_timeout() {
+    let (url, hits) = fake_server(|line| {
+        if line.starts_with("PUT") {
+            Some((500, r#"{"error":"unknown"}"#.into()))
+        } else {
+            None
+        }
+    })
+    .await;
+    let p = CouchDbProvider::connect(fake_config(&url)).await.unwrap();
+    let err = p.save("db", "x", doc(json!({}))).await.unwrap_err();
+    assert!(matches!(err, Error::Unavailable { .. }), "{err:?}");
+    assert_eq!(hits.load(Ordering::SeqCst), 1, "a write that reached the server is not sent again");
+
+    // A read that gets no answer times out (and is retried, being safe).
+    let started = Instant::now();
+    let err = p.get("db", "y").await.unwrap_err();
+    assert!(matches!(err, Error::Unavailable { .. }), "{err:?}");
+    assert!(err.to_string().contains("timed out"), "{err}");
+    assert!(started.elapsed() < Duration::from_secs(6), "{:?}", started.elapsed());
+}
+
+#[tokio::test]
+async fn unexpected_answers_are_protocol_errors() {
+    let (url, _) = fake_server(|_| Some((200, "this is not json".into()))).await;
+    let p = CouchDbProvider::connect(fake_config(&url)).await.unwrap();
+    let err = p.get("db", "x").await.unwrap_err();
+    assert!(matches!(err, Error::Protocol { .. }), "{err:?}");
+    let (url, _) = fake_server(|_| Some((200, "[1,2,3]".into()))).await;
+    let p = CouchDbProvider::connect(fake_config(&url)).await.unwrap();
+    let err = p.database_info("db").await.unwrap_err();
+    assert!(matches!(err, Error::Protocol { .. }), "{err:?}");
+}
+
+#[tokio::test]
+async fn a_server_that_is_not_couchdb_is_reported() {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move {
+        while let Ok((mut socket, _)) = listener.accept().await {
+            let mut buf = [0u8; 1024];
+            let _ = socket.read(&mut buf).await;
+            let _ = socket
+                .write_all(b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
+                .await;
+        }
+    });
+    let err = CouchDbProvider::connect(fake_config(&url)).await.unwrap_err();
+    assert!(matches!(err, Error::Protocol { .. }), "{err:?}");
+    assert!(err.to_string().contains("COUCHDB_URL"), "{err}");
+}
+
+#[tokio::test]
+async fn design_documents_never_list() {
+    // Written behind the provider's back, as an index or a view would be.
+    let p = provider().await;
+    let db = unique_db("design");
+    p.save(&db, "a", doc(json!({}))).await.unwrap();
+    p.save(&db, "z", doc(json!({}))).await.unwrap();
+    let server = support::couchdb();
+    let client = reqwest::Client::new();
+    let design = client
+        .put(format!("{}/{db}/_design%2Fidx", server.url))
+        .basic_auth(&server.user, Some(&server.password))
+        .header("content-type", "application/json")
+        .body(r#"{"views":{}}"#)
+        .send()
+        .await
+        .unwrap();
+    assert!(design.status().is_success(), "{}", design.status());
+    let ids: Vec<String> = p
+        .list_all(&db)
+        .await
+        .unwrap()
+        .iter()
+        .map(|d| d.id().unwrap().to_owned())
+        .collect();
+    assert_eq!(ids, ["a", "z"]);
+    let page = p.list_page(&db, None, 1).await.unwrap();
+    assert_eq!(page.docs.len(), 1);
+    let changes = p.changes(&db, None, 10).await.unwrap();
+    assert!(changes.results.iter().all(|c| !c.id.starts_with("_design/")));
+    p.delete_database(&db).await.unwrap();
+}
