@@ -53,7 +53,10 @@ async fn request_counts_per_operation() {
     assert_eq!(n, 1, "rev-less save over a seen document");
     // ... and one it has never seen (written by another client): PUT 409, lookup, PUT.
     let other = provider().await;
-    other.save(&db, "theirs", doc(json!({"v": 1}))).await.unwrap();
+    other
+        .save(&db, "theirs", doc(json!({"v": 1})))
+        .await
+        .unwrap();
     let (w, n) = count(&p, p.save(&db, "theirs", doc(json!({"v": 2})))).await;
     assert_eq!(w.unwrap().rev.generation(), 2);
     assert_eq!(n, 3, "rev-less save over an unseen document");
@@ -121,7 +124,9 @@ async fn credentials_in_the_url_work_and_stay_hidden() {
         &format!("://{}:{}@", server.user, server.password),
         1,
     );
-    let p = CouchDbProvider::connect(CouchDbConfig::new(&url)).await.unwrap();
+    let p = CouchDbProvider::connect(CouchDbConfig::new(&url))
+        .await
+        .unwrap();
     assert!(p.list_databases().await.is_ok());
     let debug = format!("{p:?}");
     assert!(!debug.contains(&server.password), "{debug}");
@@ -142,11 +147,18 @@ async fn an_unreachable_server_is_unavailable_within_the_timeout() {
     config.user = Some("admin".into());
     let started = Instant::now();
     let err = CouchDbProvider::connect(config).await.unwrap_err();
-    assert!(started.elapsed() < Duration::from_secs(5), "{:?}", started.elapsed());
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        started.elapsed()
+    );
     assert!(matches!(err, Error::Unavailable { .. }), "{err:?}");
     assert!(err.is_retryable());
     let text = err.to_string();
-    assert!(text.contains("COUCHDB_URL") && !text.contains("pw-never-shown"), "{text}");
+    assert!(
+        text.contains("COUCHDB_URL") && !text.contains("pw-never-shown"),
+        "{text}"
+    );
 }
 
 /// A scripted HTTP server: `/_session` answers as CouchDB does for user "u"; everything else
@@ -171,7 +183,9 @@ async fn fake_server(
                 let mut chunk = [0u8; 4096];
                 loop {
                     // One request per connection is enough for these tests.
-                    let Ok(n) = socket.read(&mut chunk).await else { return };
+                    let Ok(n) = socket.read(&mut chunk).await else {
+                        return;
+                    };
                     if n == 0 {
                         return;
                     }
@@ -183,7 +197,10 @@ async fn fake_server(
                 let head = String::from_utf8_lossy(&buf).to_string();
                 let line = head.lines().next().unwrap_or("").to_owned();
                 let answer = if line.contains("/_session") {
-                    Some((200, r#"{"ok":true,"userCtx":{"name":"u","roles":[]}}"#.to_owned()))
+                    Some((
+                        200,
+                        r#"{"ok":true,"userCtx":{"name":"u","roles":[]}}"#.to_owned(),
+                    ))
                 } else {
                     counter.fetch_add(1, Ordering::SeqCst);
                     respond(&line)
@@ -236,14 +253,22 @@ async fn writes_are_not_replayed_after_a_5xx_or_a_timeout() {
     let p = CouchDbProvider::connect(fake_config(&url)).await.unwrap();
     let err = p.save("db", "x", doc(json!({}))).await.unwrap_err();
     assert!(matches!(err, Error::Unavailable { .. }), "{err:?}");
-    assert_eq!(hits.load(Ordering::SeqCst), 1, "a write that reached the server is not sent again");
+    assert_eq!(
+        hits.load(Ordering::SeqCst),
+        1,
+        "a write that reached the server is not sent again"
+    );
 
     // A read that gets no answer times out (and is retried, being safe).
     let started = Instant::now();
     let err = p.get("db", "y").await.unwrap_err();
     assert!(matches!(err, Error::Unavailable { .. }), "{err:?}");
     assert!(err.to_string().contains("timed out"), "{err}");
-    assert!(started.elapsed() < Duration::from_secs(6), "{:?}", started.elapsed());
+    assert!(
+        started.elapsed() < Duration::from_secs(6),
+        "{:?}",
+        started.elapsed()
+    );
 }
 
 #[tokio::test]
@@ -267,11 +292,15 @@ async fn a_server_that_is_not_couchdb_is_reported() {
             let mut buf = [0u8; 1024];
             let _ = socket.read(&mut buf).await;
             let _ = socket
-                .write_all(b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
+                .write_all(
+                    b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+                )
                 .await;
         }
     });
-    let err = CouchDbProvider::connect(fake_config(&url)).await.unwrap_err();
+    let err = CouchDbProvider::connect(fake_config(&url))
+        .await
+        .unwrap_err();
     assert!(matches!(err, Error::Protocol { .. }), "{err:?}");
     assert!(err.to_string().contains("COUCHDB_URL"), "{err}");
 }
@@ -305,6 +334,11 @@ async fn design_documents_never_list() {
     let page = p.list_page(&db, None, 1).await.unwrap();
     assert_eq!(page.docs.len(), 1);
     let changes = p.changes(&db, None, 10).await.unwrap();
-    assert!(changes.results.iter().all(|c| !c.id.starts_with("_design/")));
+    assert!(
+        changes
+            .results
+            .iter()
+            .all(|c| !c.id.starts_with("_design/"))
+    );
     p.delete_database(&db).await.unwrap();
 }
