@@ -19,7 +19,7 @@ use dashmap::DashMap;
 use parking_lot::RwLock;
 use serde_json::{Map, Value};
 
-use crate::write::{Leaf, SaveRequest, bulk_id, delete_rev, local_body};
+use crate::write::{Leaf, SaveRequest, bulk_id, count_transition, delete_rev, local_body};
 use crate::{
     Change, ChangesPage, DatabaseInfo, DatabaseService, Document, Error, Page, Result, Rev,
     WriteResult, validate,
@@ -69,19 +69,11 @@ impl MemoryDb {
             seq,
             body: Arc::new(body),
         };
-        if let Some(old) = self.docs.insert(id.to_owned(), new) {
+        let old = self.docs.insert(id.to_owned(), new);
+        if let Some(old) = &old {
             self.by_seq.remove(&old.seq);
-            if old.leaf.deleted {
-                self.deleted -= 1;
-            } else {
-                self.live -= 1;
-            }
         }
-        if leaf.deleted {
-            self.deleted += 1;
-        } else {
-            self.live += 1;
-        }
+        count_transition(&mut self.live, &mut self.deleted, old.map(|o| o.leaf), leaf);
         self.by_seq.insert(seq, id.to_owned());
     }
 

@@ -20,6 +20,22 @@ pub(crate) struct Leaf {
     pub deleted: bool,
 }
 
+/// Live and deleted document counts of a database, kept in step with every write.
+pub(crate) fn count_transition(live: &mut u64, deleted: &mut u64, old: Option<Leaf>, new: Leaf) {
+    if let Some(old) = old {
+        if old.deleted {
+            *deleted -= 1;
+        } else {
+            *live -= 1;
+        }
+    }
+    if new.deleted {
+        *deleted += 1;
+    } else {
+        *live += 1;
+    }
+}
+
 /// A save, validated: the body to store (without `_id`/`_rev`) and the expected revision.
 #[derive(Debug)]
 pub(crate) struct SaveRequest {

@@ -316,31 +316,40 @@ impl CouchDbProvider {
         }
     }
 
-    /// The current revisions of `ids`, live or deleted, in one request.
-    async fn lookup(&self, db: &str, ids: &[&str]) -> Result<Vec<Current>> {
-        let url = self.http.url(&[db, "_all_docs"], &[]);
+    /// `POST /db/_all_docs` with `keys`: one row per id, in order (a missing database gives
+    /// `null` rows). With `include_docs`, live rows carry their document.
+    async fn rows_for_keys(
+        &self,
+        db: &str,
+        ids: &[&str],
+        include_docs: bool,
+    ) -> Result<Vec<Value>> {
+        let query: &[(&str, &str)] = if include_docs {
+            &[("include_docs", "true")]
+        } else {
+            &[]
+        };
+        let url = self.http.url(&[db, "_all_docs"], query);
+        let body = json!({ "keys": ids });
         let reply = self
             .http
-            .send_json(
-                Method::POST,
-                &url,
-                &json!({ "keys": ids }),
-                Idempotency::Safe,
-            )
+            .send_json(Method::POST, &url, &body, Idempotency::Safe)
             .await?;
         if reply.status == StatusCode::NOT_FOUND {
-            return Ok(vec![Current::Missing; ids.len()]);
+            return Ok(vec![Value::Null; ids.len()]);
         }
         if !reply.status.is_success() {
             return Err(status_error(&reply, Target { db, id: None }));
         }
-        let body = reply.json()?;
-        let rows = body["rows"]
-            .as_array()
-            .ok_or_else(|| protocol("a revision lookup", &reply))?;
-        if rows.len() != ids.len() {
-            return Err(protocol("a revision lookup", &reply));
+        match reply.json()?.get_mut("rows").map(Value::take) {
+            Some(Value::Array(rows)) if rows.len() == ids.len() => Ok(rows),
+            _ => Err(protocol("_all_docs with keys", &reply)),
         }
+    }
+
+    /// The current revisions of `ids`, live or deleted, in one request.
+    async fn lookup(&self, db: &str, ids: &[&str]) -> Result<Vec<Current>> {
+        let rows = self.rows_for_keys(db, ids, false).await?;
         Ok(rows
             .iter()
             .map(|row| match rev_of(&row["value"]["rev"]) {
@@ -681,29 +690,7 @@ impl DatabaseService for CouchDbProvider {
             .map(|(id, _)| id.as_str())
             .collect();
         if !wanted.is_empty() {
-            let url = self
-                .http
-                .url(&[db, "_all_docs"], &[("include_docs", "true")]);
-            let reply = self
-                .http
-                .send_json(
-                    Method::POST,
-                    &url,
-                    &json!({ "keys": wanted }),
-                    Idempotency::Safe,
-                )
-                .await?;
-            let mut rows = if reply.status == StatusCode::NOT_FOUND {
-                vec![Value::Null; wanted.len()]
-            } else if reply.status.is_success() {
-                match reply.json()?.get_mut("rows").map(Value::take) {
-                    Some(Value::Array(rows)) if rows.len() == wanted.len() => rows,
-                    _ => return Err(protocol("_all_docs with keys", &reply)),
-                }
-            } else {
-                return Err(status_error(&reply, Target { db, id: None }));
-            }
-            .into_iter();
+            let mut rows = self.rows_for_keys(db, &wanted, true).await?.into_iter();
             for (slot, id) in results.iter_mut().zip(ids) {
                 if slot.is_some() {
                     continue;

@@ -49,7 +49,7 @@ use parking_lot::Mutex;
 use serde_json::{Map, Value};
 
 use self::format::{DbMeta, NEXT_ID_KEY, PURGE_PREFIX, RecordHeader};
-use crate::write::{Leaf, SaveRequest, bulk_id, delete_rev, local_body};
+use crate::write::{Leaf, SaveRequest, bulk_id, count_transition, delete_rev, local_body};
 use crate::{
     Change, ChangesPage, DatabaseInfo, DatabaseService, Document, Error, Page, Result, Rev,
     WriteResult, validate,
@@ -304,17 +304,13 @@ impl Store {
         meta.seq += 1;
         if let Some(old) = previous {
             batch.remove(&self.changes, format::key(meta.id, &old.seq.to_be_bytes()));
-            if old.leaf.deleted {
-                meta.deleted -= 1;
-            } else {
-                meta.live -= 1;
-            }
         }
-        if leaf.deleted {
-            meta.deleted += 1;
-        } else {
-            meta.live += 1;
-        }
+        count_transition(
+            &mut meta.live,
+            &mut meta.deleted,
+            previous.map(|h| h.leaf),
+            leaf,
+        );
         format::finish_record(&mut record, leaf, meta.seq);
         batch.insert(
             &self.changes,
