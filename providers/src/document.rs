@@ -12,6 +12,18 @@ use serde_json::{Map, Value};
 use crate::{Error, Result, Rev};
 
 /// A JSON document: an ordered JSON object, optionally carrying `_id` and `_rev`.
+///
+/// ```
+/// use docstore_providers::Document;
+///
+/// let mut doc = Document::from_json(r#"{"_id":"a","z":1,"b":2}"#).unwrap();
+/// doc.insert("c", "three");
+/// assert_eq!(doc.id(), Some("a"));
+/// assert_eq!(doc.rev(), None);
+/// let keys: Vec<&String> = doc.as_map().keys().collect();
+/// assert_eq!(keys, ["_id", "z", "b", "c"]); // key order is kept
+/// assert!(Document::from_json("[1, 2]").is_err()); // a document is an object
+/// ```
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(transparent)]
 pub struct Document(Map<String, Value>);

@@ -28,6 +28,19 @@ use crate::{Error, Result};
 ///
 /// Ordered as CouchDB picks a winner among leaves of equal deletedness: higher generation
 /// first, then the greater hash.
+///
+/// ```
+/// use docstore_providers::{Document, Rev};
+///
+/// // The revision CouchDB 3 assigns to a new document `{"x":1}`, and to its deletion.
+/// let body = Document::from_json(r#"{"x":1}"#).unwrap();
+/// let first = Rev::compute(None, false, body.as_map());
+/// assert_eq!(first.to_string(), "1-0785e9eb543380151003dc452c3a001a");
+/// let gone = Rev::compute(Some(&first), true, &Default::default());
+/// assert_eq!(gone.generation(), 2);
+/// assert!(gone > first);
+/// assert_eq!(Rev::parse(&first.to_string()).unwrap(), first);
+/// ```
 #[derive(Clone, Copy, PartialEq, Eq, Hash)]
 pub struct Rev {
     generation: u64,
