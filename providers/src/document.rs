@@ -113,6 +113,19 @@ impl Document {
             .collect()
     }
 
+    /// Parses a stored body (JSON object text) straight into the document a read returns,
+    /// `_id` and `_rev` first, without building the body as a separate map first.
+    pub fn from_stored_json(id: &str, rev: &Rev, json: &[u8]) -> serde_json::Result<Self> {
+        use serde::de::DeserializeSeed;
+        let mut map = Map::with_capacity(16);
+        map.insert("_id".into(), Value::String(id.into()));
+        map.insert("_rev".into(), Value::String(rev.to_string()));
+        let mut de = serde_json::Deserializer::from_slice(json);
+        ExtendMap(&mut map).deserialize(&mut de)?;
+        de.end()?;
+        Ok(Self(map))
+    }
+
     /// Builds the document a read returns: `_id`, `_rev`, then the stored body.
     pub fn assemble(id: &str, rev: &Rev, body: Map<String, Value>) -> Self {
         let mut map = Map::with_capacity(body.len() + 2);
@@ -139,6 +152,29 @@ impl TryFrom<Value> for Document {
     type Error = Error;
     fn try_from(value: Value) -> Result<Self> {
         Self::from_value(value)
+    }
+}
+
+/// Deserializes a JSON object's entries into an existing map, in order.
+struct ExtendMap<'a>(&'a mut Map<String, Value>);
+
+impl<'de> serde::de::DeserializeSeed<'de> for ExtendMap<'_> {
+    type Value = ();
+    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+        d.deserialize_map(self)
+    }
+}
+
+impl<'de> serde::de::Visitor<'de> for ExtendMap<'_> {
+    type Value = ();
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("a JSON object")
+    }
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut access: A) -> Result<(), A::Error> {
+        while let Some((key, value)) = access.next_entry::<String, Value>()? {
+            self.0.insert(key, value);
+        }
+        Ok(())
     }
 }
 

@@ -429,7 +429,7 @@ impl Store {
         if header.leaf.deleted {
             return Err(Error::doc_not_found(db, id, "deleted"));
         }
-        Ok(Document::assemble(id, &header.leaf.rev, parse_body(body)?))
+        stored_document(id, &header.leaf.rev, body)
     }
 
     fn list_page(&self, db: &str, after: Option<&str>, limit: usize) -> Result<Page> {
@@ -466,7 +466,7 @@ impl Store {
             }
             let id = std::str::from_utf8(&key[8..])
                 .map_err(|_| format::corrupt("document id is not UTF-8"))?;
-            docs.push(Document::assemble(id, &header.leaf.rev, parse_body(body)?));
+            docs.push(stored_document(id, &header.leaf.rev, body)?);
         }
         let next = if more {
             docs.last().and_then(|d| d.id().map(str::to_owned))
@@ -596,6 +596,11 @@ impl Store {
             .ok_or_else(|| Error::doc_not_found(db, &format!("_local/{id}"), "missing"))?;
         Ok(Document::from(parse_body(&value)?))
     }
+}
+
+fn stored_document(id: &str, rev: &Rev, json: &[u8]) -> Result<Document> {
+    Document::from_stored_json(id, rev, json)
+        .map_err(|e| format::corrupt(&format!("stored body of {id:?}: {e}")))
 }
 
 fn parse_body(json: &[u8]) -> Result<Map<String, Value>> {
