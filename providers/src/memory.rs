@@ -19,7 +19,7 @@ use dashmap::DashMap;
 use parking_lot::RwLock;
 use serde_json::{Map, Value};
 
-use crate::write::{Leaf, SaveRequest, bulk_id, count_transition, delete_rev, local_body};
+use crate::write::{Leaf, SaveRequest, count_transition, delete_rev, local_body};
 use crate::{
     Change, ChangesPage, DatabaseInfo, DatabaseService, Document, Error, Page, Result, Rev,
     WriteResult, validate,
@@ -261,11 +261,7 @@ impl DatabaseService for MemoryProvider {
     async fn save_many(&self, db: &str, docs: Vec<Document>) -> Result<Vec<Result<WriteResult>>> {
         let prepared: Vec<Result<(String, SaveRequest)>> = docs
             .into_iter()
-            .map(|doc| {
-                let id = bulk_id(db, &doc)?;
-                let req = SaveRequest::new(db, &id, doc)?;
-                Ok((id, req))
-            })
+            .map(|doc| SaveRequest::for_bulk(db, doc))
             .collect();
         let state = self.create_if_missing(db)?;
         let mut state = state.write();

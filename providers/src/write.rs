@@ -54,6 +54,13 @@ impl SaveRequest {
         Ok(Self { body, expected })
     }
 
+    /// Validates one document of a bulk save, which must carry its `_id`; returns the id too.
+    pub fn for_bulk(db: &str, doc: Document) -> Result<(String, Self)> {
+        let id = bulk_id(db, &doc)?;
+        let request = Self::new(db, &id, doc)?;
+        Ok((id, request))
+    }
+
     /// The revision this save produces on top of `current`, or `Conflict`.
     pub fn next_rev(&self, db: &str, id: &str, current: Option<Leaf>) -> Result<Rev> {
         match (self.expected, current) {
@@ -85,7 +92,7 @@ pub(crate) fn delete_rev(
 }
 
 /// The id a bulk save writes: the document's `_id`, which bulk saves require.
-pub(crate) fn bulk_id(db: &str, doc: &Document) -> Result<String> {
+fn bulk_id(db: &str, doc: &Document) -> Result<String> {
     match doc.get("_id") {
         Some(Value::String(id)) => Ok(id.clone()),
         Some(_) => Err(Error::invalid_document(db, None, "_id must be a string")),

@@ -37,7 +37,7 @@ use serde_json::{Map, Value, json};
 
 use self::http::{Http, Idempotency, Reply, Target, status_error};
 use crate::service::backoff;
-use crate::write::{SaveRequest, bulk_id, local_body};
+use crate::write::{SaveRequest, local_body};
 use crate::{
     Change, ChangesPage, DatabaseInfo, DatabaseService, Document, Error, Page, Result, Rev, Secret,
     WriteResult, redact_url, validate,
@@ -725,7 +725,7 @@ impl DatabaseService for CouchDbProvider {
         let mut results: Vec<Option<Result<WriteResult>>> = Vec::with_capacity(docs.len());
         let mut queue = Vec::new();
         for (slot, doc) in docs.into_iter().enumerate() {
-            match bulk_id(db, &doc).and_then(|id| SaveRequest::new(db, &id, doc).map(|r| (id, r))) {
+            match SaveRequest::for_bulk(db, doc) {
                 Ok((id, req)) => {
                     queue.push(Pending {
                         slot,

@@ -49,7 +49,7 @@ use parking_lot::Mutex;
 use serde_json::{Map, Value};
 
 use self::format::{DbMeta, NEXT_ID_KEY, PURGE_PREFIX, RecordHeader};
-use crate::write::{Leaf, SaveRequest, bulk_id, count_transition, delete_rev, local_body};
+use crate::write::{Leaf, SaveRequest, count_transition, delete_rev, local_body};
 use crate::{
     Change, ChangesPage, DatabaseInfo, DatabaseService, Document, Error, Page, Result, Rev,
     WriteResult, validate,
@@ -733,11 +733,7 @@ impl DatabaseService for EmbeddedProvider {
         validate::database_name(db)?;
         let requests: Vec<Result<(String, SaveRequest)>> = docs
             .into_iter()
-            .map(|doc| {
-                let id = bulk_id(db, &doc)?;
-                let req = SaveRequest::new(db, &id, doc)?;
-                Ok((id, req))
-            })
+            .map(|doc| SaveRequest::for_bulk(db, doc))
             .collect();
         let db = db.to_owned();
         self.run(move |s| s.save_batch(&db, requests)).await
