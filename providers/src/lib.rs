@@ -8,6 +8,7 @@
 
 #![warn(missing_docs)]
 
+pub mod collate;
 #[cfg(feature = "couchdb")]
 pub mod couchdb;
 mod document;
