@@ -15,6 +15,7 @@ mod document;
 #[cfg(feature = "embedded")]
 pub mod embedded;
 mod error;
+pub mod mango;
 pub mod memory;
 mod rev;
 mod secret;
