@@ -651,6 +651,53 @@ pub async fn bulk_results_keep_input_order(svc: &Service) {
     drop_db(svc, &db).await;
 }
 
+/// A large bulk save (600 documents, one id three times, one stale `_rev`) keeps input order
+/// and applies repeats in order, exactly like a small one.
+pub async fn large_bulk_saves_keep_order(svc: &Service) {
+    let db = unique_db("large-bulk");
+    let old = svc
+        .save(&db, "existing", doc(json!({"v": 0})))
+        .await
+        .unwrap();
+    svc.save(&db, "existing", doc(json!({"v": 1})))
+        .await
+        .unwrap();
+    let mut docs: Vec<Document> = (0..600)
+        .map(|i| doc(json!({"_id": format!("d{i:04}"), "i": i})))
+        .collect();
+    docs[100] = doc(json!({"_id": "twice", "n": 1}));
+    docs[300] = doc(json!({"_id": "twice", "n": 2}));
+    docs[500] = doc(json!({"_id": "twice", "n": 3}));
+    docs[400] = doc(json!({"_id": "existing", "_rev": old.rev.to_string(), "v": "stale"}));
+    let results = svc.save_many(&db, docs).await.unwrap();
+    assert_eq!(results.len(), 600);
+    for (i, r) in results.iter().enumerate() {
+        match i {
+            100 | 300 | 500 => {
+                let w = r.as_ref().unwrap();
+                assert_eq!(w.id, "twice");
+                assert_eq!(w.rev.generation(), (i / 200 + 1) as u64, "slot {i}");
+            }
+            400 => assert_eq!(kind(r), Kind::Conflict),
+            _ => {
+                let w = r.as_ref().unwrap();
+                assert_eq!(w.id, format!("d{i:04}"));
+                assert_eq!(w.rev.generation(), 1);
+            }
+        }
+    }
+    assert_eq!(
+        svc.get(&db, "twice").await.unwrap().get("n"),
+        Some(&json!(3))
+    );
+    assert_eq!(
+        svc.get(&db, "existing").await.unwrap().get("v"),
+        Some(&json!(1))
+    );
+    assert_eq!(svc.list_all(&db).await.unwrap().len(), 598);
+    drop_db(svc, &db).await;
+}
+
 /// The changes feed lists the latest change of each document in sequence order, deletions
 /// included, and continues from `last_seq`.
 pub async fn changes_include_deletions(svc: &Service) {
@@ -902,6 +949,7 @@ pub async fn run_all(svc: &Service) {
         listing_is_in_byte_order,
         pagination_has_no_gaps_or_repeats,
         bulk_results_keep_input_order,
+        large_bulk_saves_keep_order,
         changes_include_deletions,
         local_documents_are_invisible,
         databases_list_sorted_and_delete,
@@ -949,6 +997,7 @@ macro_rules! conformance_tests {
             listing_is_in_byte_order,
             pagination_has_no_gaps_or_repeats,
             bulk_results_keep_input_order,
+            large_bulk_saves_keep_order,
             changes_include_deletions,
             local_documents_are_invisible,
             databases_list_sorted_and_delete,

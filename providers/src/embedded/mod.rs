@@ -332,18 +332,23 @@ impl Store {
         db: &str,
         requests: Vec<Result<(String, SaveRequest)>>,
     ) -> Result<Vec<Result<WriteResult>>> {
+        // Outside the writer lock, on both cores for big batches: the record bytes, and the
+        // revision a new document would get (its hash needs no parent).
+        let prepared = prepare_saves(requests);
         let _writer = self.writer.lock();
         let mut batch = self.batch();
         let mut pending = Pending::new();
         let (mut meta, created) = self.meta_or_new(&mut batch, db)?;
-        let mut results = Vec::with_capacity(requests.len());
+        let mut results = Vec::with_capacity(prepared.len());
         let mut wrote = false;
-        for request in requests {
-            let outcome = request.and_then(|(id, req)| {
-                let key = format::key(meta.id, id.as_bytes());
+        for item in prepared {
+            let outcome = item.and_then(|save| {
+                let key = format::key(meta.id, save.id.as_bytes());
                 let previous = self.header(&pending, &key)?;
-                let rev = req.next_rev(db, &id, previous.map(|h| h.leaf))?;
-                let record = format::record_with_body(&req.body)?;
+                let rev = match (previous, save.new_doc_rev) {
+                    (None, Some(rev)) => rev,
+                    (previous, _) => save.req.next_rev(db, &save.id, previous.map(|h| h.leaf))?,
+                };
                 let leaf = Leaf {
                     rev,
                     deleted: false,
@@ -353,12 +358,12 @@ impl Store {
                     &mut pending,
                     &mut meta,
                     key,
-                    &id,
+                    &save.id,
                     previous,
                     leaf,
-                    record,
+                    save.record,
                 );
-                Ok(WriteResult { id, rev })
+                Ok(WriteResult { id: save.id, rev })
             });
             wrote |= outcome.is_ok();
             results.push(outcome);
@@ -596,6 +601,55 @@ impl Store {
             .ok_or_else(|| Error::doc_not_found(db, &format!("_local/{id}"), "missing"))?;
         Ok(Document::from(parse_body(&value)?))
     }
+}
+
+/// A save with the work that needs no lock already done.
+struct PreparedSave {
+    id: String,
+    req: SaveRequest,
+    /// The record (header still to fill in) with the body JSON.
+    record: Vec<u8>,
+    /// The revision if the document turns out to be new (rev-less save, no current leaf).
+    new_doc_rev: Option<Rev>,
+}
+
+/// Batches at least this big are prepared on two threads.
+const PARALLEL_PREPARE: usize = 256;
+
+fn prepare_save(request: Result<(String, SaveRequest)>) -> Result<PreparedSave> {
+    let (id, req) = request?;
+    let record = format::record_with_body(&req.body)?;
+    let new_doc_rev = req
+        .expected
+        .is_none()
+        .then(|| Rev::compute(None, false, &req.body));
+    Ok(PreparedSave {
+        id,
+        req,
+        record,
+        new_doc_rev,
+    })
+}
+
+/// Prepares saves in input order, splitting big batches over two threads.
+fn prepare_saves(mut requests: Vec<Result<(String, SaveRequest)>>) -> Vec<Result<PreparedSave>> {
+    if requests.len() < PARALLEL_PREPARE {
+        return requests.into_iter().map(prepare_save).collect();
+    }
+    let second = requests.split_off(requests.len() / 2);
+    let second_len = second.len();
+    std::thread::scope(|scope| {
+        let back = scope.spawn(move || second.into_iter().map(prepare_save).collect::<Vec<_>>());
+        let mut front: Vec<_> = requests.into_iter().map(prepare_save).collect();
+        match back.join() {
+            Ok(rest) => front.extend(rest),
+            // prepare_save does not panic; if it ever did, fail those saves, not the process.
+            Err(_) => front.extend(
+                (0..second_len).map(|_| Err(Error::storage("preparing a bulk save panicked"))),
+            ),
+        }
+        front
+    })
 }
 
 fn stored_document(id: &str, rev: &Rev, json: &[u8]) -> Result<Document> {
