@@ -133,24 +133,6 @@ impl MemoryProvider {
     }
 }
 
-fn parse_since(since: Option<&str>) -> Result<u64> {
-    match since {
-        None => Ok(0),
-        Some(token) => token.parse().map_err(|_| Error::InvalidQuery {
-            reason: format!("changes token {token:?} was not issued by the memory provider"),
-        }),
-    }
-}
-
-fn check_limit(limit: usize) -> Result<()> {
-    if limit == 0 {
-        return Err(Error::InvalidQuery {
-            reason: "limit must be at least 1".into(),
-        });
-    }
-    Ok(())
-}
-
 #[async_trait]
 impl DatabaseService for MemoryProvider {
     fn provider_name(&self) -> &'static str {
@@ -212,7 +194,7 @@ impl DatabaseService for MemoryProvider {
     }
 
     async fn list_page(&self, db: &str, after: Option<&str>, limit: usize) -> Result<Page> {
-        check_limit(limit)?;
+        validate::limit(limit)?;
         let Some(state) = self.existing(db)? else {
             return Ok(Page {
                 docs: Vec::new(),
@@ -288,8 +270,8 @@ impl DatabaseService for MemoryProvider {
     }
 
     async fn changes(&self, db: &str, since: Option<&str>, limit: usize) -> Result<ChangesPage> {
-        check_limit(limit)?;
-        let since = parse_since(since)?;
+        validate::limit(limit)?;
+        let since = validate::sequence_token(since, "memory")?;
         let state = self.existing(db)?.ok_or_else(|| Error::db_not_found(db))?;
         let state = state.read();
         let mut after = state

@@ -71,6 +71,26 @@ pub fn local_id(db: &str, id: &str) -> Result<()> {
     Ok(())
 }
 
+/// Checks a page size (`list_page`, `changes`): at least 1.
+pub fn limit(limit: usize) -> Result<()> {
+    if limit == 0 {
+        return Err(Error::InvalidQuery {
+            reason: "limit must be at least 1".into(),
+        });
+    }
+    Ok(())
+}
+
+/// Parses a changes token of the providers whose tokens are sequence numbers (memory,
+/// embedded); `None` is the start of the feed.
+pub fn sequence_token(since: Option<&str>, provider: &str) -> Result<u64> {
+    since.map_or(Ok(0), |token| {
+        token.parse().map_err(|_| Error::InvalidQuery {
+            reason: format!("changes token {token:?} was not issued by the {provider} provider"),
+        })
+    })
+}
+
 /// Checks a body to be written as document `id`, and returns the `_rev` it carries, if any.
 pub fn body(db: &str, id: &str, doc: &Document) -> Result<Option<Rev>> {
     let invalid = |reason: String| Error::invalid_document(db, Some(id), reason);

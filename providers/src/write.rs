@@ -91,6 +91,16 @@ pub(crate) fn delete_rev(
     }
 }
 
+/// The one result of a one-document batch (batches return one result per input; an empty
+/// answer is a defect of the backend, reported as such).
+pub(crate) fn only<T>(mut results: Vec<Result<T>>) -> Result<T> {
+    results.pop().unwrap_or_else(|| {
+        Err(Error::Protocol {
+            reason: "a one-document batch returned no result".into(),
+        })
+    })
+}
+
 /// The id a bulk save writes: the document's `_id`, which bulk saves require.
 fn bulk_id(db: &str, doc: &Document) -> Result<String> {
     match doc.get("_id") {

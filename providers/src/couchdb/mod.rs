@@ -37,7 +37,7 @@ use serde_json::{Map, Value, json};
 
 use self::http::{Http, Idempotency, Reply, Target, status_error};
 use crate::service::backoff;
-use crate::write::{SaveRequest, local_body};
+use crate::write::{SaveRequest, local_body, only};
 use crate::{
     Change, ChangesPage, DatabaseInfo, DatabaseService, Document, Error, Page, Result, Rev, Secret,
     WriteResult, redact_url, validate,
@@ -512,11 +512,7 @@ impl DatabaseService for CouchDbProvider {
         validate::database_name(db)?;
         validate::document_id(db, id)?;
         if is_dot_segment(id) {
-            return self
-                .get_many(db, &[id.to_owned()])
-                .await?
-                .pop()
-                .unwrap_or_else(|| Err(Error::doc_not_found(db, id, "missing")));
+            return only(self.get_many(db, &[id.to_owned()]).await?);
         }
         let url = self.http.url(&[db, id], &[]);
         let reply = self
@@ -540,11 +536,7 @@ impl DatabaseService for CouchDbProvider {
             if let Some(rev) = req.expected {
                 doc.set_rev(&rev);
             }
-            return self
-                .save_many(db, vec![doc])
-                .await?
-                .pop()
-                .unwrap_or_else(|| Err(Error::conflict(db, id)));
+            return only(self.save_many(db, vec![doc]).await?);
         }
         let rev = match req.expected {
             Some(expected) => self.put_doc(db, id, Some(&expected), &req.body).await?,
@@ -560,11 +552,7 @@ impl DatabaseService for CouchDbProvider {
         validate::database_name(db)?;
         validate::document_id(db, id)?;
         if is_dot_segment(id) {
-            return self
-                .delete_many(db, &[id.to_owned()])
-                .await?
-                .pop()
-                .unwrap_or_else(|| Err(Error::doc_not_found(db, id, "missing")));
+            return only(self.delete_many(db, &[id.to_owned()]).await?);
         }
         let mut known = self.revs.get(db, id);
         for attempt in 0..UPSERT_ATTEMPTS {
@@ -604,10 +592,7 @@ impl DatabaseService for CouchDbProvider {
                 "{{\"_id\":{},\"_rev\":\"{rev}\",\"_deleted\":true}}",
                 Value::String(id.to_owned())
             );
-            let mut results = self.bulk_docs(db, vec![doc.into_bytes()]).await?;
-            results
-                .pop()
-                .unwrap_or_else(|| Err(Error::conflict(db, id)))?
+            only(self.bulk_docs(db, vec![doc.into_bytes()]).await?)?
         } else {
             self.delete_at(db, id, rev).await?
         };
@@ -619,11 +604,7 @@ impl DatabaseService for CouchDbProvider {
 
     async fn list_page(&self, db: &str, after: Option<&str>, limit: usize) -> Result<Page> {
         validate::database_name(db)?;
-        if limit == 0 {
-            return Err(Error::InvalidQuery {
-                reason: "limit must be at least 1".into(),
-            });
-        }
+        validate::limit(limit)?;
         let fetch = (limit + 1).to_string();
         // The smallest id greater than `after` is `after` + U+0000.
         let start = after.map(|a| Value::String(format!("{a}\u{0}")).to_string());
@@ -879,11 +860,7 @@ impl DatabaseService for CouchDbProvider {
 
     async fn changes(&self, db: &str, since: Option<&str>, limit: usize) -> Result<ChangesPage> {
         validate::database_name(db)?;
-        if limit == 0 {
-            return Err(Error::InvalidQuery {
-                reason: "limit must be at least 1".into(),
-            });
-        }
+        validate::limit(limit)?;
         let limit_text = limit.to_string();
         let mut query = vec![("limit", limit_text.as_str())];
         if let Some(since) = since {

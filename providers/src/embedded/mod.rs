@@ -49,7 +49,7 @@ use parking_lot::Mutex;
 use serde_json::{Map, Value};
 
 use self::format::{DbMeta, NEXT_ID_KEY, PURGE_PREFIX, RecordHeader};
-use crate::write::{Leaf, SaveRequest, count_transition, delete_rev, local_body};
+use crate::write::{Leaf, SaveRequest, count_transition, delete_rev, local_body, only};
 use crate::{
     Change, ChangesPage, DatabaseInfo, DatabaseService, Document, Error, Page, Result, Rev,
     WriteResult, validate,
@@ -661,23 +661,6 @@ fn parse_body(json: &[u8]) -> Result<Map<String, Value>> {
     serde_json::from_slice(json).map_err(|e| format::corrupt(&format!("stored body: {e}")))
 }
 
-fn check_limit(limit: usize) -> Result<()> {
-    if limit == 0 {
-        return Err(Error::InvalidQuery {
-            reason: "limit must be at least 1".into(),
-        });
-    }
-    Ok(())
-}
-
-fn parse_since(since: Option<&str>) -> Result<u64> {
-    since.map_or(Ok(0), |token| {
-        token.parse().map_err(|_| Error::InvalidQuery {
-            reason: format!("changes token {token:?} was not issued by the embedded provider"),
-        })
-    })
-}
-
 #[async_trait]
 impl DatabaseService for EmbeddedProvider {
     fn provider_name(&self) -> &'static str {
@@ -724,41 +707,35 @@ impl DatabaseService for EmbeddedProvider {
         validate::database_name(db)?;
         let req = SaveRequest::new(db, id, doc)?;
         let (db, id) = (db.to_owned(), id.to_owned());
-        let mut results = self
-            .run(move |s| s.save_batch(&db, vec![Ok((id, req))]))
-            .await?;
-        results
-            .pop()
-            .unwrap_or_else(|| Err(Error::storage("a save returned no result")))
+        only(
+            self.run(move |s| s.save_batch(&db, vec![Ok((id, req))]))
+                .await?,
+        )
     }
 
     async fn delete(&self, db: &str, id: &str) -> Result<WriteResult> {
         validate::database_name(db)?;
         validate::document_id(db, id)?;
         let (db, id) = (db.to_owned(), id.to_owned());
-        let mut results = self
-            .run(move |s| s.delete_batch(&db, vec![id], None))
-            .await?;
-        results
-            .pop()
-            .unwrap_or_else(|| Err(Error::storage("a delete returned no result")))
+        only(
+            self.run(move |s| s.delete_batch(&db, vec![id], None))
+                .await?,
+        )
     }
 
     async fn delete_rev(&self, db: &str, id: &str, rev: &Rev) -> Result<WriteResult> {
         validate::database_name(db)?;
         validate::document_id(db, id)?;
         let (db, id, rev) = (db.to_owned(), id.to_owned(), *rev);
-        let mut results = self
-            .run(move |s| s.delete_batch(&db, vec![id], Some(rev)))
-            .await?;
-        results
-            .pop()
-            .unwrap_or_else(|| Err(Error::storage("a delete returned no result")))
+        only(
+            self.run(move |s| s.delete_batch(&db, vec![id], Some(rev)))
+                .await?,
+        )
     }
 
     async fn list_page(&self, db: &str, after: Option<&str>, limit: usize) -> Result<Page> {
         validate::database_name(db)?;
-        check_limit(limit)?;
+        validate::limit(limit)?;
         let (db, after) = (db.to_owned(), after.map(str::to_owned));
         self.run(move |s| s.list_page(&db, after.as_deref(), limit))
             .await
@@ -801,8 +778,8 @@ impl DatabaseService for EmbeddedProvider {
 
     async fn changes(&self, db: &str, since: Option<&str>, limit: usize) -> Result<ChangesPage> {
         validate::database_name(db)?;
-        check_limit(limit)?;
-        let since = parse_since(since)?;
+        validate::limit(limit)?;
+        let since = validate::sequence_token(since, "embedded")?;
         let db = db.to_owned();
         self.run(move |s| s.changes(&db, since, limit)).await
     }
