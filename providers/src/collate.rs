@@ -36,6 +36,43 @@ pub fn compare_strings(a: &str, b: &str) -> Ordering {
     ROOT.compare(a, b)
 }
 
+/// Appends an order-preserving byte key of a JSON value: for any values `a < b` in
+/// [`compare`]'s order, `key(a) <= key(b)` byte-wise. It is coarser than the order (all arrays
+/// share one key, as do all objects, and numbers are keyed by their nearest `f64`), so it can
+/// only narrow a scan; exact filtering and ordering still use [`compare`]. Strings are keyed
+/// by the collator's sort key with `0x00`/`0x01` escaped, so the key never holds a `0x00`
+/// byte and a terminating `0x00` keeps shorter keys first.
+pub fn write_order_key(value: &Value, out: &mut Vec<u8>) {
+    out.push(0x10 * (type_rank(value) + 1));
+    match value {
+        Value::Number(n) => {
+            let f = n.as_str().parse::<f64>().unwrap_or(0.0);
+            // -0.0 and 0.0 are the same number.
+            let f = if f == 0.0 { 0.0 } else { f };
+            let bits = f.to_bits();
+            let ordered = if bits >> 63 == 1 {
+                !bits
+            } else {
+                bits ^ (1 << 63)
+            };
+            out.extend_from_slice(&ordered.to_be_bytes());
+        }
+        Value::String(s) => {
+            let mut key = Vec::with_capacity(s.len() * 2);
+            let Ok(()) = ROOT.write_sort_key_to(s.as_str(), &mut key);
+            for b in key {
+                match b {
+                    0x00 => out.extend_from_slice(&[0x01, 0x01]),
+                    0x01 => out.extend_from_slice(&[0x01, 0x02]),
+                    b => out.push(b),
+                }
+            }
+            out.push(0x00);
+        }
+        _ => {}
+    }
+}
+
 /// Compares two JSON values in CouchDB's collation order.
 pub fn compare(a: &Value, b: &Value) -> Ordering {
     match (a, b) {
@@ -129,6 +166,59 @@ mod tests {
         assert_eq!(compare(&n("1"), &n("1.0")), Ordering::Equal);
         assert_eq!(compare(&n("-0"), &n("0")), Ordering::Equal);
         assert_eq!(compare(&n("2.5"), &n("10")), Ordering::Less);
+    }
+
+    #[test]
+    fn order_keys_never_contradict_the_collation() {
+        let file = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../testdata/couchdb-collation.json"
+        );
+        let text = std::fs::read_to_string(file).expect("recorded collation vectors");
+        let recorded: Value = serde_json::from_str(&text).expect("valid JSON");
+        let mut values: Vec<Value> = Vec::new();
+        fn gather(v: &Value, out: &mut Vec<Value>) {
+            match v {
+                Value::Array(items) => {
+                    out.extend(items.iter().cloned());
+                    items.iter().for_each(|i| gather(i, out));
+                }
+                Value::Object(map) => map.values().for_each(|i| gather(i, out)),
+                _ => {}
+            }
+        }
+        gather(&recorded, &mut values);
+        values.extend(
+            [
+                "0",
+                "-0.0",
+                "1",
+                "1.5",
+                "-3",
+                "1e300",
+                "-1e300",
+                "123456789012345678901234567890",
+            ]
+            .iter()
+            .map(|n| serde_json::from_str::<Value>(n).expect("number")),
+        );
+        values.push(Value::String("a\u{0}b\u{1}".into()));
+        assert!(values.len() > 100, "the recorded vectors were read");
+        let key = |v: &Value| {
+            let mut k = Vec::new();
+            write_order_key(v, &mut k);
+            k
+        };
+        for a in &values {
+            for b in &values {
+                if compare(a, b) == Ordering::Less {
+                    assert!(key(a) <= key(b), "{a} < {b} but its key is greater");
+                }
+                if compare(a, b) == Ordering::Equal && !a.is_array() && !a.is_object() {
+                    assert_eq!(key(a), key(b), "{a} == {b} but keys differ");
+                }
+            }
+        }
     }
 
     #[test]

@@ -17,6 +17,7 @@ pub mod embedded;
 mod error;
 pub mod mango;
 pub mod memory;
+mod query;
 mod rev;
 mod secret;
 mod service;
@@ -33,6 +34,7 @@ pub use document::{Change, ChangesPage, DatabaseInfo, Document, Page, WriteResul
 pub use embedded::{Durability, EmbeddedConfig, EmbeddedProvider};
 pub use error::{Error, Location, Result};
 pub use memory::MemoryProvider;
+pub use query::{FindQuery, IndexDefinition, IndexStatus, NO_INDEX_FOR_SORT, SortDirection};
 pub use rev::Rev;
 pub use secret::{Secret, redact_url};
 pub use service::{DEFAULT_PAGE_SIZE, DatabaseService, DatabaseServiceExt};

@@ -25,11 +25,14 @@ use serde_json::{Map, Value};
 
 use crate::collate::compare;
 use crate::rev::is_integer_text;
-use crate::{Error, Result};
+use crate::{Error, Result, Rev};
 
-/// A parsed selector.
+/// A parsed selector, keeping the JSON it was parsed from (what the CouchDB provider sends).
 #[derive(Debug, Clone)]
-pub struct Selector(Cond);
+pub struct Selector {
+    cond: Cond,
+    json: Value,
+}
 
 #[derive(Debug, Clone)]
 enum Cond {
@@ -64,6 +67,16 @@ enum Op {
     AllMatch(Box<Cond>),
 }
 
+impl Op {
+    /// The operators an index range scan can serve.
+    fn is_range(&self) -> bool {
+        matches!(
+            self,
+            Op::Eq(_) | Op::Gt(_) | Op::Gte(_) | Op::Lt(_) | Op::Lte(_)
+        )
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum JsonType {
     Null,
@@ -84,44 +97,260 @@ impl Selector {
     /// Parses a selector (a JSON object).
     pub fn parse(selector: &Value) -> Result<Self> {
         match selector {
-            Value::Object(map) => Ok(Self(parse_object(map, &[])?)),
+            Value::Object(map) => Ok(Self {
+                cond: parse_object(map, &[])?,
+                json: selector.clone(),
+            }),
             other => Err(invalid(format!(
                 "a selector must be a JSON object, got {other}"
             ))),
         }
     }
 
+    /// The selector as given.
+    pub fn as_json(&self) -> &Value {
+        &self.json
+    }
+
     /// Whether a document (with `_id`/`_rev`) matches.
     pub fn matches(&self, doc: &Map<String, Value>) -> bool {
-        eval(&self.0, Root::Doc(doc))
+        eval(
+            &self.cond,
+            Root::Doc(DocView {
+                body: doc,
+                id: None,
+                rev: None,
+            }),
+        )
     }
+
+    /// Whether a stored document matches, given its id, revision and body (without
+    /// `_id`/`_rev`), so nothing has to be assembled before the document is known to match.
+    pub fn matches_stored(&self, id: &str, rev: &Rev, body: &Map<String, Value>) -> bool {
+        eval(
+            &self.cond,
+            Root::Doc(DocView {
+                body,
+                id: Some(id),
+                rev: Some(rev),
+            }),
+        )
+    }
+}
+
+/// What CouchDB's query planner (`mango_idx_view`, `mango_selector`) reads from a selector.
+/// Paths are compared split, so `a.b` and `{"a": {"b": …}}` name the same field.
+impl Selector {
+    /// Fields with a condition an index scan can serve (`$eq $gt $gte $lt $lte`), seen only
+    /// through `$and`: CouchDB's `indexable_fields`. Sorted, without repeats.
+    pub(crate) fn indexable_fields(&self) -> Vec<Vec<String>> {
+        fn walk(cond: &Cond, out: &mut Vec<Vec<String>>) {
+            match cond {
+                Cond::And(args) => args.iter().for_each(|a| walk(a, out)),
+                Cond::Field { path, op } if op.is_range() => out.push(path.clone()),
+                _ => {}
+            }
+        }
+        let mut out = Vec::new();
+        walk(&self.cond, &mut out);
+        out.sort();
+        out.dedup();
+        out
+    }
+
+    /// Whether every field of `required` must exist in a matching document, as CouchDB's
+    /// `has_required_fields` decides it: seen through `$and` (any child may cover a field)
+    /// and `$or` (every child must); any condition but `$exists: false` covers its field.
+    pub(crate) fn has_required_fields(&self, required: &[Vec<String>]) -> bool {
+        fn remaining(cond: &Cond, required: Vec<Vec<String>>) -> Vec<Vec<String>> {
+            match cond {
+                Cond::And(args) => args.iter().fold(required, |left, a| remaining(a, left)),
+                Cond::Or(args) => {
+                    let mut left: Vec<Vec<String>> = args
+                        .iter()
+                        .flat_map(|a| remaining(a, required.clone()))
+                        .collect();
+                    left.sort();
+                    left.dedup();
+                    left
+                }
+                Cond::Field {
+                    op: Op::Exists(false),
+                    ..
+                } => required,
+                Cond::Field { path, .. } => required.into_iter().filter(|r| r != path).collect(),
+                Cond::Not(_) | Cond::Nor(_) => required,
+            }
+        }
+        remaining(&self.cond, required.to_vec()).is_empty()
+    }
+
+    /// Whether the selector fixes `path` with `$eq` (through `$and`): CouchDB's
+    /// `is_constant_field`, which lets a sort skip leading index columns.
+    pub(crate) fn is_constant_field(&self, path: &[String]) -> bool {
+        fn walk(cond: &Cond, path: &[String]) -> bool {
+            match cond {
+                Cond::And(args) => args.iter().any(|a| walk(a, path)),
+                Cond::Field {
+                    path: p,
+                    op: Op::Eq(_),
+                } => p == path,
+                _ => false,
+            }
+        }
+        walk(&self.cond, path)
+    }
+
+    /// The range of values the selector's top-level (`$and`) comparisons allow for `path`,
+    /// narrowed as CouchDB's `mango_idx_view:range` does; `None` when it is empty.
+    pub(crate) fn range(&self, path: &[String]) -> Option<FieldRange> {
+        fn walk(cond: &Cond, path: &[String], range: Option<FieldRange>) -> Option<FieldRange> {
+            let range = range?;
+            match cond {
+                Cond::And(args) => args.iter().try_fold(range, |r, a| walk(a, path, Some(r))),
+                Cond::Field { path: p, op } if p == path => range.narrow(op),
+                _ => Some(range),
+            }
+        }
+        walk(&self.cond, path, Some(FieldRange::default()))
+    }
+}
+
+/// One end of a [`FieldRange`]: unbounded, or a value included or not.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) enum Bound {
+    Unbounded,
+    Included(Value),
+    Excluded(Value),
+}
+
+/// The values a field may take, from the selector's comparisons on it.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct FieldRange {
+    pub low: Bound,
+    pub high: Bound,
+}
+
+impl Default for FieldRange {
+    fn default() -> Self {
+        Self {
+            low: Bound::Unbounded,
+            high: Bound::Unbounded,
+        }
+    }
+}
+
+impl FieldRange {
+    /// The range after one more comparison; `None` when nothing is left.
+    fn narrow(self, op: &Op) -> Option<Self> {
+        let (low, high) = match op {
+            Op::Eq(v) => (Bound::Included(v.clone()), Bound::Included(v.clone())),
+            Op::Gt(v) => (Bound::Excluded(v.clone()), Bound::Unbounded),
+            Op::Gte(v) => (Bound::Included(v.clone()), Bound::Unbounded),
+            Op::Lt(v) => (Bound::Unbounded, Bound::Excluded(v.clone())),
+            Op::Lte(v) => (Bound::Unbounded, Bound::Included(v.clone())),
+            _ => return Some(self),
+        };
+        let low = tighter(self.low, low, Ordering::Greater);
+        let high = tighter(self.high, high, Ordering::Less);
+        let empty = match (&low, &high) {
+            (Bound::Unbounded, _) | (_, Bound::Unbounded) => false,
+            (l, h) => match compare(bound_value(l), bound_value(h)) {
+                Ordering::Greater => true,
+                Ordering::Equal => !matches!((l, h), (Bound::Included(_), Bound::Included(_))),
+                Ordering::Less => false,
+            },
+        };
+        (!empty).then_some(Self { low, high })
+    }
+}
+
+/// Of two bounds on the same side, the one that allows less; `wins` is the ordering of a
+/// value that makes its bound tighter (greater for low ends, less for high ends).
+fn tighter(a: Bound, b: Bound, wins: Ordering) -> Bound {
+    match (a, b) {
+        (Bound::Unbounded, x) | (x, Bound::Unbounded) => x,
+        (a, b) => {
+            let (av, bv) = (bound_value(&a), bound_value(&b));
+            match compare(bv, av) {
+                o if o == wins => b,
+                Ordering::Equal if matches!(b, Bound::Excluded(_)) => b,
+                _ => a,
+            }
+        }
+    }
+}
+
+fn bound_value(bound: &Bound) -> &Value {
+    match bound {
+        Bound::Included(v) | Bound::Excluded(v) => v,
+        Bound::Unbounded => &Value::Null,
+    }
+}
+
+/// A document as the selector sees it: its body, plus `_id`/`_rev` when they are kept apart.
+#[derive(Clone, Copy)]
+struct DocView<'a> {
+    body: &'a Map<String, Value>,
+    id: Option<&'a str>,
+    rev: Option<&'a Rev>,
 }
 
 /// What a condition's path starts from: the document (where `_id` compares raw), or an
 /// element inside `$elemMatch`/`$allMatch`.
 #[derive(Clone, Copy)]
 enum Root<'a> {
-    Doc(&'a Map<String, Value>),
+    Doc(DocView<'a>),
     Element(&'a Value),
 }
 
 impl<'a> Root<'a> {
-    /// The value at `path`, if any (arrays are not descended into).
+    /// The value at `path`, if any.
     fn lookup(self, path: &[String]) -> Option<Cow<'a, Value>> {
         let (first, rest) = match (self, path.split_first()) {
             (Root::Element(v), None) => return Some(Cow::Borrowed(v)),
-            (Root::Doc(map), None) => return Some(Cow::Owned(Value::Object(map.clone()))),
-            (Root::Doc(map), Some((first, rest))) => (map.get(first)?, rest),
-            (Root::Element(v), Some((first, rest))) => (v.as_object()?.get(first)?, rest),
+            (Root::Doc(doc), None) => return Some(Cow::Owned(Value::Object(doc.body.clone()))),
+            (Root::Doc(doc), Some((first, rest))) => match (first.as_str(), doc.id, doc.rev) {
+                ("_id", Some(id), _) if rest.is_empty() => {
+                    return Some(Cow::Owned(Value::String(id.to_owned())));
+                }
+                ("_rev", _, Some(rev)) if rest.is_empty() => {
+                    return Some(Cow::Owned(Value::String(rev.to_string())));
+                }
+                _ => (doc.body.get(first)?, rest),
+            },
+            (Root::Element(v), Some((first, rest))) => (step(v, first)?, rest),
         };
-        rest.iter()
-            .try_fold(first, |v, key| v.as_object()?.get(key))
-            .map(Cow::Borrowed)
+        descend(first, rest).map(Cow::Borrowed)
     }
 }
 
+/// One path segment: an object key, or (as in CouchDB's `mango_doc:get_field`) a decimal
+/// index into an array.
+fn step<'v>(value: &'v Value, segment: &str) -> Option<&'v Value> {
+    match value {
+        Value::Object(map) => map.get(segment),
+        Value::Array(items)
+            if !segment.is_empty() && segment.bytes().all(|b| b.is_ascii_digit()) =>
+        {
+            items.get(segment.parse::<usize>().ok()?)
+        }
+        _ => None,
+    }
+}
+
+fn descend<'v>(value: &'v Value, path: &[String]) -> Option<&'v Value> {
+    path.iter().try_fold(value, |v, segment| step(v, segment))
+}
+
+/// The value at `path` in a document body (`_id`/`_rev` included if the map has them).
+pub(crate) fn lookup<'v>(doc: &'v Map<String, Value>, path: &[String]) -> Option<&'v Value> {
+    let (first, rest) = path.split_first()?;
+    descend(doc.get(first)?, rest)
+}
+
 /// Splits a dotted path; `\.` is a literal dot.
-fn split_path(field: &str) -> Vec<String> {
+pub(crate) fn split_path(field: &str) -> Vec<String> {
     let mut parts = vec![String::new()];
     let mut chars = field.chars().peekable();
     while let Some(c) = chars.next() {

@@ -19,10 +19,11 @@ use dashmap::DashMap;
 use parking_lot::RwLock;
 use serde_json::{Map, Value};
 
+use crate::query::{self, Candidate};
 use crate::write::{Leaf, SaveRequest, count_transition, delete_rev, local_body};
 use crate::{
-    Change, ChangesPage, DatabaseInfo, DatabaseService, Document, Error, Page, Result, Rev,
-    WriteResult, validate,
+    Change, ChangesPage, DatabaseInfo, DatabaseService, Document, Error, FindQuery,
+    IndexDefinition, IndexStatus, Page, Result, Rev, WriteResult, validate,
 };
 
 /// The in-memory provider. Data lives as long as the value; cloning is not supported, share
@@ -37,6 +38,9 @@ struct MemoryDb {
     docs: BTreeMap<String, StoredDoc>,
     by_seq: BTreeMap<u64, String>,
     local: HashMap<String, Map<String, Value>>,
+    /// JSON index definitions by name: they steer `find` exactly as on CouchDB; the data
+    /// is small enough to scan, so there is no index data.
+    indexes: BTreeMap<String, IndexDefinition>,
     seq: u64,
     live: u64,
     deleted: u64,
@@ -316,5 +320,35 @@ impl DatabaseService for MemoryProvider {
         let state = self.create_if_missing(db)?;
         state.write().local.insert(id.to_owned(), body);
         Ok(())
+    }
+
+    async fn find(&self, db: &str, query: &FindQuery) -> Result<Vec<Document>> {
+        let state = self.existing(db)?.ok_or_else(|| Error::db_not_found(db))?;
+        let state = state.read();
+        let indexes: Vec<IndexDefinition> = state.indexes.values().cloned().collect();
+        let plan = query::plan(query, &indexes)?;
+        let candidates = state
+            .docs
+            .iter()
+            .filter(|(_, d)| !d.leaf.deleted)
+            .map(|(id, d)| {
+                Ok(Candidate {
+                    id: id.clone(),
+                    rev: d.leaf.rev,
+                    body: Arc::clone(&d.body),
+                })
+            });
+        query::execute(query, &plan, candidates)
+    }
+
+    async fn ensure_index(&self, db: &str, fields: &[&str], name: &str) -> Result<IndexStatus> {
+        let index = IndexDefinition::new(name, fields)?;
+        let state = self.create_if_missing(db)?;
+        let mut state = state.write();
+        if state.indexes.get(name) == Some(&index) {
+            return Ok(IndexStatus::Exists);
+        }
+        state.indexes.insert(index.name.clone(), index);
+        Ok(IndexStatus::Created)
     }
 }

@@ -9,7 +9,10 @@ use futures::stream::{self, BoxStream, StreamExt, TryStreamExt};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use crate::{ChangesPage, DatabaseInfo, Document, Error, Page, Result, Rev, WriteResult};
+use crate::{
+    ChangesPage, DatabaseInfo, Document, Error, FindQuery, IndexStatus, Page, Result, Rev,
+    WriteResult,
+};
 
 /// Page size the default [`DatabaseService::list_all`] and [`DatabaseService::list_stream`] use.
 pub const DEFAULT_PAGE_SIZE: usize = 1000;
@@ -55,6 +58,12 @@ pub const DEFAULT_PAGE_SIZE: usize = 1000;
 ///
 /// **Changes.** [`changes`](Self::changes) gives the latest change per document in sequence
 /// order, deletions included, from an opaque `since` token.
+///
+/// **Queries.** [`find`](Self::find) answers CouchDB Mango queries with CouchDB's results in
+/// CouchDB's order on every provider (see [`FindQuery`] and the `query` module doc): the same
+/// index choice, so a `sort` no index covers is [`Error::InvalidQuery`] everywhere, and a JSON
+/// index holds only documents with all its fields. Without a `limit`, every match is returned.
+/// Design documents never match.
 ///
 /// **Local documents.** [`put_local`](Self::put_local) / [`get_local`](Self::get_local) store
 /// per-database documents (CouchDB's `_local/`) that never list, query or replicate.
@@ -148,6 +157,17 @@ pub trait DatabaseService: Send + Sync + fmt::Debug + 'static {
     /// Stores a `_local` document's body, replacing any previous one. Creates the database
     /// lazily. `id` is the part after `_local/`.
     async fn put_local(&self, db: &str, id: &str, doc: Document) -> Result<()>;
+
+    /// The live documents matching `query`, in CouchDB's order (the chosen index's order:
+    /// `_all_docs` is id order; a JSON index orders by its fields, then id), after `skip`,
+    /// up to `limit` (all if none), projected to `fields`. `NotFound` if the database does
+    /// not exist; `InvalidQuery` if no index covers the sort.
+    async fn find(&self, db: &str, query: &FindQuery) -> Result<Vec<Document>>;
+
+    /// Creates the JSON index `name` over `fields` (in order) unless an index of that name
+    /// with those fields exists; an index of that name with other fields is replaced.
+    /// Creates the database lazily. Indexes serve `find` (see [`FindQuery::sort`]).
+    async fn ensure_index(&self, db: &str, fields: &[&str], name: &str) -> Result<IndexStatus>;
 }
 
 /// How [`DatabaseServiceExt::update`] retries on conflict.

@@ -93,6 +93,7 @@ pub(crate) fn delete_rev(
 
 /// The one result of a one-document batch (batches return one result per input; an empty
 /// answer is a defect of the backend, reported as such).
+#[cfg_attr(not(any(feature = "embedded", feature = "couchdb")), allow(dead_code))]
 pub(crate) fn only<T>(mut results: Vec<Result<T>>) -> Result<T> {
     results.pop().unwrap_or_else(|| {
         Err(Error::Protocol {

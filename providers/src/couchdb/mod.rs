@@ -21,8 +21,13 @@
 //! contention. It never relies on `ETag`s.
 //!
 //! Listings use `_all_docs` (raw id order) and drop `_design/` documents; `_local/` documents
-//! never appear there. The credentials are sent as HTTP basic auth on every request and never
-//! appear in errors or `Debug` output.
+//! never appear there. `find` is one `POST /db/_find` per page of up to 1,000 documents,
+//! following CouchDB's `bookmark` until the query's limit or the last match (a server that
+//! sends no bookmark is paged by `skip` instead). `ensure_index` is one `POST /db/_index`
+//! with the index name as its design document (`_design/<name>`); `database_info` counts
+//! design documents out of `doc_count` (one `_all_docs` range request), so the count is the
+//! same as on the other providers. The credentials are sent as HTTP basic auth on every
+//! request and never appear in errors or `Debug` output.
 
 mod http;
 
@@ -39,9 +44,13 @@ use self::http::{Http, Idempotency, Reply, Target, status_error};
 use crate::service::backoff;
 use crate::write::{SaveRequest, local_body, only};
 use crate::{
-    Change, ChangesPage, DatabaseInfo, DatabaseService, Document, Error, Page, Result, Rev, Secret,
-    WriteResult, redact_url, validate,
+    Change, ChangesPage, DatabaseInfo, DatabaseService, Document, Error, FindQuery,
+    IndexDefinition, IndexStatus, NO_INDEX_FOR_SORT, Page, Result, Rev, Secret, WriteResult,
+    redact_url, validate,
 };
+
+/// Documents asked for per `_find` request.
+const FIND_PAGE: usize = 1000;
 
 /// Typed configuration of the CouchDB provider.
 #[derive(Clone)]
@@ -485,9 +494,25 @@ impl DatabaseService for CouchDbProvider {
             v[k].as_u64()
                 .ok_or_else(|| protocol("database info", &reply))
         };
+        // CouchDB counts design documents (the indexes' too); the contract does not.
+        let design = self.http.url(
+            &[db, "_all_docs"],
+            &[("startkey", "\"_design/\""), ("endkey", "\"_design0\"")],
+        );
+        let design = self
+            .http
+            .send(Method::GET, &design, None, Idempotency::Safe)
+            .await?;
+        if !design.status.is_success() {
+            return Err(status_error(&design, Target { db, id: None }));
+        }
+        let design_docs = design.json()?["rows"]
+            .as_array()
+            .ok_or_else(|| protocol("_all_docs of design documents", &design))?
+            .len() as u64;
         Ok(DatabaseInfo {
             name: db.to_owned(),
-            doc_count: count("doc_count")?,
+            doc_count: count("doc_count")?.saturating_sub(design_docs),
             doc_del_count: count("doc_del_count")?,
             update_seq: seq_text(&v["update_seq"]),
         })
@@ -966,6 +991,93 @@ impl DatabaseService for CouchDbProvider {
             }
         }
         Err(Error::conflict(db, &local_id))
+    }
+    async fn find(&self, db: &str, query: &FindQuery) -> Result<Vec<Document>> {
+        validate::database_name(db)?;
+        // Refused here as CouchDB would, before any request.
+        query.direction()?;
+        let url = self.http.url(&[db, "_find"], &[]);
+        let target = Target { db, id: None };
+        let mut out = Vec::new();
+        let mut remaining = query.limit_value();
+        let mut skip = query.skip_value();
+        let mut bookmark: Option<String> = None;
+        loop {
+            let page = remaining.map_or(FIND_PAGE, |r| r.min(FIND_PAGE));
+            if page == 0 {
+                return Ok(out);
+            }
+            let body = query.couchdb_body(page, skip, bookmark.as_deref());
+            let reply = self
+                .http
+                .send_json(Method::POST, &url, &body, Idempotency::Safe)
+                .await?;
+            if !reply.status.is_success() {
+                let (error, reason) = reply.error_and_reason();
+                return Err(match reply.status.as_u16() {
+                    400 if error == "no_usable_index" => Error::InvalidQuery {
+                        reason: NO_INDEX_FOR_SORT.into(),
+                    },
+                    400 => Error::InvalidQuery {
+                        reason: format!("CouchDB refused the query ({error}: {reason})"),
+                    },
+                    _ => status_error(&reply, target),
+                });
+            }
+            let mut answer = reply.json()?;
+            let Some(Value::Array(docs)) = answer.get_mut("docs").map(Value::take) else {
+                return Err(protocol("_find", &reply));
+            };
+            let fetched = docs.len();
+            for value in docs {
+                let Value::Object(map) = value else {
+                    return Err(protocol("_find", &reply));
+                };
+                let doc = Document::from(map);
+                if doc.id().is_some_and(|id| id.starts_with("_design/")) {
+                    continue;
+                }
+                if let (Some(id), Some(rev)) = (doc.id(), doc.rev().and_then(|r| r.parse().ok())) {
+                    self.revs.put(db, id, rev);
+                }
+                out.push(doc);
+            }
+            remaining = remaining.map(|r| r - fetched.min(r));
+            if fetched < page {
+                return Ok(out);
+            }
+            match answer.get("bookmark").and_then(Value::as_str) {
+                Some(next) if !next.is_empty() && next != "nil" => {
+                    bookmark = Some(next.to_owned());
+                    skip = 0;
+                }
+                _ if bookmark.is_none() => skip += fetched,
+                // A bookmark stopped coming: paging on by skip would repeat or lose rows.
+                _ => return Err(protocol("_find (a page came without a bookmark)", &reply)),
+            }
+        }
+    }
+
+    async fn ensure_index(&self, db: &str, fields: &[&str], name: &str) -> Result<IndexStatus> {
+        validate::database_name(db)?;
+        let index = IndexDefinition::new(name, fields)?;
+        let body = json!({
+            "index": {"fields": index.fields},
+            "name": index.name,
+            "ddoc": index.name,
+            "type": "json",
+        });
+        let bytes = serde_json::to_vec(&body).map_err(Error::storage)?;
+        let url = self.http.url(&[db, "_index"], &[]);
+        let reply = self.write(db, Method::POST, &url, bytes).await?;
+        if !reply.status.is_success() {
+            return Err(status_error(&reply, Target { db, id: None }));
+        }
+        match reply.json()?["result"].as_str() {
+            Some("created") => Ok(IndexStatus::Created),
+            Some("exists") => Ok(IndexStatus::Exists),
+            _ => Err(protocol("_index", &reply)),
+        }
     }
 }
 

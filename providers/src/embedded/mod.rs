@@ -1,10 +1,11 @@
 //! The embedded provider: documents on local disk in fjall 3, crash-safe, single-process.
 //!
-//! One fjall `Database` holds four keyspaces shared by all databases. Writes are serialized by
+//! One fjall `Database` holds five keyspaces shared by all databases. Writes are serialized by
 //! one writer lock (the single-writer transaction model): under it, a write reads the
 //! document's current leaf, checks the revision rules ([`crate::write`]), and puts the new
 //! record, the move of its `changes` entry to the new sequence number and the database's new
-//! metadata into one atomic cross-keyspace `WriteBatch`, committed with `PersistMode::SyncAll`
+//! metadata (and the moves of its secondary index entries) into one atomic cross-keyspace
+//! `WriteBatch`, committed with `PersistMode::SyncAll`
 //! unless the configuration relaxes durability. A bulk call is one batch. So a write is either
 //! wholly on disk or not at all, even under `SIGKILL`. (fjall's `SingleWriterTxDatabase` gives
 //! the same guarantees but copies every write through a transaction-local memtable first;
@@ -25,6 +26,7 @@
 //! | `docs`      | db id (u64) + document id (UTF-8)     | `DocRecord`: version, flags, generation, hash, seq, body JSON |
 //! | `changes`   | db id (u64) + seq (u64)               | flags, generation, hash, document id   |
 //! | `local`     | db id (u64) + local id (UTF-8)        | body JSON                              |
+//! | `indexes`   | db id (u64) + kind + …                | index definitions and entries (see `index`) |
 //!
 //! Database names start with `a-z`, so the `\0` keys never collide with them. A database id is
 //! never reused, so the data of a deleted database is unreachable even before it is purged.
@@ -36,6 +38,7 @@
 //! another process or this one) fails with a `Storage` error naming the path.
 
 mod format;
+mod index;
 
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -49,10 +52,11 @@ use parking_lot::Mutex;
 use serde_json::{Map, Value};
 
 use self::format::{DbMeta, NEXT_ID_KEY, PURGE_PREFIX, RecordHeader};
+use self::index::{IndexCache, IndexedWrite, NewVersion};
 use crate::write::{Leaf, SaveRequest, count_transition, delete_rev, local_body, only};
 use crate::{
-    Change, ChangesPage, DatabaseInfo, DatabaseService, Document, Error, Page, Result, Rev,
-    WriteResult, validate,
+    Change, ChangesPage, DatabaseInfo, DatabaseService, Document, Error, FindQuery,
+    IndexDefinition, IndexStatus, Page, Result, Rev, WriteResult, validate,
 };
 
 /// How durable a commit is before the write is acknowledged.
@@ -116,11 +120,18 @@ struct Store {
     docs: Keyspace,
     changes: Keyspace,
     local: Keyspace,
+    /// Secondary index definitions and entries (layout in the `index` module).
+    indexes: Keyspace,
+    index_cache: IndexCache,
 }
 
-/// Document headers written earlier in the batch being built, so a batch that writes one id
-/// twice sees its own first write.
-type Pending = HashMap<Vec<u8>, RecordHeader>;
+/// What the batch being built has written so far, so a batch that writes one id twice sees
+/// its own first write: document headers by key, and index order keys by reverse key.
+#[derive(Default)]
+struct Pending {
+    headers: HashMap<Vec<u8>, RecordHeader>,
+    index_entries: HashMap<Vec<u8>, Option<Vec<u8>>>,
+}
 
 /// Deleted databases are purged in transactions of this many keys.
 const PURGE_CHUNK: usize = 10_000;
@@ -218,6 +229,8 @@ impl Store {
             docs: ks("docs")?,
             changes: ks("changes")?,
             local: ks("local")?,
+            indexes: ks("indexes")?,
+            index_cache: IndexCache::default(),
             persist: match config.durability {
                 Durability::Sync => PersistMode::SyncAll,
                 Durability::Buffered => PersistMode::Buffer,
@@ -230,8 +243,14 @@ impl Store {
         Ok(store)
     }
 
-    fn keyspaces(&self) -> [&Keyspace; 4] {
-        [&self.databases, &self.docs, &self.changes, &self.local]
+    fn keyspaces(&self) -> [&Keyspace; 5] {
+        [
+            &self.databases,
+            &self.docs,
+            &self.changes,
+            &self.local,
+            &self.indexes,
+        ]
     }
 
     fn err(&self, what: &str, e: fjall::Error) -> Error {
@@ -278,7 +297,7 @@ impl Store {
 
     /// The current header of a document, seeing the batch's own earlier writes.
     fn header(&self, pending: &Pending, key: &[u8]) -> Result<Option<RecordHeader>> {
-        if let Some(header) = pending.get(key) {
+        if let Some(header) = pending.headers.get(key) {
             return Ok(Some(*header));
         }
         self.docs
@@ -317,7 +336,7 @@ impl Store {
             format::key(meta.id, &meta.seq.to_be_bytes()),
             format::encode_change(leaf, id),
         );
-        pending.insert(
+        pending.headers.insert(
             key.clone(),
             RecordHeader {
                 leaf,
@@ -337,8 +356,9 @@ impl Store {
         let prepared = prepare_saves(requests);
         let _writer = self.writer.lock();
         let mut batch = self.batch();
-        let mut pending = Pending::new();
+        let mut pending = Pending::default();
         let (mut meta, created) = self.meta_or_new(&mut batch, db)?;
+        let defs = self.index_definitions(meta.id)?;
         let mut results = Vec::with_capacity(prepared.len());
         let mut wrote = false;
         for item in prepared {
@@ -353,6 +373,20 @@ impl Store {
                     rev,
                     deleted: false,
                 };
+                self.update_index_entries(
+                    &mut batch,
+                    &mut pending,
+                    &defs,
+                    IndexedWrite {
+                        db_id: meta.id,
+                        id: &save.id,
+                        existed: previous.is_some(),
+                        new: NewVersion::Live {
+                            rev: &rev,
+                            body: &save.req.body,
+                        },
+                    },
+                )?;
                 self.put_record(
                     &mut batch,
                     &mut pending,
@@ -383,7 +417,7 @@ impl Store {
     ) -> Result<Vec<Result<WriteResult>>> {
         let _writer = self.writer.lock();
         let mut batch = self.batch();
-        let mut pending = Pending::new();
+        let mut pending = Pending::default();
         let Some(mut meta) = self.meta(db)? else {
             return Ok(ids
                 .iter()
@@ -393,6 +427,7 @@ impl Store {
                 })
                 .collect());
         };
+        let defs = self.index_definitions(meta.id)?;
         let mut results = Vec::with_capacity(ids.len());
         let mut wrote = false;
         for id in ids {
@@ -401,6 +436,17 @@ impl Store {
                 let previous = self.header(&pending, &key)?;
                 let rev = delete_rev(db, &id, previous.map(|h| h.leaf), expected.as_ref())?;
                 let leaf = Leaf { rev, deleted: true };
+                self.update_index_entries(
+                    &mut batch,
+                    &mut pending,
+                    &defs,
+                    IndexedWrite {
+                        db_id: meta.id,
+                        id: &id,
+                        existed: previous.is_some(),
+                        new: NewVersion::Deleted,
+                    },
+                )?;
                 let record = format::tombstone_record();
                 self.put_record(
                     &mut batch,
@@ -531,7 +577,8 @@ impl Store {
     fn purge(&self, db_id: u64) -> Result<()> {
         let start = format::key(db_id, b"");
         let end = format::end_of(db_id);
-        for ks in [&self.docs, &self.changes, &self.local] {
+        self.index_cache.write().remove(&db_id);
+        for ks in [&self.docs, &self.changes, &self.local, &self.indexes] {
             loop {
                 let keys = ks
                     .range(start.as_slice()..end.as_slice())
@@ -797,5 +844,18 @@ impl DatabaseService for EmbeddedProvider {
         let json = serde_json::to_vec(&body).map_err(Error::storage)?;
         let (db, id) = (db.to_owned(), id.to_owned());
         self.run(move |s| s.put_local(&db, &id, &json)).await
+    }
+
+    async fn find(&self, db: &str, query: &FindQuery) -> Result<Vec<Document>> {
+        validate::database_name(db)?;
+        let (db, query) = (db.to_owned(), query.clone());
+        self.run(move |s| s.find(&db, &query)).await
+    }
+
+    async fn ensure_index(&self, db: &str, fields: &[&str], name: &str) -> Result<IndexStatus> {
+        validate::database_name(db)?;
+        let index = IndexDefinition::new(name, fields)?;
+        let db = db.to_owned();
+        self.run(move |s| s.ensure_index(&db, index)).await
     }
 }
