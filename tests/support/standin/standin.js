@@ -15,7 +15,13 @@
 //     and _all_dbs is sorted;
 //   - database info has doc_del_count, and a _changes page has pending;
 //   - a write carrying the revision of a deleted document's tombstone is a conflict, as
-//     CouchDB 3 requires an edit of a deleted document to start a new branch (no _rev).
+//     CouchDB 3 requires an edit of a deleted document to start a new branch (no _rev);
+//   - _find applies limit (default 25), skip, a bookmark and fields itself, over the stand-in's
+//     full answer (the stand-in returns wrong rows for indexed ranges with limit/skip and has
+//     no bookmark), never returns design documents, drops documents missing a sort field (a
+//     CouchDB index holds only documents with its fields), and names a sort no index serves
+//     no_usable_index as CouchDB does. Its string order stays UTF-16 (CouchDB: ICU), so tests
+//     keep to strings both order alike there.
 // Test code only: the provider never knows which server it talks to.
 //
 // Usage: node standin.js PORT USER PASSWORD DIR. Prints "LISTENING PORT" when ready, and
@@ -221,6 +227,67 @@ app.post('/:db/_all_docs', (req, res, next) => {
     res.json({ total_rows: plain.json.total_rows, offset: plain.json.offset, rows });
   }).catch(next);
 });
+
+app.post('/:db/_find', (req, res, next) => {
+  if (req.internal) return next();
+  readBody(req).then(async (raw) => {
+    let query;
+    try { query = JSON.parse(raw.toString('utf8')); } catch (e) { query = null; }
+    if (!query || typeof query !== 'object') {
+      res.status(400).json({ error: 'bad_request', reason: 'Request body must be a JSON object' });
+      return;
+    }
+    const limit = query.limit === undefined ? 25 : query.limit;
+    let skip = query.skip || 0;
+    if (query.bookmark) skip = JSON.parse(Buffer.from(query.bookmark, 'base64').toString('utf8')).offset;
+    const forwarded = Object.assign({}, query);
+    for (const key of ['limit', 'skip', 'bookmark', 'fields']) delete forwarded[key];
+    const r = await selfRequest('POST', '/' + encodeURIComponent(req.params.db) + '/_find', forwarded);
+    if (r.status !== 200) {
+      if (r.status === 400 && /^Cannot sort on field/.test(r.json.reason || '')) {
+        res.status(400).json({
+          error: 'no_usable_index',
+          reason: 'No index exists for this sort, try indexing by the sort fields.',
+        });
+      } else {
+        res.status(r.status).json(r.json);
+      }
+      return;
+    }
+    const sortFields = (query.sort || []).map((s) => (typeof s === 'string' ? s : Object.keys(s)[0]));
+    const docs = r.json.docs
+      .filter((d) => !d._id.startsWith('_design/'))
+      .filter((d) => sortFields.every((f) => fieldAt(d, f) !== undefined));
+    const page = docs.slice(skip, skip + limit);
+    const fields = Array.isArray(query.fields) && query.fields.length ? query.fields : null;
+    res.json({
+      docs: fields ? page.map((d) => project(d, fields)) : page,
+      bookmark: Buffer.from(JSON.stringify({ offset: skip + page.length })).toString('base64'),
+    });
+  }).catch(next);
+});
+
+// A dotted path's value (numeric segments index arrays), or undefined.
+function fieldAt(doc, field) {
+  return field.split('.').reduce((v, key) => (v !== null && typeof v === 'object' ? v[key] : undefined), doc);
+}
+
+// CouchDB's `fields`: each existing path copied, in order, into nested objects.
+function project(doc, fields) {
+  const out = {};
+  for (const field of fields) {
+    const value = fieldAt(doc, field);
+    if (value === undefined) continue;
+    const parts = field.split('.');
+    let target = out;
+    for (const part of parts.slice(0, -1)) {
+      if (target[part] === null || typeof target[part] !== 'object') target[part] = {};
+      target = target[part];
+    }
+    target[parts[parts.length - 1]] = value;
+  }
+  return out;
+}
 
 app.delete('/:db', (req, res, next) => {
   if (req.internal || req.params.db.startsWith('_')) return next();
