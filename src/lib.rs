@@ -40,7 +40,8 @@ pub mod settings;
 
 pub use docstore_providers::{
     Change, ChangesPage, DEFAULT_PAGE_SIZE, DatabaseInfo, DatabaseService, DatabaseServiceExt,
-    Document, Error, Location, MemoryProvider, Page, Result, Rev, WriteResult, async_trait,
+    Document, Error, FindQuery, IndexDefinition, IndexStatus, Location, MemoryProvider,
+    NO_INDEX_FOR_SORT, Page, Result, Rev, SortDirection, WriteResult, async_trait, collate, mango,
     serde_json, validate,
 };
 #[cfg(feature = "couchdb")]

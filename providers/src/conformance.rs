@@ -652,6 +652,21 @@ pub async fn bulk_results_keep_input_order(svc: &Service) {
     assert_eq!(kind(&deleted[3]), Kind::NotFound);
     assert_eq!(ids(&svc.list_all(&db).await.unwrap()), ["old"]);
     drop_db(svc, &db).await;
+
+    // A batch with nothing valid to write (an empty one included) creates no database.
+    let untouched = unique_db("bulk-empty");
+    assert!(
+        svc.save_many(&untouched, Vec::new())
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    let invalid = svc
+        .save_many(&untouched, vec![doc(json!({"_id": "_bad"}))])
+        .await
+        .unwrap();
+    assert_eq!(kind(&invalid[0]), Kind::InvalidDocumentId);
+    assert_eq!(kind(&svc.database_info(&untouched).await), Kind::NotFound);
 }
 
 /// A large bulk save (600 documents, one id three times, one stale `_rev`) keeps input order
@@ -1495,6 +1510,9 @@ pub async fn find_errors_are_typed(svc: &Service) {
     let q = FindQuery::new(json!({})).expect("valid");
     let missing = unique_db("find-missing");
     assert_eq!(kind(&svc.find(&missing, &q).await), Kind::NotFound);
+    // Even a query for no documents checks the database (found by the differential test).
+    let none = FindQuery::new(json!({})).expect("valid").limit(0);
+    assert_eq!(kind(&svc.find(&missing, &none).await), Kind::NotFound);
     assert_eq!(
         kind(&svc.find("Bad Name", &q).await),
         Kind::InvalidDatabaseName

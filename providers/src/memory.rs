@@ -249,6 +249,15 @@ impl DatabaseService for MemoryProvider {
             .into_iter()
             .map(|doc| SaveRequest::for_bulk(db, doc))
             .collect();
+        // Nothing valid to write (an empty batch included) creates nothing, as elsewhere.
+        if prepared.iter().all(Result::is_err) {
+            validate::database_name(db)?;
+            return Ok(prepared
+                .into_iter()
+                .filter_map(Result::err)
+                .map(Err)
+                .collect());
+        }
         let state = self.create_if_missing(db)?;
         let mut state = state.write();
         Ok(prepared

@@ -1003,10 +1003,9 @@ impl DatabaseService for CouchDbProvider {
         let mut skip = query.skip_value();
         let mut bookmark: Option<String> = None;
         loop {
+            // The first request is sent even for `limit: 0`: it still checks the database
+            // and the query.
             let page = remaining.map_or(FIND_PAGE, |r| r.min(FIND_PAGE));
-            if page == 0 {
-                return Ok(out);
-            }
             let body = query.couchdb_body(page, skip, bookmark.as_deref());
             let reply = self
                 .http
@@ -1043,7 +1042,7 @@ impl DatabaseService for CouchDbProvider {
                 out.push(doc);
             }
             remaining = remaining.map(|r| r - fetched.min(r));
-            if fetched < page {
+            if fetched < page || remaining == Some(0) {
                 return Ok(out);
             }
             match answer.get("bookmark").and_then(Value::as_str) {
