@@ -5,8 +5,10 @@
 //! (`SyncAll` per commit), serializes
 //! the same 1 KB JSON documents with serde_json on writes and parses them on reads; it does
 //! none of docstore's work (revision check and hashing, change feed, counters, validation).
-//! `BENCH_DOCS` sets the number of documents for the bulk, read and scan workloads
-//! (default 100,000).
+//! `BENCH_DOCS` sets the number of documents for the bulk, read, scan and find workloads
+//! (default 100,000). The find rows run a selective query (100 matches) first without an
+//! index, then with one (`ensure_index` on the queried field), both against raw fjall doing
+//! what a query without an index does: scan, parse and filter every document.
 
 use std::time::{Duration, Instant};
 
@@ -242,6 +244,70 @@ async fn main() {
         raw: rate(docs, start.elapsed()),
     });
 
+    // A selective query (100 of `docs`) without and with an index, next to raw fjall
+    // scanning, parsing and filtering every document (what a query without an index is).
+    let selective = |i: usize| {
+        let low = (i * 7919) % docs.saturating_sub(100).max(1);
+        docstore::FindQuery::new(json!({"count": {"$gte": low, "$lt": low + 100}}))
+            .expect("valid query")
+    };
+    let raw_find = |runs: usize| {
+        let ks = raw_docs.clone();
+        async move {
+            let start = Instant::now();
+            for i in 0..runs {
+                let low = (i * 7919) % docs.saturating_sub(100).max(1);
+                let ks = ks.clone();
+                let found = tokio::task::spawn_blocking(move || {
+                    let mut out = Vec::new();
+                    for item in ks.prefix("bulk/") {
+                        let (_key, value) = item.into_inner().expect("item");
+                        let doc: Map<String, Value> =
+                            serde_json::from_slice(&value).expect("parse");
+                        let count = doc["count"].as_u64().unwrap_or(0) as usize;
+                        if (low..low + 100).contains(&count) {
+                            out.push(doc);
+                        }
+                    }
+                    out.len()
+                })
+                .await
+                .expect("join");
+                assert_eq!(found, 100.min(docs));
+            }
+            rate(runs, start.elapsed())
+        }
+    };
+    const SCANS: usize = 5;
+    const LOOKUPS: usize = 500;
+    let start = Instant::now();
+    for i in 0..SCANS {
+        let found = ours.find("bulk", &selective(i)).await.expect("find");
+        assert_eq!(found.len(), 100.min(docs));
+    }
+    let ours_scan_find = rate(SCANS, start.elapsed());
+    let raw_scan_find = raw_find(SCANS).await;
+    rows.push(Row {
+        op: "find 100, no index (scan)",
+        ours: ours_scan_find,
+        raw: raw_scan_find,
+    });
+    let start = Instant::now();
+    ours.ensure_index("bulk", &["count"], "by-count")
+        .await
+        .expect("index");
+    let index_build = start.elapsed();
+    let start = Instant::now();
+    for i in 0..LOOKUPS {
+        let found = ours.find("bulk", &selective(i)).await.expect("find");
+        assert_eq!(found.len(), 100.min(docs));
+    }
+    rows.push(Row {
+        op: "find 100, index on count",
+        ours: rate(LOOKUPS, start.elapsed()),
+        raw: raw_scan_find,
+    });
+
     println!();
     println!(
         "embedded provider vs raw fjall 3 (atomic batches, SyncAll commits), {docs} documents of {doc_size} bytes; \
@@ -253,11 +319,16 @@ async fn main() {
     );
     for r in &rows {
         println!(
-            "{:<30} {:>14.0} {:>14.0} {:>8.2}",
+            "{:<30} {:>14.1} {:>14.1} {:>8.2}",
             r.op,
             r.ours,
             r.raw,
             r.ours / r.raw
         );
     }
+    println!(
+        "find rows: queries/s; raw = a scan that parses and filters every document. \
+         Building the index over {docs} documents took {:.2} s.",
+        index_build.as_secs_f64()
+    );
 }

@@ -7,7 +7,9 @@ use std::io::Read;
 
 use anyhow::{Context, Result, bail};
 use clap::{Parser, Subcommand};
-use docstore::{DatabaseService, Document, Settings, get_database_service, serde_json};
+use docstore::{
+    DatabaseService, Document, FindQuery, IndexStatus, Settings, get_database_service, serde_json,
+};
 use serde_json::{Value, json};
 
 /// docstore: a document database with CouchDB semantics over memory, embedded or CouchDB.
@@ -42,6 +44,23 @@ enum Command {
     Rm { db: String, id: String },
     /// Show a database's counts and update sequence.
     Info { db: String },
+    /// Run a Mango query: a selector, or a whole `_find` body with `selector`, `fields`,
+    /// `sort`, `limit`, `skip`. Prints the matching documents as JSON.
+    Find {
+        db: String,
+        /// The query as JSON, e.g. '{"age": {"$gt": 30}}' or '{"selector": {}, "sort": ["age"]}'.
+        #[arg(value_name = "QUERY")]
+        query: String,
+    },
+    /// Create (or confirm) a JSON index over FIELDS, which a sorted query needs.
+    Index {
+        db: String,
+        /// The index name.
+        name: String,
+        /// The indexed fields, in order (dotted paths allowed).
+        #[arg(required = true)]
+        fields: Vec<String>,
+    },
     /// Show a database's changes feed.
     Changes {
         db: String,
@@ -120,6 +139,33 @@ async fn execute(svc: &dyn DatabaseService, command: Command, as_json: bool) -> 
                 println!("doc_count:     {}", info.doc_count);
                 println!("doc_del_count: {}", info.doc_del_count);
                 println!("update_seq:    {}", info.update_seq);
+            }
+        }
+        Command::Find { db, query } => {
+            let value: Value = serde_json::from_str(&query)
+                .with_context(|| format!("the query is not JSON: {query}"))?;
+            // A bare selector, or a _find body (an object with a "selector" key).
+            let query = if value.get("selector").is_some() {
+                FindQuery::from_json(&value)?
+            } else {
+                FindQuery::new(value)?
+            };
+            let docs = svc.find(&db, &query).await?;
+            print_json(&Value::Array(
+                docs.into_iter().map(Document::into_value).collect(),
+            ));
+        }
+        Command::Index { db, name, fields } => {
+            let fields: Vec<&str> = fields.iter().map(String::as_str).collect();
+            let status = svc.ensure_index(&db, &fields, &name).await?;
+            let status = match status {
+                IndexStatus::Created => "created",
+                IndexStatus::Exists => "exists",
+            };
+            if as_json {
+                print_json(&json!({"name": name, "result": status}));
+            } else {
+                println!("index {name} on {db}: {status}");
             }
         }
         Command::Changes { db, since, limit } => {

@@ -199,3 +199,55 @@ fn settings_come_from_dotenv_and_config_files() {
         text(&out.stderr)
     );
 }
+
+#[test]
+fn find_and_index_from_the_command_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    for (id, age) in [("x", 40), ("y", 20), ("z", 30)] {
+        let out = docstore(
+            d,
+            &["put", "people", id, &format!(r#"{{"age":{age}}}"#)],
+            &[],
+            None,
+        );
+        assert!(out.status.success(), "{}", text(&out.stderr));
+    }
+    let out = docstore(d, &["find", "people", r#"{"age": {"$gt": 25}}"#], &[], None);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let found: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let ids: Vec<&str> = found
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d["_id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids, ["x", "z"]);
+
+    // A sort needs an index: one clear error line naming the fix, then it works.
+    let sorted = r#"{"selector": {}, "sort": ["age"], "fields": ["_id"]}"#;
+    let out = docstore(d, &["find", "people", sorted], &[], None);
+    assert!(!out.status.success());
+    assert!(
+        text(&out.stderr).contains("ensure_index"),
+        "{}",
+        text(&out.stderr)
+    );
+    let out = docstore(d, &["index", "people", "by-age", "age"], &[], None);
+    assert_eq!(text(&out.stdout), "index by-age on people: created\n");
+    let out = docstore(d, &["find", "people", sorted], &[], None);
+    let found: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        found,
+        serde_json::json!([{"_id": "y"}, {"_id": "z"}, {"_id": "x"}])
+    );
+
+    let out = docstore(
+        d,
+        &["find", "people", r#"{"age": {"$near": 1}}"#],
+        &[],
+        None,
+    );
+    assert!(!out.status.success());
+    assert!(text(&out.stderr).contains("$near"), "{}", text(&out.stderr));
+}
