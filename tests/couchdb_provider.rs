@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use docstore::serde_json::{Value, json};
 use docstore::{
-    CouchDbConfig, CouchDbProvider, DatabaseService, Document, Error, Secret, Settings,
+    CouchDbConfig, CouchDbProvider, DatabaseService, Document, Error, FindQuery, Secret, Settings,
     get_database_service,
 };
 use docstore_providers::conformance::unique_db;
@@ -99,6 +99,28 @@ async fn request_counts_per_operation() {
     let (r, n) = count(&fresh, fresh.delete(&db, "theirs")).await;
     r.unwrap();
     assert_eq!(n, 2, "delete of an unseen document");
+
+    // find: one _find per page of 1,000; ensure_index one _index; info two.
+    let (r, n) = count(&p, p.ensure_index(&db, &["v"], "by-v")).await;
+    r.unwrap();
+    assert_eq!(n, 1, "ensure_index");
+    let (r, n) = count(&p, p.find(&db, &FindQuery::new(json!({})).unwrap())).await;
+    assert_eq!(r.unwrap().len(), 26);
+    assert_eq!(n, 1, "find with fewer matches than a page");
+    let many: Vec<Document> = (0..1500)
+        .map(|i| doc(json!({"_id": format!("m{i:04}")})))
+        .collect();
+    p.save_many(&db, many).await.unwrap();
+    let (r, n) = count(&p, p.find(&db, &FindQuery::new(json!({})).unwrap())).await;
+    assert_eq!(r.unwrap().len(), 1526);
+    assert_eq!(n, 2, "find over two pages");
+    let (r, n) = count(&p, p.database_info(&db)).await;
+    assert_eq!(
+        r.unwrap().doc_count,
+        1526,
+        "the index's design document is not counted"
+    );
+    assert_eq!(n, 2, "database_info (info, design document count)");
 
     p.delete_database(&db).await.unwrap();
 }

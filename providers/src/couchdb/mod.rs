@@ -12,6 +12,8 @@
 //! | `delete` (known revision / unknown)         | 1 / 2 |
 //! | a listing page, `get_many`, `save_many` (new documents), a changes page | 1 |
 //! | `delete_many`                               | 2 (revision lookup, `_bulk_docs`) |
+//! | `find` (per 1,000 matches), `ensure_index`  | 1 |
+//! | `database_info`                             | 2 (`GET /db`, design documents to leave out of `doc_count`) |
 //! | the first write to a missing database       | + 2 (`PUT /db`, then the write again) |
 //!
 //! "Seen" revisions live in a bounded cache of (database, id) → last revision this provider
