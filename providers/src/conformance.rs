@@ -1645,6 +1645,145 @@ pub async fn find_sort_skips_fields_fixed_by_eq(svc: &Service) {
     drop_db(svc, &db).await;
 }
 
+/// `put_revisions` stores revisions as they are (replication): a revision already present
+/// writes nothing; a descendant (its history holds the current revision) replaces it; other
+/// revisions compete by CouchDB's rule (live before deleted, higher generation, greater
+/// hash); deletions carry; bad ids and bodies fail alone.
+pub async fn put_revisions_keep_couchdb_winners(svc: &Service) {
+    use crate::{RevisionOutcome as O, RevisionedDoc};
+    let rev = |generation: u64, c: char| -> Rev {
+        format!("{generation}-{}", c.to_string().repeat(32))
+            .parse()
+            .expect("valid rev")
+    };
+    let rd = |id: &str, r: Rev, deleted: bool, body: Value, history: Vec<Rev>| RevisionedDoc {
+        id: id.to_owned(),
+        rev: r,
+        deleted,
+        body: match body {
+            Value::Object(m) => m,
+            _ => Map::new(),
+        },
+        history,
+    };
+    let db = unique_db("put-revs");
+    let put = |docs: Vec<RevisionedDoc>| {
+        let svc = Arc::clone(svc);
+        let db = db.clone();
+        async move {
+            svc.put_revisions(&db, docs)
+                .await
+                .expect("put_revisions")
+                .into_iter()
+                .map(|r| r.map_err(|e| format!("{e:?}")))
+                .collect::<Vec<_>>()
+        }
+    };
+    let current = |id: &'static str| {
+        let svc = Arc::clone(svc);
+        let db = db.clone();
+        async move { svc.get(&db, id).await }
+    };
+    assert!(
+        svc.put_revisions(&db, Vec::new())
+            .await
+            .expect("empty")
+            .is_empty()
+    );
+    assert_eq!(kind(&svc.database_info(&db).await), Kind::NotFound);
+
+    let a1 = rev(1, 'a');
+    assert_eq!(
+        put(vec![rd("a", a1, false, json!({"v": 1}), vec![])]).await,
+        [Ok(O::Written)]
+    );
+    let got = current("a").await.expect("stored");
+    assert_eq!(got.rev(), Some(a1.to_string().as_str()));
+    assert_eq!(got.get("v"), Some(&json!(1)));
+    assert_eq!(
+        put(vec![rd("a", a1, false, json!({"v": 1}), vec![])]).await,
+        [Ok(O::Present)]
+    );
+    let b2 = rev(2, 'b');
+    assert_eq!(
+        put(vec![rd("a", b2, false, json!({"v": 2}), vec![a1])]).await,
+        [Ok(O::Written)]
+    );
+    assert_eq!(
+        put(vec![rd("a", rev(2, 'a'), false, json!({}), vec![])]).await,
+        [Ok(O::Lost)]
+    );
+    assert_eq!(
+        current("a").await.expect("live").rev(),
+        Some(b2.to_string().as_str())
+    );
+    assert_eq!(
+        put(vec![rd("a", rev(1, 'f'), false, json!({}), vec![])]).await,
+        [Ok(O::Lost)]
+    );
+
+    // A deletion that extends the current revision carries; one that does not loses to the
+    // live revision.
+    let d2 = rev(2, 'd');
+    let out = put(vec![
+        rd("b", a1, false, json!({"x": 1}), vec![]),
+        rd("b", d2, true, json!({}), vec![a1]),
+        rd("c", a1, false, json!({"x": 1}), vec![]),
+        rd("c", rev(5, 'e'), true, json!({}), vec![]),
+    ])
+    .await;
+    assert_eq!(
+        out,
+        [Ok(O::Written), Ok(O::Written), Ok(O::Written), Ok(O::Lost)]
+    );
+    assert_eq!(kind(&current("b").await), Kind::NotFound);
+    assert!(current("c").await.is_ok());
+    let changes = svc.changes(&db, None, 10).await.expect("changes");
+    let b = changes
+        .results
+        .iter()
+        .find(|c| c.id == "b")
+        .expect("b in changes");
+    assert!(b.deleted);
+    assert_eq!(b.rev, d2);
+    let info = svc.database_info(&db).await.expect("info");
+    assert_eq!((info.doc_count, info.doc_del_count), (2, 1));
+
+    // A deleted document is brought back by a live descendant.
+    let b3 = rev(3, 'b');
+    assert_eq!(
+        put(vec![rd(
+            "b",
+            b3,
+            false,
+            json!({"back": true}),
+            vec![d2, a1]
+        )])
+        .await,
+        [Ok(O::Written)]
+    );
+    assert_eq!(
+        current("b").await.expect("back").get("back"),
+        Some(&json!(true))
+    );
+
+    let bad = svc
+        .put_revisions(
+            &db,
+            vec![
+                rd("_x", a1, false, json!({}), vec![]),
+                rd("y", a1, false, json!({"_attachments": {}}), vec![]),
+                rd("z", a1, false, json!({"ok": 1}), vec![]),
+            ],
+        )
+        .await
+        .expect("batch");
+    assert_eq!(kind(&bad[0]), Kind::InvalidDocumentId);
+    assert_eq!(kind(&bad[1]), Kind::InvalidDocument);
+    assert_eq!(bad[2].as_ref().ok(), Some(&O::Written));
+    drop_db(svc, &db).await;
+}
+
 /// Strings and mixed types sort and compare exactly as a genuine CouchDB 3.5 did
 /// (`testdata/couchdb-collation.json`): ICU root collation, types in CouchDB's order.
 pub async fn find_collation_matches_recorded_couchdb(svc: &Service) {
@@ -1754,6 +1893,7 @@ pub async fn run_all(svc: &Service) {
         find_indexes_follow_writes,
         find_indexes_stay_invisible,
         find_errors_are_typed,
+        put_revisions_keep_couchdb_winners,
         find_sort_skips_fields_fixed_by_eq,
         find_missing_fields_match_only_exists_false,
         find_not_inside_a_field,
@@ -1820,6 +1960,7 @@ macro_rules! conformance_tests {
             find_indexes_follow_writes,
             find_indexes_stay_invisible,
             find_errors_are_typed,
+            put_revisions_keep_couchdb_winners,
             find_sort_skips_fields_fixed_by_eq,
             find_missing_fields_match_only_exists_false,
             find_not_inside_a_field,

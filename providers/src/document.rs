@@ -243,3 +243,34 @@ pub struct DatabaseInfo {
     /// Opaque sequence token of the latest change.
     pub update_seq: String,
 }
+
+/// A document at a given revision, as replication moves it: CouchDB's `_bulk_docs` with
+/// `new_edits: false`. See [`crate::DatabaseService::put_revisions`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct RevisionedDoc {
+    /// The document id.
+    pub id: String,
+    /// The revision to store, as it is (not a new edit).
+    pub rev: Rev,
+    /// Whether this revision is a deletion (tombstone).
+    pub deleted: bool,
+    /// The body, without `_id`/`_rev` (empty for a tombstone).
+    pub body: Map<String, Value>,
+    /// Known ancestors of `rev`, newest first (may be empty). When the target's current
+    /// revision is among them, `rev` extends it (no conflict), as in CouchDB's revision tree.
+    pub history: Vec<Rev>,
+}
+
+/// What [`crate::DatabaseService::put_revisions`] did with one document.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RevisionOutcome {
+    /// The revision was stored and is now the document's winning revision.
+    Written,
+    /// The target already had exactly this revision as its winner; nothing was written.
+    Present,
+    /// The current revision wins over this one (CouchDB's rule), so it did not become the
+    /// winner: CouchDB keeps it as a losing conflict branch, memory and embedded (which keep
+    /// winners only) drop it.
+    Lost,
+}

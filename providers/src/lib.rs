@@ -29,7 +29,9 @@ pub mod conformance;
 
 #[cfg(feature = "couchdb")]
 pub use couchdb::{CouchDbConfig, CouchDbProvider};
-pub use document::{Change, ChangesPage, DatabaseInfo, Document, Page, WriteResult};
+pub use document::{
+    Change, ChangesPage, DatabaseInfo, Document, Page, RevisionOutcome, RevisionedDoc, WriteResult,
+};
 #[cfg(feature = "embedded")]
 pub use embedded::{Durability, EmbeddedConfig, EmbeddedProvider};
 pub use error::{Error, Location, Result};

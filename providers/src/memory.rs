@@ -20,10 +20,11 @@ use parking_lot::RwLock;
 use serde_json::{Map, Value};
 
 use crate::query::{self, Candidate};
-use crate::write::{Leaf, SaveRequest, count_transition, delete_rev, local_body};
+use crate::write::{Leaf, SaveRequest, count_transition, delete_rev, local_body, revision_outcome};
 use crate::{
     Change, ChangesPage, DatabaseInfo, DatabaseService, Document, Error, FindQuery,
-    IndexDefinition, IndexStatus, Page, Result, Rev, WriteResult, validate,
+    IndexDefinition, IndexStatus, Page, Result, Rev, RevisionOutcome, RevisionedDoc, WriteResult,
+    validate,
 };
 
 /// The in-memory provider. Data lives as long as the value; cloning is not supported, share
@@ -359,5 +360,33 @@ impl DatabaseService for MemoryProvider {
         }
         state.indexes.insert(index.name.clone(), index);
         Ok(IndexStatus::Created)
+    }
+
+    async fn put_revisions(
+        &self,
+        db: &str,
+        docs: Vec<RevisionedDoc>,
+    ) -> Result<Vec<Result<RevisionOutcome>>> {
+        validate::database_name(db)?;
+        if docs.is_empty() {
+            return Ok(Vec::new());
+        }
+        let state = self.create_if_missing(db)?;
+        let mut state = state.write();
+        Ok(docs
+            .into_iter()
+            .map(|doc| {
+                let outcome = revision_outcome(db, &doc, state.leaf(&doc.id))?;
+                if outcome == RevisionOutcome::Written {
+                    let leaf = Leaf {
+                        rev: doc.rev,
+                        deleted: doc.deleted,
+                    };
+                    let body = if doc.deleted { Map::new() } else { doc.body };
+                    state.commit(&doc.id, leaf, body);
+                }
+                Ok(outcome)
+            })
+            .collect())
     }
 }

@@ -11,7 +11,7 @@ use serde::de::DeserializeOwned;
 
 use crate::{
     ChangesPage, DatabaseInfo, Document, Error, FindQuery, IndexStatus, Page, Result, Rev,
-    WriteResult,
+    RevisionOutcome, RevisionedDoc, WriteResult,
 };
 
 /// Page size the default [`DatabaseService::list_all`] and [`DatabaseService::list_stream`] use.
@@ -168,6 +168,18 @@ pub trait DatabaseService: Send + Sync + fmt::Debug + 'static {
     /// with those fields exists; an index of that name with other fields is replaced.
     /// Creates the database lazily. Indexes serve `find` (see [`FindQuery::sort`]).
     async fn ensure_index(&self, db: &str, fields: &[&str], name: &str) -> Result<IndexStatus>;
+
+    /// Stores documents at the revisions they carry, as replication does (CouchDB's
+    /// `_bulk_docs` with `new_edits: false`): a revision the database already has as its
+    /// winner is [`RevisionOutcome::Present`] and writes nothing; otherwise the winner is
+    /// chosen by CouchDB's rule (live before deleted, then higher generation, then greater
+    /// hash) and the outcome says whether the new revision won. One result per document, in
+    /// input order; creates the database lazily when something is written.
+    async fn put_revisions(
+        &self,
+        db: &str,
+        docs: Vec<RevisionedDoc>,
+    ) -> Result<Vec<Result<RevisionOutcome>>>;
 }
 
 /// How [`DatabaseServiceExt::update`] retries on conflict.

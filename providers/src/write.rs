@@ -11,13 +11,54 @@
 
 use serde_json::{Map, Value};
 
-use crate::{Document, Error, Result, Rev, validate};
+use crate::{Document, Error, Result, Rev, RevisionOutcome, RevisionedDoc, validate};
 
 /// The current leaf of a stored document.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct Leaf {
     pub rev: Rev,
     pub deleted: bool,
+}
+
+/// CouchDB's choice of winning revision between two leaves: a live one beats a tombstone,
+/// then the higher generation, then the greater hash.
+pub(crate) fn wins(candidate: Leaf, current: Leaf) -> bool {
+    (
+        !candidate.deleted,
+        candidate.rev.generation(),
+        candidate.rev.hash(),
+    ) > (
+        !current.deleted,
+        current.rev.generation(),
+        current.rev.hash(),
+    )
+}
+
+/// What a revision-preserving write of `doc` does over `current`, after validating it.
+pub(crate) fn revision_outcome(
+    db: &str,
+    doc: &RevisionedDoc,
+    current: Option<Leaf>,
+) -> Result<RevisionOutcome> {
+    validate::document_id(db, &doc.id)?;
+    if let Some(key) = doc.body.keys().find(|k| k.starts_with('_')) {
+        return Err(Error::invalid_document(
+            db,
+            Some(&doc.id),
+            format!("the body of a revision may not hold {key:?}"),
+        ));
+    }
+    let leaf = Leaf {
+        rev: doc.rev,
+        deleted: doc.deleted,
+    };
+    Ok(match current {
+        Some(c) if c.rev == doc.rev => RevisionOutcome::Present,
+        // A descendant of the current revision replaces it, whatever the winner rule says.
+        Some(c) if doc.history.contains(&c.rev) => RevisionOutcome::Written,
+        Some(c) if !wins(leaf, c) => RevisionOutcome::Lost,
+        _ => RevisionOutcome::Written,
+    })
 }
 
 /// Live and deleted document counts of a database, kept in step with every write.

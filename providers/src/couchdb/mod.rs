@@ -13,6 +13,7 @@
 //! | a listing page, `get_many`, `save_many` (new documents), a changes page | 1 |
 //! | `delete_many`                               | 2 (revision lookup, `_bulk_docs`) |
 //! | `find` (per 1,000 matches), `ensure_index`  | 1 |
+//! | `put_revisions`                             | 2 (winner lookup, `_bulk_docs` with `new_edits: false`); 1 when all are present |
 //! | `database_info`                             | 2 (`GET /db`, design documents to leave out of `doc_count`) |
 //! | the first write to a missing database       | + 2 (`PUT /db`, then the write again) |
 //!
@@ -44,11 +45,11 @@ use serde_json::{Map, Value, json};
 
 use self::http::{Http, Idempotency, Reply, Target, status_error};
 use crate::service::backoff;
-use crate::write::{SaveRequest, local_body, only};
+use crate::write::{Leaf, SaveRequest, local_body, only, revision_outcome};
 use crate::{
     Change, ChangesPage, DatabaseInfo, DatabaseService, Document, Error, FindQuery,
-    IndexDefinition, IndexStatus, NO_INDEX_FOR_SORT, Page, Result, Rev, Secret, WriteResult,
-    redact_url, validate,
+    IndexDefinition, IndexStatus, NO_INDEX_FOR_SORT, Page, Result, Rev, RevisionOutcome,
+    RevisionedDoc, Secret, WriteResult, redact_url, validate,
 };
 
 /// Documents asked for per `_find` request.
@@ -1080,6 +1081,136 @@ impl DatabaseService for CouchDbProvider {
             _ => Err(protocol("_index", &reply)),
         }
     }
+
+    async fn put_revisions(
+        &self,
+        db: &str,
+        docs: Vec<RevisionedDoc>,
+    ) -> Result<Vec<Result<RevisionOutcome>>> {
+        validate::database_name(db)?;
+        if docs.is_empty() {
+            return Ok(Vec::new());
+        }
+        // One lookup of the current winners, then one `_bulk_docs` with `new_edits: false`
+        // for what is not there yet (nothing is sent when everything is present).
+        let ids: Vec<&str> = docs.iter().map(|d| d.id.as_str()).collect();
+        let current = self.lookup(db, &ids).await?;
+        let mut winners: HashMap<&str, Leaf> = HashMap::new();
+        let mut results = Vec::with_capacity(docs.len());
+        let mut to_send: Vec<(usize, &RevisionedDoc)> = Vec::new();
+        for (slot, (doc, cur)) in docs.iter().zip(&current).enumerate() {
+            let cur = winners.get(doc.id.as_str()).copied().or(match cur {
+                Current::Missing => None,
+                Current::Deleted(rev) => Some(Leaf {
+                    rev: *rev,
+                    deleted: true,
+                }),
+                Current::Live(rev) => Some(Leaf {
+                    rev: *rev,
+                    deleted: false,
+                }),
+            });
+            let outcome = revision_outcome(db, doc, cur);
+            match outcome {
+                Ok(RevisionOutcome::Written) => {
+                    winners.insert(
+                        &doc.id,
+                        Leaf {
+                            rev: doc.rev,
+                            deleted: doc.deleted,
+                        },
+                    );
+                    to_send.push((slot, doc));
+                }
+                // CouchDB keeps a losing revision as a conflict branch.
+                Ok(RevisionOutcome::Lost) => to_send.push((slot, doc)),
+                _ => {}
+            }
+            results.push(outcome);
+        }
+        if to_send.is_empty() {
+            return Ok(results);
+        }
+        let mut body = b"{\"new_edits\":false,\"docs\":[".to_vec();
+        for (n, (_, doc)) in to_send.iter().enumerate() {
+            if n > 0 {
+                body.push(b',');
+            }
+            let mut map = Map::new();
+            if doc.deleted {
+                map.insert("_deleted".into(), Value::Bool(true));
+            }
+            if let Some(revisions) = revisions_field(doc) {
+                map.insert("_revisions".into(), revisions);
+            }
+            if !doc.deleted {
+                map.extend(doc.body.iter().map(|(k, v)| (k.clone(), v.clone())));
+            }
+            let json = doc_json(Some(&doc.id), Some(&doc.rev), &map)?;
+            body.extend_from_slice(&json);
+        }
+        body.extend_from_slice(b"]}");
+        let url = self.http.url(&[db, "_bulk_docs"], &[]);
+        let reply = self.write(db, Method::POST, &url, body).await?;
+        if !reply.status.is_success() {
+            return Err(status_error(&reply, Target { db, id: None }));
+        }
+        // With new_edits false CouchDB lists only the documents it refused.
+        let rows = reply.json()?;
+        let rows = rows
+            .as_array()
+            .ok_or_else(|| protocol("_bulk_docs with new_edits false", &reply))?;
+        for row in rows {
+            let Some(error) = row["error"].as_str() else {
+                continue;
+            };
+            let id = row["id"].as_str().unwrap_or("");
+            let reason = row["reason"].as_str().unwrap_or("");
+            for (slot, doc) in &to_send {
+                if doc.id == id {
+                    results[*slot] = Err(Error::invalid_document(
+                        db,
+                        Some(id),
+                        format!("{error}: {reason}"),
+                    ));
+                }
+            }
+        }
+        for (slot, doc) in &to_send {
+            if matches!(results[*slot], Ok(RevisionOutcome::Written)) {
+                if doc.deleted {
+                    self.revs.forget(db, &doc.id);
+                } else {
+                    self.revs.put(db, &doc.id, doc.rev);
+                }
+            }
+        }
+        Ok(results)
+    }
+}
+
+/// CouchDB's `_revisions` for a revision and its known ancestors (newest first): the
+/// consecutive run of generations the history gives, so CouchDB links the revision to them.
+fn revisions_field(doc: &RevisionedDoc) -> Option<Value> {
+    if doc.history.is_empty() {
+        return None;
+    }
+    let mut ids = vec![Value::String(hex_hash(&doc.rev))];
+    let mut expected = doc.rev.generation();
+    for ancestor in &doc.history {
+        expected = expected.checked_sub(1)?;
+        if ancestor.generation() != expected {
+            break;
+        }
+        ids.push(Value::String(hex_hash(ancestor)));
+    }
+    Some(json!({"start": doc.rev.generation(), "ids": ids}))
+}
+
+fn hex_hash(rev: &Rev) -> String {
+    let text = rev.to_string();
+    text.split_once('-')
+        .map_or(text.clone(), |(_, h)| h.to_owned())
 }
 
 /// A sequence token as text: CouchDB 3 sends strings, some servers numbers.

@@ -53,10 +53,13 @@ use serde_json::{Map, Value};
 
 use self::format::{DbMeta, NEXT_ID_KEY, PURGE_PREFIX, RecordHeader};
 use self::index::{IndexCache, IndexedWrite, NewVersion};
-use crate::write::{Leaf, SaveRequest, count_transition, delete_rev, local_body, only};
+use crate::write::{
+    Leaf, SaveRequest, count_transition, delete_rev, local_body, only, revision_outcome,
+};
 use crate::{
     Change, ChangesPage, DatabaseInfo, DatabaseService, Document, Error, FindQuery,
-    IndexDefinition, IndexStatus, Page, Result, Rev, WriteResult, validate,
+    IndexDefinition, IndexStatus, Page, Result, Rev, RevisionOutcome, RevisionedDoc, WriteResult,
+    validate,
 };
 
 /// How durable a commit is before the write is acknowledged.
@@ -470,6 +473,75 @@ impl Store {
         Ok(results)
     }
 
+    /// Revision-preserving writes (replication), in one batch: see `put_revisions`.
+    fn revisions_batch(
+        &self,
+        db: &str,
+        docs: Vec<RevisionedDoc>,
+    ) -> Result<Vec<Result<RevisionOutcome>>> {
+        let _writer = self.writer.lock();
+        let mut batch = self.batch();
+        let mut pending = Pending::default();
+        let (mut meta, _) = self.meta_or_new(&mut batch, db)?;
+        let defs = self.index_definitions(meta.id)?;
+        let mut results = Vec::with_capacity(docs.len());
+        let mut wrote = false;
+        for doc in docs {
+            let outcome = (|| {
+                let key = format::key(meta.id, doc.id.as_bytes());
+                let previous = self.header(&pending, &key)?;
+                let outcome = revision_outcome(db, &doc, previous.map(|h| h.leaf))?;
+                if outcome != RevisionOutcome::Written {
+                    return Ok(outcome);
+                }
+                let leaf = Leaf {
+                    rev: doc.rev,
+                    deleted: doc.deleted,
+                };
+                let (record, new) = if doc.deleted {
+                    (format::tombstone_record(), NewVersion::Deleted)
+                } else {
+                    (
+                        format::record_with_body(&doc.body)?,
+                        NewVersion::Live {
+                            rev: &doc.rev,
+                            body: &doc.body,
+                        },
+                    )
+                };
+                self.update_index_entries(
+                    &mut batch,
+                    &mut pending,
+                    &defs,
+                    IndexedWrite {
+                        db_id: meta.id,
+                        id: &doc.id,
+                        existed: previous.is_some(),
+                        new,
+                    },
+                )?;
+                self.put_record(
+                    &mut batch,
+                    &mut pending,
+                    &mut meta,
+                    key,
+                    &doc.id,
+                    previous,
+                    leaf,
+                    record,
+                );
+                Ok(outcome)
+            })();
+            wrote |= matches!(outcome, Ok(RevisionOutcome::Written));
+            results.push(outcome);
+        }
+        if wrote {
+            batch.insert(&self.databases, db, meta.encode());
+            self.commit(batch)?;
+        }
+        Ok(results)
+    }
+
     fn get(&self, db: &str, db_id: u64, id: &str) -> Result<Document> {
         let value = self
             .docs
@@ -857,5 +929,18 @@ impl DatabaseService for EmbeddedProvider {
         let index = IndexDefinition::new(name, fields)?;
         let db = db.to_owned();
         self.run(move |s| s.ensure_index(&db, index)).await
+    }
+
+    async fn put_revisions(
+        &self,
+        db: &str,
+        docs: Vec<RevisionedDoc>,
+    ) -> Result<Vec<Result<RevisionOutcome>>> {
+        validate::database_name(db)?;
+        if docs.is_empty() {
+            return Ok(Vec::new());
+        }
+        let db = db.to_owned();
+        self.run(move |s| s.revisions_batch(&db, docs)).await
     }
 }
