@@ -1648,7 +1648,8 @@ pub async fn find_sort_skips_fields_fixed_by_eq(svc: &Service) {
 /// `put_revisions` stores revisions as they are (replication): a revision already present
 /// writes nothing; a descendant (its history holds the current revision) replaces it; other
 /// revisions compete by CouchDB's rule (live before deleted, higher generation, greater
-/// hash); deletions carry; bad ids and bodies fail alone.
+/// hash); deletions carry; bad ids and bodies fail alone. `current_revisions` reports the
+/// winners.
 pub async fn put_revisions_keep_couchdb_winners(svc: &Service) {
     use crate::{RevisionOutcome as O, RevisionedDoc};
     let rev = |generation: u64, c: char| -> Rev {
@@ -1765,6 +1766,17 @@ pub async fn put_revisions_keep_couchdb_winners(svc: &Service) {
     assert_eq!(
         current("b").await.expect("back").get("back"),
         Some(&json!(true))
+    );
+    let ids = ["b".to_owned(), "c".to_owned(), "nope".to_owned()];
+    assert_eq!(
+        svc.current_revisions(&db, &ids).await.expect("revs"),
+        [Some((b3, false)), Some((a1, false)), None]
+    );
+    assert_eq!(
+        svc.current_revisions(&unique_db("none"), &ids)
+            .await
+            .expect("revs"),
+        [None, None, None]
     );
 
     let bad = svc

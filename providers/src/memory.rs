@@ -389,4 +389,22 @@ impl DatabaseService for MemoryProvider {
             })
             .collect())
     }
+
+    async fn current_revisions(
+        &self,
+        db: &str,
+        ids: &[String],
+    ) -> Result<Vec<Option<(Rev, bool)>>> {
+        validate::database_name(db)?;
+        ids.iter()
+            .try_for_each(|id| validate::document_id(db, id))?;
+        let Some(state) = self.existing(db)? else {
+            return Ok(vec![None; ids.len()]);
+        };
+        let state = state.read();
+        Ok(ids
+            .iter()
+            .map(|id| state.leaf(id).map(|l| (l.rev, l.deleted)))
+            .collect())
+    }
 }

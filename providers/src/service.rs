@@ -180,6 +180,12 @@ pub trait DatabaseService: Send + Sync + fmt::Debug + 'static {
         db: &str,
         docs: Vec<RevisionedDoc>,
     ) -> Result<Vec<Result<RevisionOutcome>>>;
+
+    /// The winning revision of each id and whether it is a deletion (`None`: the database
+    /// never had the document), in input order; a missing database has none. Invalid ids
+    /// are `InvalidDocumentId` for the whole call.
+    async fn current_revisions(&self, db: &str, ids: &[String])
+    -> Result<Vec<Option<(Rev, bool)>>>;
 }
 
 /// How [`DatabaseServiceExt::update`] retries on conflict.

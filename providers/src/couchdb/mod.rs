@@ -13,6 +13,7 @@
 //! | a listing page, `get_many`, `save_many` (new documents), a changes page | 1 |
 //! | `delete_many`                               | 2 (revision lookup, `_bulk_docs`) |
 //! | `find` (per 1,000 matches), `ensure_index`  | 1 |
+//! | `current_revisions`                         | 1 (`POST _all_docs` with `keys`) |
 //! | `put_revisions`                             | 2 (winner lookup, `_bulk_docs` with `new_edits: false`); 1 when all are present |
 //! | `database_info`                             | 2 (`GET /db`, design documents to leave out of `doc_count`) |
 //! | the first write to a missing database       | + 2 (`PUT /db`, then the write again) |
@@ -1080,6 +1081,30 @@ impl DatabaseService for CouchDbProvider {
             Some("exists") => Ok(IndexStatus::Exists),
             _ => Err(protocol("_index", &reply)),
         }
+    }
+
+    async fn current_revisions(
+        &self,
+        db: &str,
+        ids: &[String],
+    ) -> Result<Vec<Option<(Rev, bool)>>> {
+        validate::database_name(db)?;
+        ids.iter()
+            .try_for_each(|id| validate::document_id(db, id))?;
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let keys: Vec<&str> = ids.iter().map(String::as_str).collect();
+        Ok(self
+            .lookup(db, &keys)
+            .await?
+            .into_iter()
+            .map(|c| match c {
+                Current::Missing => None,
+                Current::Deleted(rev) => Some((rev, true)),
+                Current::Live(rev) => Some((rev, false)),
+            })
+            .collect())
     }
 
     async fn put_revisions(

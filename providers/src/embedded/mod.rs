@@ -943,4 +943,28 @@ impl DatabaseService for EmbeddedProvider {
         let db = db.to_owned();
         self.run(move |s| s.revisions_batch(&db, docs)).await
     }
+
+    async fn current_revisions(
+        &self,
+        db: &str,
+        ids: &[String],
+    ) -> Result<Vec<Option<(Rev, bool)>>> {
+        validate::database_name(db)?;
+        ids.iter()
+            .try_for_each(|id| validate::document_id(db, id))?;
+        let (db, ids) = (db.to_owned(), ids.to_vec());
+        self.run(move |s| {
+            let Some(meta) = s.meta(&db)? else {
+                return Ok(vec![None; ids.len()]);
+            };
+            let pending = Pending::default();
+            ids.iter()
+                .map(|id| {
+                    let header = s.header(&pending, &format::key(meta.id, id.as_bytes()))?;
+                    Ok(header.map(|h| (h.leaf.rev, h.leaf.deleted)))
+                })
+                .collect()
+        })
+        .await
+    }
 }
