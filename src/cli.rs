@@ -4,6 +4,9 @@
 //! Output is for people by default and JSON with `--json`, one value per command.
 
 use std::io::Read;
+use std::sync::Arc;
+
+use docstore::migrate::MigrateOptions;
 
 use anyhow::{Context, Result, bail};
 use clap::{Parser, Subcommand};
@@ -11,6 +14,8 @@ use docstore::{
     DatabaseService, Document, FindQuery, IndexStatus, Settings, get_database_service, serde_json,
 };
 use serde_json::{Value, json};
+
+use crate::progress;
 
 /// docstore: a document database with CouchDB semantics over memory, embedded or CouchDB.
 #[derive(Debug, Parser)]
@@ -61,6 +66,40 @@ enum Command {
         #[arg(required = true)]
         fields: Vec<String>,
     },
+    /// Copy every database (or --db ones) from one provider to another, keeping revisions;
+    /// resumable, idempotent, verified at the end. A location is memory:, embedded:PATH or
+    /// http(s)://user:password@host:port; omitted, the settings' provider.
+    Migrate {
+        #[arg(long)]
+        from: Option<String>,
+        #[arg(long)]
+        to: Option<String>,
+        /// Only these databases (comma-separated).
+        #[arg(long, value_delimiter = ',')]
+        db: Vec<String>,
+        /// Changes per batch.
+        #[arg(long, default_value_t = 500)]
+        batch: usize,
+        /// Continue from the last checkpoint (only what changed since the last run).
+        #[arg(long)]
+        incremental: bool,
+        /// Report what would be created, updated, deleted or conflict; write nothing.
+        #[arg(long)]
+        dry_run: bool,
+        /// report (default), source-wins or target-wins.
+        #[arg(long, default_value = "report")]
+        on_conflict: String,
+    },
+    /// Compare the databases of two locations (counts, hashes, differing ids).
+    Verify {
+        /// A location, or "settings" for the settings' provider.
+        a: String,
+        /// A location, or "settings".
+        b: String,
+        /// Only these databases (comma-separated).
+        #[arg(long, value_delimiter = ',')]
+        db: Vec<String>,
+    },
     /// Show a database's changes feed.
     Changes {
         db: String,
@@ -73,11 +112,62 @@ enum Command {
     },
 }
 
-/// Runs one command against the provider the settings select.
+/// Runs one command against the provider the settings select (or the locations given).
 pub async fn run(cli: Cli) -> Result<()> {
     let settings = Settings::load()?;
-    let svc = get_database_service(&settings).await?;
-    execute(&*svc, cli.command, cli.json).await
+    match cli.command {
+        Command::Migrate {
+            from,
+            to,
+            db,
+            batch,
+            incremental,
+            dry_run,
+            on_conflict,
+        } => {
+            let options = MigrateOptions {
+                databases: (!db.is_empty()).then_some(db),
+                batch_size: batch,
+                incremental,
+                dry_run,
+                on_conflict: on_conflict.parse()?,
+                ..MigrateOptions::default()
+            };
+            let source = open(&settings, from.as_deref())
+                .await
+                .context("the source")?;
+            let target = open(&settings, to.as_deref()).await.context("the target")?;
+            progress::migrate(&*source, &*target, options, cli.json).await
+        }
+        Command::Verify { a, b, db } => {
+            let left = open(
+                &settings,
+                Some(&a).filter(|l| *l != "settings").map(String::as_str),
+            )
+            .await
+            .context("the first location")?;
+            let right = open(
+                &settings,
+                Some(&b).filter(|l| *l != "settings").map(String::as_str),
+            )
+            .await
+            .context("the second location")?;
+            progress::verify(&*left, &*right, db, cli.json).await
+        }
+        command => {
+            let svc = get_database_service(&settings).await?;
+            execute(&*svc, command, cli.json).await
+        }
+    }
+}
+
+/// The service at `location`, or the settings' provider.
+async fn open(settings: &Settings, location: Option<&str>) -> Result<Arc<dyn DatabaseService>> {
+    let settings = match location {
+        Some(l) => settings.for_location(l)?,
+        None => settings.clone(),
+    };
+    Ok(get_database_service(&settings).await?)
 }
 
 async fn execute(svc: &dyn DatabaseService, command: Command, as_json: bool) -> Result<()> {
@@ -167,6 +257,9 @@ async fn execute(svc: &dyn DatabaseService, command: Command, as_json: bool) -> 
             } else {
                 println!("index {name} on {db}: {status}");
             }
+        }
+        Command::Migrate { .. } | Command::Verify { .. } => {
+            bail!("migrate and verify open their own locations")
         }
         Command::Changes { db, since, limit } => {
             if limit == 0 {

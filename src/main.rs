@@ -2,6 +2,7 @@
 //! and exit non-zero on failure.
 
 mod cli;
+mod progress;
 
 use clap::Parser;
 

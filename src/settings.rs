@@ -198,6 +198,39 @@ impl Settings {
         }
     }
 
+    /// These settings pointed at a location: `memory:`, `embedded:PATH`, or a CouchDB URL
+    /// (`http(s)://user:password@host:port`, credentials in the URL). Durability, cache and
+    /// timeouts stay as configured. Anything else is a `Config` error saying what is accepted.
+    pub fn for_location(&self, location: &str) -> Result<Settings> {
+        let mut settings = self.clone();
+        if location == "memory:" {
+            settings.provider = ProviderKind::Memory;
+        } else if let Some(path) = location.strip_prefix("embedded:") {
+            if path.is_empty() {
+                return Err(config_error(
+                    "location",
+                    "embedded: needs a path, e.g. embedded:./data/docstore",
+                ));
+            }
+            settings.provider = ProviderKind::Embedded;
+            settings.embedded_path = PathBuf::from(path);
+        } else if location.starts_with("http://") || location.starts_with("https://") {
+            settings.provider = ProviderKind::CouchDb;
+            settings.couchdb_url = Some(location.to_owned());
+            settings.couchdb_user = None;
+            settings.couchdb_password = None;
+        } else {
+            return Err(config_error(
+                "location",
+                format!(
+                    "{:?} is not a location; use memory:, embedded:PATH or http(s)://user:password@host:port",
+                    docstore_providers::redact_url(location)
+                ),
+            ));
+        }
+        Ok(settings)
+    }
+
     /// Loads settings from `config/default.toml` and `.env` in the current directory and
     /// from the process environment.
     pub fn load() -> Result<Self> {

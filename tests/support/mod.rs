@@ -57,8 +57,8 @@ impl CouchServer {
 }
 
 static SERVER: OnceLock<CouchServer> = OnceLock::new();
-/// The stand-in process; kept alive (with its stdin open) until the test process exits.
-static STANDIN: Mutex<Option<Child>> = Mutex::new(None);
+/// The stand-in processes; kept alive (with their stdin open) until the test process exits.
+static STANDIN: Mutex<Vec<Child>> = Mutex::new(Vec::new());
 
 /// The shared server, found (and started) on first use.
 pub fn couchdb() -> &'static CouchServer {
@@ -245,6 +245,7 @@ fn free_port() -> Result<u16, String> {
 }
 
 /// Starts the stand-in on a free loopback port; retries on another port if it cannot bind.
+/// Starts a stand-in of its own (tests that need a second server call this directly).
 pub fn start_standin() -> Result<CouchServer, String> {
     let cache = install_standin()?;
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/support/standin/standin.js");
@@ -285,7 +286,10 @@ pub fn start_standin() -> Result<CouchServer, String> {
                 // Listening, and still alive: check it answers with the credentials.
                 if matches!(child.try_wait(), Ok(None)) {
                     wait_until_up(port, "admin", &password, Duration::from_secs(30))?;
-                    *STANDIN.lock().unwrap_or_else(|e| e.into_inner()) = Some(child);
+                    STANDIN
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .push(child);
                     return Ok(CouchServer {
                         url: format!("http://127.0.0.1:{port}"),
                         user: "admin".into(),

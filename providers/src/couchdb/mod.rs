@@ -1135,7 +1135,18 @@ impl DatabaseService for CouchDbProvider {
                     deleted: false,
                 }),
             });
-            let outcome = revision_outcome(db, doc, cur);
+            // Judged on what CouchDB will link: a gap in the history makes a branch.
+            let linked = RevisionedDoc {
+                id: doc.id.clone(),
+                rev: doc.rev,
+                deleted: doc.deleted,
+                body: Map::new(),
+                history: linked_history(doc),
+            };
+            let outcome = revision_outcome(db, &linked, cur).and_then(|o| {
+                revision_outcome(db, doc, None)?;
+                Ok(o)
+            });
             match outcome {
                 Ok(RevisionOutcome::Written) => {
                     winners.insert(
@@ -1217,19 +1228,25 @@ impl DatabaseService for CouchDbProvider {
 /// CouchDB's `_revisions` for a revision and its known ancestors (newest first): the
 /// consecutive run of generations the history gives, so CouchDB links the revision to them.
 fn revisions_field(doc: &RevisionedDoc) -> Option<Value> {
-    if doc.history.is_empty() {
+    let linked = linked_history(doc);
+    if linked.is_empty() {
         return None;
     }
-    let mut ids = vec![Value::String(hex_hash(&doc.rev))];
-    let mut expected = doc.rev.generation();
-    for ancestor in &doc.history {
-        expected = expected.checked_sub(1)?;
-        if ancestor.generation() != expected {
-            break;
-        }
-        ids.push(Value::String(hex_hash(ancestor)));
-    }
+    let ids: Vec<Value> = std::iter::once(&doc.rev)
+        .chain(&linked)
+        .map(|r| Value::String(hex_hash(r)))
+        .collect();
     Some(json!({"start": doc.rev.generation(), "ids": ids}))
+}
+
+/// The ancestors CouchDB can link: the run of consecutive generations right below `rev`.
+fn linked_history(doc: &RevisionedDoc) -> Vec<Rev> {
+    doc.history
+        .iter()
+        .zip(1..)
+        .take_while(|(a, back)| doc.rev.generation().checked_sub(*back) == Some(a.generation()))
+        .map(|(a, _)| *a)
+        .collect()
 }
 
 fn hex_hash(rev: &Rev) -> String {

@@ -1,0 +1,578 @@
+//! Migration between any two providers: streaming, revision-preserving, idempotent,
+//! resumable, verified.
+//!
+//! Per database, the source's change feed is read in batches (bounded memory, whatever the
+//! database size); each batch costs one `changes` page and one `get_many` on the source, one
+//! `current_revisions` and at most one `put_revisions` on the target. Documents keep their ids,
+//! bodies and revisions; deletions are carried as tombstones. What the target already has at
+//! the same revision is skipped, so a second run writes nothing.
+//!
+//! A document whose target revision differs is classified by generation: a source revision of
+//! higher generation is an update (the target's revision is given as its ancestor, which
+//! CouchDB links when it is exactly one generation older); otherwise it is a conflict,
+//! handled by [`ConflictPolicy`].
+//!
+//! After each batch a checkpoint (`_local/docstore-migration`: the source's change-feed token)
+//! is stored in the target database. A run that stopped (killed, interrupted, failed) resumes
+//! from it; a finished run marks it complete, and the next full run starts over (writing
+//! nothing that is already there), while an incremental run continues from it.
+//!
+//! Every run ends with [`verify_database`]: document counts and an order-independent hash over
+//! (id, revision, canonical body) of the live documents on both sides, and the ids that
+//! differ, found by walking both sides in id order.
+//!
+//! Known limit: revision histories are not read from the source (memory and embedded keep
+//! none), so a document edited more than once between two runs into CouchDB reaches it as a
+//! separate branch: the newer live revision still wins, but a deletion across such a gap loses
+//! to the older live branch on CouchDB. The run reports such a document as failed, and
+//! verification lists it.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use futures::StreamExt;
+use serde::Serialize;
+use serde_json::{Map, Value, json};
+
+use crate::{DatabaseService, Document, Error, Result, Rev, RevisionOutcome, RevisionedDoc};
+
+/// The `_local` document holding a database's migration checkpoint in the target.
+pub const CHECKPOINT_ID: &str = "docstore-migration";
+
+/// What to do when the target holds a revision of a document that is neither the source's
+/// nor older than it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ConflictPolicy {
+    /// Leave the target's document and report it (the default).
+    #[default]
+    Report,
+    /// Write the source's content as a new revision on top of the target's (the target then
+    /// holds the source's body under a revision of its own, which verification lists).
+    SourceWins,
+    /// Keep the target's document without reporting it as a conflict.
+    TargetWins,
+}
+
+impl std::str::FromStr for ConflictPolicy {
+    type Err = Error;
+
+    fn from_str(text: &str) -> Result<Self> {
+        match text {
+            "report" | "skip" => Ok(Self::Report),
+            "source-wins" | "source" => Ok(Self::SourceWins),
+            "target-wins" | "target" => Ok(Self::TargetWins),
+            other => Err(Error::Config {
+                key: "on-conflict".into(),
+                reason: format!(
+                    "{other:?} is not a policy; use report, source-wins or target-wins"
+                ),
+            }),
+        }
+    }
+}
+
+/// Progress of one database, given to [`MigrateOptions::progress`] after every batch.
+#[derive(Debug, Clone, Default)]
+pub struct Progress {
+    /// The database.
+    pub db: String,
+    /// Changes read so far in this run.
+    pub read: u64,
+    /// Changes still ahead in the source's feed (as the source estimates it).
+    pub pending: u64,
+}
+
+/// A progress callback.
+pub type ProgressFn = Arc<dyn Fn(&Progress) + Send + Sync>;
+
+/// Options of [`migrate`].
+#[derive(Clone)]
+pub struct MigrateOptions {
+    /// The databases to migrate; `None`: every database of the source.
+    pub databases: Option<Vec<String>>,
+    /// Changes per batch.
+    pub batch_size: usize,
+    /// Continue from the last checkpoint even when the previous run finished.
+    pub incremental: bool,
+    /// Classify and count, write nothing (no checkpoint either).
+    pub dry_run: bool,
+    /// What to do on conflicts.
+    pub on_conflict: ConflictPolicy,
+    /// Set to stop after the current batch (its checkpoint is stored).
+    pub cancel: Option<Arc<AtomicBool>>,
+    /// Called after every batch.
+    pub progress: Option<ProgressFn>,
+}
+
+impl Default for MigrateOptions {
+    fn default() -> Self {
+        Self {
+            databases: None,
+            batch_size: 500,
+            incremental: false,
+            dry_run: false,
+            on_conflict: ConflictPolicy::Report,
+            cancel: None,
+            progress: None,
+        }
+    }
+}
+
+impl std::fmt::Debug for MigrateOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MigrateOptions")
+            .field("databases", &self.databases)
+            .field("batch_size", &self.batch_size)
+            .field("incremental", &self.incremental)
+            .field("dry_run", &self.dry_run)
+            .field("on_conflict", &self.on_conflict)
+            .finish_non_exhaustive()
+    }
+}
+
+/// At most this many ids are listed per category in a report.
+pub const LISTED_IDS: usize = 100;
+
+/// What happened to one database.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct DatabaseReport {
+    /// The database.
+    pub db: String,
+    /// Changes read from the source.
+    pub read: u64,
+    /// Documents the target did not have (deletions included).
+    pub created: u64,
+    /// Documents brought to a newer source revision.
+    pub updated: u64,
+    /// Of `created` and `updated`, deletions.
+    pub deleted: u64,
+    /// Documents the target already had at the source's revision.
+    pub unchanged: u64,
+    /// Conflicts (see [`ConflictPolicy`]), and the first ids.
+    pub conflicts: u64,
+    /// Conflicting ids (at most [`LISTED_IDS`]).
+    pub conflict_ids: Vec<String>,
+    /// Conflicts resolved by the policy (source-wins writes, target-wins keeps).
+    pub resolved: u64,
+    /// Documents that failed, with the reason (at most [`LISTED_IDS`]).
+    pub failed: Vec<(String, String)>,
+    /// Whether the run resumed from a checkpoint.
+    pub resumed: bool,
+    /// Whether the database was migrated to the end of the source's feed.
+    pub complete: bool,
+    /// The comparison of both sides at the end (not for dry runs or interrupted runs).
+    pub verification: Option<Verification>,
+}
+
+impl DatabaseReport {
+    /// Whether a verification is what this run intended: an exact match, or differences
+    /// only in conflicts the policy resolved (the target keeps its revision, or holds the
+    /// source's body under a revision of its own).
+    pub fn accepts(&self, v: &Verification) -> bool {
+        v.matches
+            || (self.resolved == self.conflicts
+                && v.missing_in_target.is_empty()
+                && v.extra_in_target.is_empty()
+                && v.source.count == v.target.count
+                && v.different.iter().all(|id| self.conflict_ids.contains(id)))
+    }
+}
+
+/// What [`migrate`] did, per database.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct MigrationReport {
+    /// One report per database, in name order.
+    pub databases: Vec<DatabaseReport>,
+    /// Whether the run was cancelled before the end.
+    pub interrupted: bool,
+    /// Whether nothing was written (a dry run).
+    pub dry_run: bool,
+}
+
+impl MigrationReport {
+    /// True when every database finished, nothing failed, no conflict stayed unresolved and
+    /// every verification matched.
+    pub fn is_success(&self) -> bool {
+        !self.interrupted
+            && self.databases.iter().all(|d| {
+                d.failed.is_empty()
+                    && d.conflicts == d.resolved
+                    && (self.dry_run || d.verification.as_ref().is_some_and(|v| d.accepts(v)))
+            })
+    }
+
+    /// Documents written (created or updated) in all databases.
+    pub fn written(&self) -> u64 {
+        self.databases.iter().map(|d| d.created + d.updated).sum()
+    }
+}
+
+/// One side of a [`Verification`].
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct Digest {
+    /// Live documents.
+    pub count: u64,
+    /// Order-independent hash (hex) over (id, revision, canonical body) of the live documents.
+    pub hash: String,
+}
+
+/// Both sides of one database compared.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Verification {
+    /// The source's digest.
+    pub source: Digest,
+    /// The target's digest.
+    pub target: Digest,
+    /// Whether both digests are equal.
+    pub matches: bool,
+    /// Ids only the source has (at most [`LISTED_IDS`]).
+    pub missing_in_target: Vec<String>,
+    /// Ids only the target has.
+    pub extra_in_target: Vec<String>,
+    /// Ids both have with another revision or body.
+    pub different: Vec<String>,
+}
+
+/// Migrates `source` into `target` (see the module doc).
+pub async fn migrate(
+    source: &dyn DatabaseService,
+    target: &dyn DatabaseService,
+    options: &MigrateOptions,
+) -> Result<MigrationReport> {
+    if options.batch_size == 0 {
+        return Err(Error::Config {
+            key: "batch".into(),
+            reason: "the batch size must be at least 1".into(),
+        });
+    }
+    let mut names = match &options.databases {
+        Some(names) => names.clone(),
+        None => source.list_databases().await?,
+    };
+    names.sort();
+    names.dedup();
+    let mut report = MigrationReport {
+        dry_run: options.dry_run,
+        ..MigrationReport::default()
+    };
+    for db in names {
+        let mut db_report = migrate_database(source, target, &db, options).await?;
+        if !db_report.complete {
+            report.interrupted = true;
+            report.databases.push(db_report);
+            break;
+        }
+        if !options.dry_run {
+            db_report.verification = Some(verify_database(source, target, &db).await?);
+        }
+        report.databases.push(db_report);
+    }
+    Ok(report)
+}
+
+fn cancelled(options: &MigrateOptions) -> bool {
+    options
+        .cancel
+        .as_ref()
+        .is_some_and(|c| c.load(Ordering::Relaxed))
+}
+
+async fn read_checkpoint(target: &dyn DatabaseService, db: &str) -> Result<Option<(String, bool)>> {
+    match target.get_local(db, CHECKPOINT_ID).await {
+        Ok(doc) => Ok(doc
+            .get("since")
+            .and_then(Value::as_str)
+            .map(|since| (since.to_owned(), doc.get("complete") == Some(&json!(true))))),
+        Err(e) if e.is_not_found() => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
+async fn write_checkpoint(
+    target: &dyn DatabaseService,
+    source: &dyn DatabaseService,
+    db: &str,
+    since: &str,
+    complete: bool,
+) -> Result<()> {
+    let body = json!({"since": since, "complete": complete, "source": source.provider_name()});
+    let doc = Document::from_value(body)?;
+    target.put_local(db, CHECKPOINT_ID, doc).await
+}
+
+fn note(list: &mut Vec<String>, id: &str) {
+    if list.len() < LISTED_IDS {
+        list.push(id.to_owned());
+    }
+}
+
+async fn migrate_database(
+    source: &dyn DatabaseService,
+    target: &dyn DatabaseService,
+    db: &str,
+    options: &MigrateOptions,
+) -> Result<DatabaseReport> {
+    let mut report = DatabaseReport {
+        db: db.to_owned(),
+        ..DatabaseReport::default()
+    };
+    let checkpoint = read_checkpoint(target, db).await?;
+    let mut since = match &checkpoint {
+        Some((since, complete)) if options.incremental || !complete => {
+            report.resumed = true;
+            Some(since.clone())
+        }
+        _ => None,
+    };
+    loop {
+        if cancelled(options) {
+            return Ok(report);
+        }
+        let page = source
+            .changes(db, since.as_deref(), options.batch_size)
+            .await?;
+        if page.results.is_empty() {
+            break;
+        }
+        report.read += page.results.len() as u64;
+        let ids: Vec<String> = page.results.iter().map(|c| c.id.clone()).collect();
+        let live: Vec<String> = page
+            .results
+            .iter()
+            .filter(|c| !c.deleted)
+            .map(|c| c.id.clone())
+            .collect();
+        let mut bodies: HashMap<String, Document> = HashMap::with_capacity(live.len());
+        for (id, doc) in live.iter().zip(source.get_many(db, &live).await?) {
+            match doc {
+                Ok(doc) => {
+                    bodies.insert(id.clone(), doc);
+                }
+                // Changed since the feed was read: a later change carries it.
+                Err(e) if e.is_not_found() => {}
+                Err(e) => return Err(e),
+            }
+        }
+        let current = target.current_revisions(db, &ids).await?;
+        let mut writes = Vec::new();
+        let mut new_edits = Vec::new();
+        for (change, current) in page.results.iter().zip(current) {
+            let body = if change.deleted {
+                Map::new()
+            } else {
+                match bodies.remove(&change.id) {
+                    // The body read may be newer than the change; take its revision.
+                    Some(doc) if doc.rev() == Some(change.rev.to_string().as_str()) => doc.body(),
+                    _ => continue,
+                }
+            };
+            // A newer source revision updates the target's: its revision is given as the
+            // ancestor (CouchDB links it only when it is exactly one generation older).
+            let history = match current {
+                Some((rev, _)) if rev.generation() < change.rev.generation() => vec![rev],
+                _ => Vec::new(),
+            };
+            let doc = RevisionedDoc {
+                id: change.id.clone(),
+                rev: change.rev,
+                deleted: change.deleted,
+                body,
+                history,
+            };
+            match current {
+                None => {
+                    report.created += 1;
+                    report.deleted += u64::from(change.deleted);
+                    writes.push(doc);
+                }
+                Some((rev, _)) if rev == change.rev => report.unchanged += 1,
+                Some((rev, _)) if rev.generation() < change.rev.generation() => {
+                    report.updated += 1;
+                    report.deleted += u64::from(change.deleted);
+                    writes.push(doc);
+                }
+                Some((rev, deleted)) => {
+                    report.conflicts += 1;
+                    note(&mut report.conflict_ids, &change.id);
+                    match options.on_conflict {
+                        ConflictPolicy::Report => {}
+                        ConflictPolicy::TargetWins => report.resolved += 1,
+                        ConflictPolicy::SourceWins => {
+                            report.resolved += 1;
+                            new_edits.push((doc, rev, deleted));
+                        }
+                    }
+                }
+            }
+        }
+        if !options.dry_run {
+            let outcomes = target.put_revisions(db, writes.clone()).await?;
+            for (doc, outcome) in writes.iter().zip(outcomes) {
+                if let Err(e) = outcome {
+                    report.failed.push((doc.id.clone(), e.to_string()));
+                } else if outcome.as_ref().ok() == Some(&RevisionOutcome::Lost) {
+                    report
+                        .failed
+                        .push((doc.id.clone(), "the target kept a winning revision".into()));
+                }
+            }
+            for (doc, rev, deleted) in new_edits {
+                if let Err(e) = overwrite(target, db, doc, rev, deleted).await {
+                    report.failed.push((e.0, e.1));
+                }
+            }
+            report.failed.truncate(LISTED_IDS);
+            write_checkpoint(target, source, db, &page.last_seq, false).await?;
+        }
+        since = Some(page.last_seq.clone());
+        if let Some(progress) = &options.progress {
+            progress(&Progress {
+                db: db.to_owned(),
+                read: report.read,
+                pending: page.pending,
+            });
+        }
+        if page.pending == 0 {
+            break;
+        }
+    }
+    if !options.dry_run {
+        let since = match since {
+            Some(s) => s,
+            None => source.changes(db, None, 1).await?.last_seq,
+        };
+        write_checkpoint(target, source, db, &since, true).await?;
+    }
+    report.complete = true;
+    Ok(report)
+}
+
+/// Source wins: the source's content as a new edit on top of the target's revision.
+async fn overwrite(
+    target: &dyn DatabaseService,
+    db: &str,
+    doc: RevisionedDoc,
+    current: Rev,
+    current_deleted: bool,
+) -> std::result::Result<(), (String, String)> {
+    let id = doc.id.clone();
+    let failed = |e: Error| (id.clone(), e.to_string());
+    match (doc.deleted, current_deleted) {
+        (true, true) => Ok(()),
+        (true, false) => target
+            .delete_rev(db, &doc.id, &current)
+            .await
+            .map(|_| ())
+            .map_err(failed),
+        (false, _) => {
+            let mut map = doc.body;
+            if !current_deleted {
+                map.insert("_rev".into(), Value::String(current.to_string()));
+            }
+            target
+                .save(db, &doc.id, Document::from(map))
+                .await
+                .map(|_| ())
+                .map_err(failed)
+        }
+    }
+}
+
+/// A document's contribution to a digest: MD5 over its id, revision and canonical body
+/// (keys sorted at every level), as a number, so digests add up in any order.
+fn document_hash(doc: &Document) -> u128 {
+    use md5::{Digest as _, Md5};
+    let mut body = doc.body();
+    body.shift_remove("_id");
+    body.shift_remove("_rev");
+    let canonical = canonical(&Value::Object(body));
+    let mut hasher = Md5::new();
+    hasher.update(doc.id().unwrap_or("").as_bytes());
+    hasher.update([0]);
+    hasher.update(doc.rev().unwrap_or("").as_bytes());
+    hasher.update([0]);
+    hasher.update(canonical.to_string().as_bytes());
+    u128::from_be_bytes(hasher.finalize().into())
+}
+
+/// The value with object keys sorted at every level.
+fn canonical(value: &Value) -> Value {
+    match value {
+        Value::Object(map) => {
+            let mut keys: Vec<&String> = map.keys().collect();
+            keys.sort();
+            Value::Object(
+                keys.into_iter()
+                    .map(|k| (k.clone(), canonical(&map[k])))
+                    .collect(),
+            )
+        }
+        Value::Array(items) => Value::Array(items.iter().map(canonical).collect()),
+        other => other.clone(),
+    }
+}
+
+/// Compares a database on two providers (see [`Verification`]), walking both in id order
+/// with bounded memory.
+pub async fn verify_database(
+    source: &dyn DatabaseService,
+    target: &dyn DatabaseService,
+    db: &str,
+) -> Result<Verification> {
+    let mut a = source.list_stream(db, crate::DEFAULT_PAGE_SIZE).boxed();
+    let mut b = target.list_stream(db, crate::DEFAULT_PAGE_SIZE).boxed();
+    let mut v = Verification::default();
+    let (mut hash_a, mut hash_b) = (0u128, 0u128);
+    let mut next_a = a.next().await.transpose()?;
+    let mut next_b = b.next().await.transpose()?;
+    loop {
+        let order = match (&next_a, &next_b) {
+            (None, None) => break,
+            (Some(_), None) => std::cmp::Ordering::Less,
+            (None, Some(_)) => std::cmp::Ordering::Greater,
+            (Some(x), Some(y)) => x
+                .id()
+                .unwrap_or("")
+                .as_bytes()
+                .cmp(y.id().unwrap_or("").as_bytes()),
+        };
+        match order {
+            std::cmp::Ordering::Less => {
+                let doc = next_a.take().unwrap_or_default();
+                v.source.count += 1;
+                hash_a = hash_a.wrapping_add(document_hash(&doc));
+                note(&mut v.missing_in_target, doc.id().unwrap_or(""));
+                next_a = a.next().await.transpose()?;
+            }
+            std::cmp::Ordering::Greater => {
+                let doc = next_b.take().unwrap_or_default();
+                v.target.count += 1;
+                hash_b = hash_b.wrapping_add(document_hash(&doc));
+                note(&mut v.extra_in_target, doc.id().unwrap_or(""));
+                next_b = b.next().await.transpose()?;
+            }
+            std::cmp::Ordering::Equal => {
+                let (x, y) = (
+                    next_a.take().unwrap_or_default(),
+                    next_b.take().unwrap_or_default(),
+                );
+                let (hx, hy) = (document_hash(&x), document_hash(&y));
+                v.source.count += 1;
+                v.target.count += 1;
+                hash_a = hash_a.wrapping_add(hx);
+                hash_b = hash_b.wrapping_add(hy);
+                if hx != hy {
+                    note(&mut v.different, x.id().unwrap_or(""));
+                }
+                next_a = a.next().await.transpose()?;
+                next_b = b.next().await.transpose()?;
+            }
+        }
+    }
+    v.source.hash = format!("{hash_a:032x}");
+    v.target.hash = format!("{hash_b:032x}");
+    v.matches = v.source == v.target;
+    Ok(v)
+}

@@ -1,0 +1,178 @@
+//! The CLI's long-running commands: `migrate` with a progress line per database (redrawn on
+//! a terminal, plain log lines otherwise), Ctrl-C handling and a summary table; `verify`.
+
+use std::io::{IsTerminal, Write};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Instant;
+
+use anyhow::{Result, bail};
+use docstore::DatabaseService;
+use docstore::migrate::{self, MigrateOptions, MigrationReport, Progress, Verification};
+use docstore::serde_json;
+use std::sync::Mutex;
+
+/// Runs a migration, shows progress, prints the summary; an error if anything failed,
+/// conflicted unresolved, did not verify, or was interrupted.
+pub async fn migrate(
+    source: &dyn DatabaseService,
+    target: &dyn DatabaseService,
+    mut options: MigrateOptions,
+    as_json: bool,
+) -> Result<()> {
+    let cancel = Arc::new(AtomicBool::new(false));
+    options.cancel = Some(Arc::clone(&cancel));
+    let on_interrupt = Arc::clone(&cancel);
+    tokio::spawn(async move {
+        if tokio::signal::ctrl_c().await.is_ok() {
+            eprintln!("\ninterrupted: finishing the current batch and storing the checkpoint");
+            on_interrupt.store(true, Ordering::Relaxed);
+        }
+    });
+    let terminal = std::io::stderr().is_terminal();
+    let started: Mutex<Option<(String, Instant)>> = Mutex::new(None);
+    options.progress = Some(Arc::new(move |p: &Progress| {
+        let Ok(mut started) = started.lock() else {
+            return;
+        };
+        let since = match &*started {
+            Some((db, at)) if *db == p.db => *at,
+            _ => {
+                let now = Instant::now();
+                *started = Some((p.db.clone(), now));
+                now
+            }
+        };
+        let secs = since.elapsed().as_secs_f64().max(0.001);
+        let rate = p.read as f64 / secs;
+        let total = p.read + p.pending;
+        let eta = if rate > 0.0 {
+            p.pending as f64 / rate
+        } else {
+            0.0
+        };
+        let width = 24usize;
+        let filled = (p.read as usize * width) / (total.max(1) as usize);
+        let bar = format!(
+            "{}{}",
+            "#".repeat(filled),
+            ".".repeat(width - filled.min(width))
+        );
+        let line = format!(
+            "{} [{bar}] {}/{} docs, {rate:.0} docs/s, ETA {eta:.0}s",
+            p.db, p.read, total
+        );
+        if terminal {
+            eprint!("\r{line}\x1b[K");
+            if p.pending == 0 {
+                eprintln!();
+            }
+        } else {
+            eprintln!("{line}");
+        }
+        let _ = std::io::stderr().flush();
+    }));
+    let report = migrate::migrate(source, target, &options).await?;
+    if as_json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        print_summary(&report);
+    }
+    if report.interrupted {
+        bail!("interrupted; run the same command again to resume from the checkpoint");
+    }
+    if !report.is_success() {
+        bail!("the migration did not fully succeed (see the summary)");
+    }
+    Ok(())
+}
+
+fn print_summary(report: &MigrationReport) {
+    let title = if report.dry_run {
+        " (dry run: nothing written)"
+    } else {
+        ""
+    };
+    println!("migration summary{title}");
+    println!(
+        "{:<24} {:>8} {:>8} {:>8} {:>8} {:>9} {:>9} {:>6}  verified",
+        "database", "read", "created", "updated", "deleted", "unchanged", "conflicts", "failed"
+    );
+    for d in &report.databases {
+        let verified = match &d.verification {
+            Some(v) if v.matches => format!("yes ({} docs)", v.target.count),
+            Some(v) if d.accepts(v) => {
+                format!("yes, but for {} resolved conflicts", v.different.len())
+            }
+            Some(v) => format!("NO: {}", describe(v)),
+            None if report.dry_run => "-".into(),
+            None => "not run".into(),
+        };
+        println!(
+            "{:<24} {:>8} {:>8} {:>8} {:>8} {:>9} {:>9} {:>6}  {verified}",
+            d.db,
+            d.read,
+            d.created,
+            d.updated,
+            d.deleted,
+            d.unchanged,
+            d.conflicts,
+            d.failed.len()
+        );
+        for id in &d.conflict_ids {
+            println!("  conflict: {id}");
+        }
+        for (id, reason) in &d.failed {
+            println!("  failed: {id}: {reason}");
+        }
+    }
+}
+
+fn describe(v: &Verification) -> String {
+    format!(
+        "{} vs {} docs; missing {:?}, extra {:?}, different {:?}",
+        v.source.count, v.target.count, v.missing_in_target, v.extra_in_target, v.different
+    )
+}
+
+/// Compares two locations database by database; an error on any difference.
+pub async fn verify(
+    left: &dyn DatabaseService,
+    right: &dyn DatabaseService,
+    only: Vec<String>,
+    as_json: bool,
+) -> Result<()> {
+    let mut names = if only.is_empty() {
+        let mut names = left.list_databases().await?;
+        names.extend(right.list_databases().await?);
+        names
+    } else {
+        only
+    };
+    names.sort();
+    names.dedup();
+    let mut all_match = true;
+    let mut results = Vec::new();
+    for db in &names {
+        let v = migrate::verify_database(left, right, db).await?;
+        all_match &= v.matches;
+        if !as_json {
+            if v.matches {
+                println!(
+                    "{db}: match ({} documents, hash {})",
+                    v.source.count, v.source.hash
+                );
+            } else {
+                println!("{db}: MISMATCH: {}", describe(&v));
+            }
+        }
+        results.push(serde_json::json!({"db": db, "verification": v}));
+    }
+    if as_json {
+        println!("{}", serde_json::to_string_pretty(&results)?);
+    }
+    if !all_match {
+        bail!("the locations differ");
+    }
+    Ok(())
+}

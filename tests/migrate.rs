@@ -1,0 +1,323 @@
+//! Migration between every pair of providers (memory, embedded, CouchDB as source and
+//! target): a corpus with deletions, unicode and awkward ids, a 2 MB document and several
+//! databases arrives verified; a second run writes nothing; incremental runs carry updates
+//! and deletions; each conflict policy does what it says; a dry run writes nothing.
+
+mod support;
+
+use std::sync::Arc;
+
+use docstore::migrate::{ConflictPolicy, MigrateOptions, MigrationReport, migrate};
+use docstore::serde_json::{Value, json};
+use docstore::{DatabaseService, Document, Settings, get_database_service};
+use docstore_providers::conformance::{drop_db, unique_db};
+
+#[derive(Clone, Copy, Debug)]
+enum Kind {
+    Memory,
+    Embedded,
+    CouchDb,
+}
+
+/// The provider of `kind`; a CouchDB target of a CouchDB source is a second server (a
+/// stand-in of its own), since a migration keeps database names.
+async fn provider(kind: Kind, dir: &std::path::Path, name: &str) -> Arc<dyn DatabaseService> {
+    let settings = match kind {
+        Kind::Memory => Settings::memory(),
+        Kind::Embedded => Settings::embedded(dir.join(name)),
+        Kind::CouchDb if name == "second" => {
+            let s = support::start_standin().expect("a second CouchDB stand-in");
+            Settings::couchdb(&s.url, &s.user, docstore::Secret::new(&s.password))
+        }
+        Kind::CouchDb => {
+            let s = support::couchdb();
+            Settings::couchdb(&s.url, &s.user, docstore::Secret::new(&s.password))
+        }
+    };
+    get_database_service(&settings)
+        .await
+        .expect("provider opens")
+}
+
+fn doc(value: Value) -> Document {
+    Document::from_value(value).expect("object")
+}
+
+/// Fills `dbs` on `svc`: 150 documents each (awkward ids, unicode, nested values), 20 of
+/// them deleted, some updated twice, and one 2 MB document in the first database.
+async fn corpus(svc: &dyn DatabaseService, dbs: &[String]) {
+    for (n, db) in dbs.iter().enumerate() {
+        let docs: Vec<Document> = (0..150)
+            .map(|i| {
+                let id = match i % 5 {
+                    0 => format!("plain-{i}"),
+                    1 => format!("with space/and?{i}#%+"),
+                    2 => format!("ünïcødé-日本-{i}"),
+                    3 => format!("x/../{i}"),
+                    _ => format!("{i:04}"),
+                };
+                doc(json!({"_id": id, "i": i, "db": n, "text": "é😀", "nested": {"a": [1, {"b": null}]}}))
+            })
+            .collect();
+        let ids: Vec<String> = docs
+            .iter()
+            .map(|d| d.id().unwrap_or("").to_owned())
+            .collect();
+        for r in svc.save_many(db, docs).await.expect("bulk") {
+            r.expect("saved");
+        }
+        for id in ids.iter().step_by(7).take(20) {
+            svc.delete(db, id).await.expect("delete");
+        }
+        for id in ids.iter().skip(3).step_by(11) {
+            if svc.get(db, id).await.is_ok() {
+                svc.update(db, id, |d| {
+                    d.insert("updated", true);
+                    Ok(())
+                })
+                .await
+                .expect("update");
+            }
+        }
+    }
+    let big = "x".repeat(2 * 1024 * 1024);
+    svc.save(&dbs[0], "big", doc(json!({"big": big})))
+        .await
+        .expect("2 MB document");
+}
+
+use docstore::DatabaseServiceExt;
+
+fn options(dbs: &[String]) -> MigrateOptions {
+    MigrateOptions {
+        databases: Some(dbs.to_vec()),
+        batch_size: 64,
+        ..MigrateOptions::default()
+    }
+}
+
+#[track_caller]
+fn assert_verified(report: &MigrationReport) {
+    assert!(report.is_success(), "{report:#?}");
+    for d in &report.databases {
+        let v = d.verification.as_ref().expect("verified");
+        assert!(v.matches, "{d:#?}");
+    }
+}
+
+async fn update_seqs(svc: &dyn DatabaseService, dbs: &[String]) -> Vec<String> {
+    let mut out = Vec::new();
+    for db in dbs {
+        out.push(svc.database_info(db).await.expect("info").update_seq);
+    }
+    out
+}
+
+async fn pair(from: Kind, to: Kind) {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let source = provider(from, dir.path(), "source").await;
+    let second = matches!((from, to), (Kind::CouchDb, Kind::CouchDb));
+    let target = provider(to, dir.path(), if second { "second" } else { "target" }).await;
+    let dbs: Vec<String> = (0..3).map(|n| unique_db(&format!("mig{n}"))).collect();
+    corpus(&*source, &dbs).await;
+
+    let first = migrate(&*source, &*target, &options(&dbs))
+        .await
+        .expect("migrate");
+    assert_verified(&first);
+    assert_eq!(first.databases.len(), 3);
+    assert_eq!(first.databases[0].created, 151, "{:#?}", first.databases[0]);
+    assert_eq!(first.databases[0].deleted, 20);
+    // Revisions and bodies arrived as they are.
+    let big = target.get(&dbs[0], "big").await.expect("big");
+    assert_eq!(
+        big.rev(),
+        source.get(&dbs[0], "big").await.expect("big").rev()
+    );
+
+    // A second run writes nothing: the report says so and the target's databases do not
+    // move (checkpoints are _local documents, which do not count as updates).
+    let before = update_seqs(&*target, &dbs).await;
+    let second = migrate(&*source, &*target, &options(&dbs))
+        .await
+        .expect("again");
+    assert_verified(&second);
+    assert_eq!(second.written(), 0, "{second:#?}");
+    assert_eq!(second.databases[0].unchanged, 151);
+    assert_eq!(update_seqs(&*target, &dbs).await, before);
+
+    // Incremental: updates (one and two generations ahead), deletions, re-creations, new
+    // documents.
+    let db = &dbs[1];
+    source
+        .save(db, "plain-0", doc(json!({"v": 2})))
+        .await
+        .expect("update");
+    source
+        .save(db, "0004", doc(json!({"v": 2})))
+        .await
+        .expect("u");
+    source.delete(db, "0004").await.expect("then delete");
+    source.delete(db, "plain-5").await.expect("delete");
+    source
+        .save(db, "fresh", doc(json!({"new": true})))
+        .await
+        .expect("new");
+    let incremental = MigrateOptions {
+        incremental: true,
+        ..options(&dbs)
+    };
+    let third = migrate(&*source, &*target, &incremental)
+        .await
+        .expect("incremental");
+    let d = &third.databases[1];
+    assert!(d.resumed);
+    assert_eq!(d.read, 4, "only what changed is read: {d:#?}");
+    assert_eq!((d.created, d.updated), (1, 3), "{d:#?}");
+    match to {
+        // Two generations ahead, and no history is read: on CouchDB the deletion of "0004"
+        // becomes a branch that loses to the live revision, and the run reports it.
+        Kind::CouchDb => {
+            assert!(!third.is_success());
+            assert_eq!(d.failed.len(), 1, "{d:#?}");
+            assert_eq!(d.failed[0].0, "0004");
+        }
+        _ => assert_verified(&third),
+    }
+    for db in &dbs {
+        drop_db(&source, db).await;
+        drop_db(&target, db).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn memory_to_embedded() {
+    pair(Kind::Memory, Kind::Embedded).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn memory_to_couchdb() {
+    pair(Kind::Memory, Kind::CouchDb).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn memory_to_memory() {
+    pair(Kind::Memory, Kind::Memory).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn embedded_to_memory() {
+    pair(Kind::Embedded, Kind::Memory).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn embedded_to_couchdb() {
+    pair(Kind::Embedded, Kind::CouchDb).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn embedded_to_embedded() {
+    pair(Kind::Embedded, Kind::Embedded).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn couchdb_to_memory() {
+    pair(Kind::CouchDb, Kind::Memory).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn couchdb_to_embedded() {
+    pair(Kind::CouchDb, Kind::Embedded).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn couchdb_to_couchdb() {
+    pair(Kind::CouchDb, Kind::CouchDb).await;
+}
+
+/// Each conflict policy, and a dry run, on a document edited on both sides.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn conflict_policies_and_dry_run() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let source = provider(Kind::Memory, dir.path(), "s").await;
+    let target = provider(Kind::Embedded, dir.path(), "t").await;
+    let dbs = vec![unique_db("conflicts")];
+    let db = &dbs[0];
+    for id in ["a", "b", "c"] {
+        source
+            .save(db, id, doc(json!({"v": 1})))
+            .await
+            .expect("save");
+    }
+    assert_verified(
+        &migrate(&*source, &*target, &options(&dbs))
+            .await
+            .expect("first"),
+    );
+    // Both sides edit "a" once: same generation, different revisions.
+    source
+        .save(db, "a", doc(json!({"v": "source"})))
+        .await
+        .expect("s");
+    target
+        .save(db, "a", doc(json!({"v": "target"})))
+        .await
+        .expect("t");
+    source.save(db, "b", doc(json!({"v": 2}))).await.expect("s");
+
+    let dry = MigrateOptions {
+        dry_run: true,
+        ..options(&dbs)
+    };
+    let before = update_seqs(&*target, &dbs).await;
+    let report = migrate(&*source, &*target, &dry).await.expect("dry run");
+    let d = &report.databases[0];
+    assert_eq!((d.updated, d.conflicts, d.unchanged), (1, 1, 1), "{d:#?}");
+    assert_eq!(d.conflict_ids, ["a"]);
+    assert_eq!(
+        update_seqs(&*target, &dbs).await,
+        before,
+        "a dry run writes nothing"
+    );
+
+    let report = migrate(&*source, &*target, &options(&dbs))
+        .await
+        .expect("report");
+    assert!(
+        !report.is_success(),
+        "an unresolved conflict is not a success"
+    );
+    assert_eq!(report.databases[0].conflict_ids, ["a"]);
+    let kept = target.get(db, "a").await.expect("a");
+    assert_eq!(kept.get("v"), Some(&json!("target")));
+    assert_eq!(
+        target.get(db, "b").await.expect("b").get("v"),
+        Some(&json!(2))
+    );
+
+    let target_wins = MigrateOptions {
+        on_conflict: ConflictPolicy::TargetWins,
+        ..options(&dbs)
+    };
+    let report = migrate(&*source, &*target, &target_wins)
+        .await
+        .expect("target wins");
+    assert!(report.is_success(), "{report:#?}");
+    assert_eq!(
+        target.get(db, "a").await.expect("a").get("v"),
+        Some(&json!("target"))
+    );
+
+    let source_wins = MigrateOptions {
+        on_conflict: ConflictPolicy::SourceWins,
+        ..options(&dbs)
+    };
+    let report = migrate(&*source, &*target, &source_wins)
+        .await
+        .expect("source wins");
+    assert!(report.is_success(), "{report:#?}");
+    assert_eq!(
+        target.get(db, "a").await.expect("a").get("v"),
+        Some(&json!("source"))
+    );
+}
