@@ -330,111 +330,30 @@ async fn migrate_database(
         if cancelled(options) {
             return Ok(report);
         }
-        let page = source
-            .changes(db, since.as_deref(), options.batch_size)
-            .await?;
-        if page.results.is_empty() {
+        let Some(batch) = read_batch(source, db, since.as_deref(), options.batch_size).await?
+        else {
             break;
-        }
-        report.read += page.results.len() as u64;
-        let ids: Vec<String> = page.results.iter().map(|c| c.id.clone()).collect();
-        let live: Vec<String> = page
-            .results
-            .iter()
-            .filter(|c| !c.deleted)
-            .map(|c| c.id.clone())
-            .collect();
-        let mut bodies: HashMap<String, Document> = HashMap::with_capacity(live.len());
-        for (id, doc) in live.iter().zip(source.get_many(db, &live).await?) {
-            match doc {
-                Ok(doc) => {
-                    bodies.insert(id.clone(), doc);
-                }
-                // Changed since the feed was read: a later change carries it.
-                Err(e) if e.is_not_found() => {}
-                Err(e) => return Err(e),
-            }
-        }
-        let current = target.current_revisions(db, &ids).await?;
-        let mut writes = Vec::new();
-        let mut new_edits = Vec::new();
-        for (change, current) in page.results.iter().zip(current) {
-            let body = if change.deleted {
-                Map::new()
-            } else {
-                match bodies.remove(&change.id) {
-                    // The body read may be newer than the change; take its revision.
-                    Some(doc) if doc.rev() == Some(change.rev.to_string().as_str()) => doc.body(),
-                    _ => continue,
-                }
-            };
-            // A newer source revision updates the target's: its revision is given as the
-            // ancestor (CouchDB links it only when it is exactly one generation older).
-            let history = match current {
-                Some((rev, _)) if rev.generation() < change.rev.generation() => vec![rev],
-                _ => Vec::new(),
-            };
-            let doc = RevisionedDoc {
-                id: change.id.clone(),
-                rev: change.rev,
-                deleted: change.deleted,
-                body,
-                history,
-            };
-            match current {
-                None => {
-                    report.created += 1;
-                    report.deleted += u64::from(change.deleted);
-                    writes.push(doc);
-                }
-                Some((rev, _)) if rev == change.rev => report.unchanged += 1,
-                Some((rev, _)) if rev.generation() < change.rev.generation() => {
-                    report.updated += 1;
-                    report.deleted += u64::from(change.deleted);
-                    writes.push(doc);
-                }
-                Some((rev, deleted)) => {
-                    report.conflicts += 1;
-                    note(&mut report.conflict_ids, &change.id);
-                    match options.on_conflict {
-                        ConflictPolicy::Report => {}
-                        ConflictPolicy::TargetWins => report.resolved += 1,
-                        ConflictPolicy::SourceWins => {
-                            report.resolved += 1;
-                            new_edits.push((doc, rev, deleted));
-                        }
-                    }
-                }
-            }
-        }
+        };
+        report.read += batch.read;
+        let SourceBatch {
+            docs,
+            last_seq,
+            pending,
+            ..
+        } = batch;
+        apply_batch(target, db, docs, options, &mut report).await?;
         if !options.dry_run {
-            let outcomes = target.put_revisions(db, writes.clone()).await?;
-            for (doc, outcome) in writes.iter().zip(outcomes) {
-                if let Err(e) = outcome {
-                    report.failed.push((doc.id.clone(), e.to_string()));
-                } else if outcome.as_ref().ok() == Some(&RevisionOutcome::Lost) {
-                    report
-                        .failed
-                        .push((doc.id.clone(), "the target kept a winning revision".into()));
-                }
-            }
-            for (doc, rev, deleted) in new_edits {
-                if let Err(e) = overwrite(target, db, doc, rev, deleted).await {
-                    report.failed.push((e.0, e.1));
-                }
-            }
-            report.failed.truncate(LISTED_IDS);
-            write_checkpoint(target, source, db, &page.last_seq, false).await?;
+            write_checkpoint(target, source, db, &last_seq, false).await?;
         }
-        since = Some(page.last_seq.clone());
+        since = Some(last_seq);
         if let Some(progress) = &options.progress {
             progress(&Progress {
                 db: db.to_owned(),
                 read: report.read,
-                pending: page.pending,
+                pending,
             });
         }
-        if page.pending == 0 {
+        if pending == 0 {
             break;
         }
     }
@@ -447,6 +366,141 @@ async fn migrate_database(
     }
     report.complete = true;
     Ok(report)
+}
+
+/// One page of a source's change feed with the documents it names.
+pub(crate) struct SourceBatch {
+    /// The documents at their latest revisions (tombstones with empty bodies), feed order.
+    pub docs: Vec<RevisionedDoc>,
+    /// Changes read (a document changed since the feed was read is left to a later change).
+    pub read: u64,
+    /// The feed token after this page.
+    pub last_seq: String,
+    /// Changes still ahead.
+    pub pending: u64,
+}
+
+/// Reads the next page of `db`'s change feed after `since` and the bodies of its live
+/// documents (one `changes` and one `get_many`); `None` at the end of the feed.
+pub(crate) async fn read_batch(
+    source: &dyn DatabaseService,
+    db: &str,
+    since: Option<&str>,
+    limit: usize,
+) -> Result<Option<SourceBatch>> {
+    let page = source.changes(db, since, limit).await?;
+    if page.results.is_empty() {
+        return Ok(None);
+    }
+    let live: Vec<String> = page
+        .results
+        .iter()
+        .filter(|c| !c.deleted)
+        .map(|c| c.id.clone())
+        .collect();
+    let mut bodies: HashMap<String, Document> = HashMap::with_capacity(live.len());
+    for (id, doc) in live.iter().zip(source.get_many(db, &live).await?) {
+        match doc {
+            Ok(doc) => {
+                bodies.insert(id.clone(), doc);
+            }
+            // Deleted since the feed was read: a later change carries it.
+            Err(e) if e.is_not_found() => {}
+            Err(e) => return Err(e),
+        }
+    }
+    let mut docs = Vec::with_capacity(page.results.len());
+    for change in &page.results {
+        let body = if change.deleted {
+            Map::new()
+        } else {
+            match bodies.remove(&change.id) {
+                // The body read may be newer than the change: a later change carries it.
+                Some(doc) if doc.rev() == Some(change.rev.to_string().as_str()) => doc.body(),
+                _ => continue,
+            }
+        };
+        docs.push(RevisionedDoc {
+            id: change.id.clone(),
+            rev: change.rev,
+            deleted: change.deleted,
+            body,
+            history: Vec::new(),
+        });
+    }
+    Ok(Some(SourceBatch {
+        docs,
+        read: page.results.len() as u64,
+        last_seq: page.last_seq,
+        pending: page.pending,
+    }))
+}
+
+/// Writes one batch of source documents into `target` as the module doc says: looks up the
+/// target's winners, classifies each document into `report`, and writes what is missing or
+/// older (nothing on a dry run). Shared by [`migrate`] and restores from archives.
+pub(crate) async fn apply_batch(
+    target: &dyn DatabaseService,
+    db: &str,
+    docs: Vec<RevisionedDoc>,
+    options: &MigrateOptions,
+    report: &mut DatabaseReport,
+) -> Result<()> {
+    let ids: Vec<String> = docs.iter().map(|d| d.id.clone()).collect();
+    let current = target.current_revisions(db, &ids).await?;
+    let mut writes = Vec::new();
+    let mut new_edits = Vec::new();
+    for (mut doc, current) in docs.into_iter().zip(current) {
+        match current {
+            None => {
+                report.created += 1;
+                report.deleted += u64::from(doc.deleted);
+                writes.push(doc);
+            }
+            Some((rev, _)) if rev == doc.rev => report.unchanged += 1,
+            Some((rev, _)) if rev.generation() < doc.rev.generation() => {
+                // A newer source revision updates the target's: its revision is given as
+                // the ancestor (CouchDB links it when it is exactly one generation older).
+                doc.history = vec![rev];
+                report.updated += 1;
+                report.deleted += u64::from(doc.deleted);
+                writes.push(doc);
+            }
+            Some((rev, deleted)) => {
+                report.conflicts += 1;
+                note(&mut report.conflict_ids, &doc.id);
+                match options.on_conflict {
+                    ConflictPolicy::Report => {}
+                    ConflictPolicy::TargetWins => report.resolved += 1,
+                    ConflictPolicy::SourceWins => {
+                        report.resolved += 1;
+                        new_edits.push((doc, rev, deleted));
+                    }
+                }
+            }
+        }
+    }
+    if options.dry_run {
+        return Ok(());
+    }
+    let ids: Vec<String> = writes.iter().map(|d| d.id.clone()).collect();
+    let outcomes = target.put_revisions(db, writes).await?;
+    for (id, outcome) in ids.into_iter().zip(outcomes) {
+        match outcome {
+            Err(e) => report.failed.push((id, e.to_string())),
+            Ok(RevisionOutcome::Lost) => report
+                .failed
+                .push((id, "the target kept a winning revision".into())),
+            Ok(_) => {}
+        }
+    }
+    for (doc, rev, deleted) in new_edits {
+        if let Err(e) = overwrite(target, db, doc, rev, deleted).await {
+            report.failed.push(e);
+        }
+    }
+    report.failed.truncate(LISTED_IDS);
+    Ok(())
 }
 
 /// Source wins: the source's content as a new edit on top of the target's revision.
