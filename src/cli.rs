@@ -90,7 +90,35 @@ enum Command {
         #[arg(long, default_value = "report")]
         on_conflict: String,
     },
-    /// Compare the databases of two locations (counts, hashes, differing ids).
+    /// Write a backup archive (zstd-compressed JSON lines) of every database (or --db ones).
+    Backup {
+        /// The archive to write.
+        #[arg(long)]
+        out: std::path::PathBuf,
+        /// The location to back up; omitted, the settings' provider.
+        #[arg(long)]
+        from: Option<String>,
+        /// Only these databases (comma-separated).
+        #[arg(long, value_delimiter = ',')]
+        db: Vec<String>,
+    },
+    /// Load a backup archive into a location, idempotently (a second run writes nothing).
+    Restore {
+        /// The archive to read.
+        #[arg(long)]
+        from: std::path::PathBuf,
+        /// The location to restore into; omitted, the settings' provider.
+        #[arg(long)]
+        to: Option<String>,
+        /// Report what would be written; write nothing.
+        #[arg(long)]
+        dry_run: bool,
+        /// report (default), source-wins or target-wins.
+        #[arg(long, default_value = "report")]
+        on_conflict: String,
+    },
+    /// Compare the databases of two locations (counts, hashes, differing ids). A location is
+    /// memory:, embedded:PATH, a CouchDB URL, archive:FILE, or "settings".
     Verify {
         /// A location, or "settings" for the settings' provider.
         a: String,
@@ -140,25 +168,62 @@ pub async fn run(cli: Cli) -> Result<()> {
             progress::migrate(&*source, &*target, options, cli.json).await
         }
         Command::Verify { a, b, db } => {
-            let left = open(
-                &settings,
-                Some(&a).filter(|l| *l != "settings").map(String::as_str),
-            )
-            .await
-            .context("the first location")?;
-            let right = open(
-                &settings,
-                Some(&b).filter(|l| *l != "settings").map(String::as_str),
-            )
-            .await
-            .context("the second location")?;
-            progress::verify(&*left, &*right, db, cli.json).await
+            let left = side(&settings, &a).await.context("the first location")?;
+            let right = side(&settings, &b).await.context("the second location")?;
+            progress::verify(&left, &right, db, cli.json).await
+        }
+        Command::Backup { out, from, db } => {
+            let source = open(&settings, from.as_deref())
+                .await
+                .context("the source")?;
+            let only = (!db.is_empty()).then_some(db);
+            let report = docstore::archive::backup(&*source, &out, only, 500).await?;
+            if cli.json {
+                println!("{}", serde_json::to_string_pretty(&report)?);
+            } else {
+                for (db, count, hash) in &report.databases {
+                    println!("{db}: {count} documents (hash {hash})");
+                }
+                println!("backup written to {}", out.display());
+            }
+            Ok(())
+        }
+        Command::Restore {
+            from,
+            to,
+            dry_run,
+            on_conflict,
+        } => {
+            let target = open(&settings, to.as_deref()).await.context("the target")?;
+            let options = MigrateOptions {
+                dry_run,
+                on_conflict: on_conflict.parse()?,
+                ..MigrateOptions::default()
+            };
+            let report = docstore::archive::restore(&*target, &from, &options).await?;
+            progress::print_restore(&report, cli.json)?;
+            if let Some(error) = &report.error {
+                bail!("{error}");
+            }
+            if !report.is_success() {
+                bail!("the restore did not fully succeed (see the summary)");
+            }
+            Ok(())
         }
         command => {
             let svc = get_database_service(&settings).await?;
             execute(&*svc, command, cli.json).await
         }
     }
+}
+
+/// One side of `verify`: an archive (`archive:FILE`) or a service.
+async fn side(settings: &Settings, location: &str) -> Result<progress::Side> {
+    if let Some(path) = location.strip_prefix("archive:") {
+        return Ok(progress::Side::Archive(path.into()));
+    }
+    let location = (location != "settings").then_some(location);
+    Ok(progress::Side::Service(open(settings, location).await?))
 }
 
 /// The service at `location`, or the settings' provider.
@@ -258,8 +323,11 @@ async fn execute(svc: &dyn DatabaseService, command: Command, as_json: bool) -> 
                 println!("index {name} on {db}: {status}");
             }
         }
-        Command::Migrate { .. } | Command::Verify { .. } => {
-            bail!("migrate and verify open their own locations")
+        Command::Migrate { .. }
+        | Command::Verify { .. }
+        | Command::Backup { .. }
+        | Command::Restore { .. } => {
+            bail!("this command opens its own locations")
         }
         Command::Changes { db, since, limit } => {
             if limit == 0 {

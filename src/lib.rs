@@ -35,6 +35,7 @@
 
 #![warn(missing_docs)]
 
+pub mod archive;
 mod factory;
 pub mod migrate;
 pub mod settings;

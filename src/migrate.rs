@@ -536,17 +536,29 @@ async fn overwrite(
 
 /// A document's contribution to a digest: MD5 over its id, revision and canonical body
 /// (keys sorted at every level), as a number, so digests add up in any order.
-fn document_hash(doc: &Document) -> u128 {
+pub(crate) fn document_hash(doc: &Document) -> u128 {
+    let body = doc.body();
+    hash_parts(
+        doc.id().unwrap_or(""),
+        doc.rev().unwrap_or(""),
+        false,
+        &body,
+    )
+}
+
+/// MD5 over id, revision, deletion flag (only when set, so live documents hash as
+/// [`document_hash`] does) and canonical body, as a number.
+pub(crate) fn hash_parts(id: &str, rev: &str, deleted: bool, body: &Map<String, Value>) -> u128 {
     use md5::{Digest as _, Md5};
-    let mut body = doc.body();
-    body.shift_remove("_id");
-    body.shift_remove("_rev");
-    let canonical = canonical(&Value::Object(body));
+    let canonical = canonical(&Value::Object(body.clone()));
     let mut hasher = Md5::new();
-    hasher.update(doc.id().unwrap_or("").as_bytes());
+    hasher.update(id.as_bytes());
     hasher.update([0]);
-    hasher.update(doc.rev().unwrap_or("").as_bytes());
+    hasher.update(rev.as_bytes());
     hasher.update([0]);
+    if deleted {
+        hasher.update(b"deleted\0");
+    }
     hasher.update(canonical.to_string().as_bytes());
     u128::from_be_bytes(hasher.finalize().into())
 }
@@ -566,6 +578,20 @@ fn canonical(value: &Value) -> Value {
         Value::Array(items) => Value::Array(items.iter().map(canonical).collect()),
         other => other.clone(),
     }
+}
+
+/// The digest of one database's live documents (as [`verify_database`] computes it).
+pub async fn database_digest(svc: &dyn DatabaseService, db: &str) -> Result<Digest> {
+    let mut docs = svc.list_stream(db, crate::DEFAULT_PAGE_SIZE).boxed();
+    let (mut count, mut hash) = (0u64, 0u128);
+    while let Some(doc) = docs.next().await.transpose()? {
+        count += 1;
+        hash = hash.wrapping_add(document_hash(&doc));
+    }
+    Ok(Digest {
+        count,
+        hash: format!("{hash:032x}"),
+    })
 }
 
 /// Compares a database on two providers (see [`Verification`]), walking both in id order

@@ -8,7 +8,8 @@ use std::time::Instant;
 
 use anyhow::{Result, bail};
 use docstore::DatabaseService;
-use docstore::migrate::{self, MigrateOptions, MigrationReport, Progress, Verification};
+use docstore::archive::{self, RestoreReport};
+use docstore::migrate::{self, Digest, MigrateOptions, MigrationReport, Progress, Verification};
 use docstore::serde_json;
 use std::sync::Mutex;
 
@@ -135,16 +136,43 @@ fn describe(v: &Verification) -> String {
     )
 }
 
-/// Compares two locations database by database; an error on any difference.
-pub async fn verify(
-    left: &dyn DatabaseService,
-    right: &dyn DatabaseService,
-    only: Vec<String>,
-    as_json: bool,
-) -> Result<()> {
+/// One side of `verify`.
+pub enum Side {
+    /// A provider.
+    Service(Arc<dyn DatabaseService>),
+    /// A backup archive.
+    Archive(std::path::PathBuf),
+}
+
+impl Side {
+    async fn databases(&self) -> Result<Vec<String>> {
+        Ok(match self {
+            Side::Service(svc) => svc.list_databases().await?,
+            Side::Archive(path) => archive::archive_digests(path)?
+                .into_iter()
+                .map(|(db, _)| db)
+                .collect(),
+        })
+    }
+
+    async fn digest(&self, db: &str) -> Result<Digest> {
+        Ok(match self {
+            Side::Service(svc) => migrate::database_digest(&**svc, db).await?,
+            Side::Archive(path) => archive::archive_digests(path)?
+                .into_iter()
+                .find(|(name, _)| name == db)
+                .map(|(_, d)| d)
+                .unwrap_or_default(),
+        })
+    }
+}
+
+/// Compares two locations database by database; an error on any difference. Two providers
+/// are compared document by document (differing ids listed); with an archive, by digest.
+pub async fn verify(left: &Side, right: &Side, only: Vec<String>, as_json: bool) -> Result<()> {
     let mut names = if only.is_empty() {
-        let mut names = left.list_databases().await?;
-        names.extend(right.list_databases().await?);
+        let mut names = left.databases().await?;
+        names.extend(right.databases().await?);
         names
     } else {
         only
@@ -154,7 +182,20 @@ pub async fn verify(
     let mut all_match = true;
     let mut results = Vec::new();
     for db in &names {
-        let v = migrate::verify_database(left, right, db).await?;
+        let v = match (left, right) {
+            (Side::Service(a), Side::Service(b)) => {
+                migrate::verify_database(&**a, &**b, db).await?
+            }
+            _ => {
+                let (source, target) = (left.digest(db).await?, right.digest(db).await?);
+                Verification {
+                    matches: source == target,
+                    source,
+                    target,
+                    ..Verification::default()
+                }
+            }
+        };
         all_match &= v.matches;
         if !as_json {
             if v.matches {
@@ -173,6 +214,36 @@ pub async fn verify(
     }
     if !all_match {
         bail!("the locations differ");
+    }
+    Ok(())
+}
+
+/// Prints what a restore applied.
+pub fn print_restore(report: &RestoreReport, as_json: bool) -> Result<()> {
+    if as_json {
+        println!("{}", serde_json::to_string_pretty(report)?);
+        return Ok(());
+    }
+    println!(
+        "{:<24} {:>8} {:>8} {:>8} {:>8} {:>9} {:>9} {:>6}  applied",
+        "database", "read", "created", "updated", "deleted", "unchanged", "conflicts", "failed"
+    );
+    for d in &report.databases {
+        println!(
+            "{:<24} {:>8} {:>8} {:>8} {:>8} {:>9} {:>9} {:>6}  {}",
+            d.db,
+            d.read,
+            d.created,
+            d.updated,
+            d.deleted,
+            d.unchanged,
+            d.conflicts,
+            d.failed.len(),
+            if d.complete { "whole" } else { "partly" }
+        );
+    }
+    if let Some(error) = &report.error {
+        println!("not applied: everything from the damage on ({error})");
     }
     Ok(())
 }
