@@ -321,3 +321,61 @@ async fn conflict_policies_and_dry_run() {
         Some(&json!("source"))
     );
 }
+
+/// The command line: embedded → CouchDB → embedded, `verify` reports a match, and running
+/// the migration again writes nothing.
+#[test]
+fn cli_round_trip_through_couchdb_verifies() {
+    use std::process::Command;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let server = support::couchdb();
+    let (scheme, host) = server.url.split_once("://").expect("url");
+    let couch = format!("{scheme}://{}:{}@{host}", server.user, server.password);
+    let first = format!("embedded:{}", dir.path().join("first").display());
+    let back = format!("embedded:{}", dir.path().join("back").display());
+    let db = unique_db("cli-mig");
+    let run = |args: &[&str]| {
+        let out = Command::new(env!("CARGO_BIN_EXE_docstore"))
+            .current_dir(dir.path())
+            .args(args)
+            .env_remove("DATABASE_PROVIDER")
+            .env("EMBEDDED_PATH", dir.path().join("first"))
+            .output()
+            .expect("docstore runs");
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    for i in 0..30 {
+        let (ok, _, err) = run(&["put", &db, &format!("doc {i}"), &format!(r#"{{"i":{i}}}"#)]);
+        assert!(ok, "{err}");
+    }
+    assert!(run(&["rm", &db, "doc 3"]).0);
+    let (ok, out, err) = run(&["migrate", "--from", &first, "--to", &couch, "--db", &db]);
+    assert!(ok, "{out}{err}");
+    assert!(out.contains("yes (29 docs)"), "{out}");
+    assert!(!out.contains(&server.password) && !err.contains(&server.password));
+    let (ok, out, err) = run(&["migrate", "--from", &couch, "--to", &back, "--db", &db]);
+    assert!(ok, "{out}{err}");
+    let (ok, out, err) = run(&["verify", &first, &back, "--db", &db]);
+    assert!(ok, "{out}{err}");
+    assert!(out.contains("match (29 documents"), "{out}");
+    let (ok, out, _) = run(&[
+        "--json", "migrate", "--from", &first, "--to", &couch, "--db", &db,
+    ]);
+    assert!(ok);
+    let report: Value = docstore::serde_json::from_str(&out).expect("JSON report");
+    assert_eq!(report["databases"][0]["created"], 0);
+    assert_eq!(report["databases"][0]["updated"], 0);
+    assert_eq!(report["databases"][0]["unchanged"], 30);
+    // A mismatch is a non-zero exit naming the database.
+    assert!(run(&["put", &db, "extra", "{}"]).0);
+    let (ok, out, _) = run(&["verify", &first, &back, "--db", &db]);
+    assert!(!ok);
+    assert!(
+        out.contains("MISMATCH") && out.contains(r#"missing ["extra"]"#),
+        "{out}"
+    );
+}
