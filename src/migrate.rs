@@ -416,7 +416,12 @@ pub(crate) async fn read_batch(
         } else {
             match bodies.remove(&change.id) {
                 // The body read may be newer than the change: a later change carries it.
-                Some(doc) if doc.rev() == Some(change.rev.to_string().as_str()) => doc.body(),
+                Some(doc) if doc.rev() == Some(change.rev.to_string().as_str()) => {
+                    let mut body = doc.into_map();
+                    body.shift_remove("_id");
+                    body.shift_remove("_rev");
+                    body
+                }
                 _ => continue,
             }
         };
@@ -537,47 +542,75 @@ async fn overwrite(
 /// A document's contribution to a digest: MD5 over its id, revision and canonical body
 /// (keys sorted at every level), as a number, so digests add up in any order.
 pub(crate) fn document_hash(doc: &Document) -> u128 {
-    let body = doc.body();
-    hash_parts(
-        doc.id().unwrap_or(""),
-        doc.rev().unwrap_or(""),
-        false,
-        &body,
-    )
+    let body = doc
+        .as_map()
+        .iter()
+        .filter(|(k, _)| *k != "_id" && *k != "_rev");
+    digest(doc.id().unwrap_or(""), doc.rev().unwrap_or(""), false, body)
 }
 
 /// MD5 over id, revision, deletion flag (only when set, so live documents hash as
 /// [`document_hash`] does) and canonical body, as a number.
 pub(crate) fn hash_parts(id: &str, rev: &str, deleted: bool, body: &Map<String, Value>) -> u128 {
-    use md5::{Digest as _, Md5};
-    let canonical = canonical(&Value::Object(body.clone()));
-    let mut hasher = Md5::new();
-    hasher.update(id.as_bytes());
-    hasher.update([0]);
-    hasher.update(rev.as_bytes());
-    hasher.update([0]);
-    if deleted {
-        hasher.update(b"deleted\0");
-    }
-    hasher.update(canonical.to_string().as_bytes());
-    u128::from_be_bytes(hasher.finalize().into())
+    digest(id, rev, deleted, body.iter())
 }
 
-/// The value with object keys sorted at every level.
-fn canonical(value: &Value) -> Value {
-    match value {
-        Value::Object(map) => {
-            let mut keys: Vec<&String> = map.keys().collect();
-            keys.sort();
-            Value::Object(
-                keys.into_iter()
-                    .map(|k| (k.clone(), canonical(&map[k])))
-                    .collect(),
-            )
-        }
-        Value::Array(items) => Value::Array(items.iter().map(canonical).collect()),
-        other => other.clone(),
+fn digest<'a>(
+    id: &str,
+    rev: &str,
+    deleted: bool,
+    body: impl Iterator<Item = (&'a String, &'a Value)>,
+) -> u128 {
+    use md5::{Digest as _, Md5};
+    let mut text = Vec::with_capacity(1024);
+    text.extend_from_slice(id.as_bytes());
+    text.push(0);
+    text.extend_from_slice(rev.as_bytes());
+    text.push(0);
+    if deleted {
+        text.extend_from_slice(b"deleted\0");
     }
+    write_canonical_entries(body, &mut text);
+    u128::from_be_bytes(Md5::digest(&text).into())
+}
+
+/// Compact JSON with object keys sorted at every level, written without copying the value.
+fn write_canonical(value: &Value, out: &mut Vec<u8>) {
+    match value {
+        Value::Object(map) => write_canonical_entries(map.iter(), out),
+        Value::Array(items) => {
+            out.push(b'[');
+            for (n, item) in items.iter().enumerate() {
+                if n > 0 {
+                    out.push(b',');
+                }
+                write_canonical(item, out);
+            }
+            out.push(b']');
+        }
+        // Scalars serialize infallibly into a Vec.
+        scalar => {
+            let _ = serde_json::to_writer(&mut *out, scalar);
+        }
+    }
+}
+
+fn write_canonical_entries<'a>(
+    entries: impl Iterator<Item = (&'a String, &'a Value)>,
+    out: &mut Vec<u8>,
+) {
+    let mut entries: Vec<(&String, &Value)> = entries.collect();
+    entries.sort_by(|a, b| a.0.cmp(b.0));
+    out.push(b'{');
+    for (n, (key, value)) in entries.into_iter().enumerate() {
+        if n > 0 {
+            out.push(b',');
+        }
+        let _ = serde_json::to_writer(&mut *out, key);
+        out.push(b':');
+        write_canonical(value, out);
+    }
+    out.push(b'}');
 }
 
 /// The digest of one database's live documents (as [`verify_database`] computes it).
