@@ -13,7 +13,7 @@ use docstore::{DatabaseService, Document, EmbeddedConfig, EmbeddedProvider};
 const DBS: [&str; 2] = ["alpha", "beta"];
 const DOCS: usize = 2000;
 
-fn migrate_command(dir: &std::path::Path) -> Command {
+fn migrate_command(dir: &std::path::Path, batch: &str) -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_docstore"));
     cmd.current_dir(dir)
         .args([
@@ -23,7 +23,7 @@ fn migrate_command(dir: &std::path::Path) -> Command {
             "--to",
             &format!("embedded:{}", dir.join("target").display()),
             "--batch",
-            "20",
+            batch,
         ])
         .env_remove("DATABASE_PROVIDER")
         .stdout(Stdio::null())
@@ -63,7 +63,9 @@ async fn killed_migrations_resume_and_end_verified() {
     let mut rng = fastrand::Rng::with_seed(42);
     let mut killed_running = 0;
     for _ in 0..kills {
-        let mut child = migrate_command(dir.path()).spawn().expect("docstore runs");
+        let mut child = migrate_command(dir.path(), "20")
+            .spawn()
+            .expect("docstore runs");
         let deadline = Instant::now() + Duration::from_millis(rng.u64(50..1500));
         while Instant::now() < deadline {
             if child.try_wait().expect("wait").is_some() {
@@ -83,7 +85,9 @@ async fn killed_migrations_resume_and_end_verified() {
         "no run was interrupted; the test proved nothing"
     );
 
-    let status = migrate_command(dir.path()).status().expect("final run");
+    let status = migrate_command(dir.path(), "20")
+        .status()
+        .expect("final run");
     assert!(status.success(), "the final run ends verified");
 
     let source = EmbeddedProvider::open(EmbeddedConfig::new(dir.path().join("source")))
@@ -103,4 +107,51 @@ async fn killed_migrations_resume_and_end_verified() {
         let feed = target.changes(db, None, 10 * DOCS).await.expect("changes");
         assert_eq!(feed.results.len(), DOCS);
     }
+}
+
+/// Ctrl-C (SIGINT) stops a migration after its current batch with the checkpoint stored:
+/// the command says so and exits non-zero, and the next run resumes and verifies.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ctrl_c_stores_the_checkpoint_and_the_next_run_resumes() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    {
+        let source = EmbeddedProvider::open(EmbeddedConfig::new(dir.path().join("source")))
+            .await
+            .expect("source");
+        let docs: Vec<Document> = (0..DOCS)
+            .map(|i| Document::from_value(json!({"_id": format!("d{i:05}")})).expect("doc"))
+            .collect();
+        for r in source.save_many(DBS[0], docs).await.expect("bulk") {
+            r.expect("saved");
+        }
+    }
+    let mut cmd = migrate_command(dir.path(), "2");
+    cmd.stderr(Stdio::piped());
+    let mut child = cmd.spawn().expect("docstore runs");
+    // Wait for the first progress line, so the interrupt lands mid-migration.
+    let mut stderr = std::io::BufReader::new(child.stderr.take().expect("stderr"));
+    let mut first = String::new();
+    std::io::BufRead::read_line(&mut stderr, &mut first).expect("progress");
+    assert!(first.contains("docs/s"), "{first}");
+    // SAFETY: sends SIGINT to our own child process, which is still running or a zombie.
+    unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGINT) };
+    let mut rest = String::new();
+    std::io::Read::read_to_string(&mut stderr, &mut rest).expect("stderr");
+    let status = child.wait().expect("exits");
+    assert!(!status.success(), "an interrupted run exits non-zero");
+    assert!(rest.contains("interrupted"), "{rest}");
+
+    let out = migrate_command(dir.path(), "500")
+        .arg("--json")
+        .stdout(Stdio::piped())
+        .output()
+        .expect("resumes");
+    assert!(out.status.success());
+    let report: docstore::serde_json::Value =
+        docstore::serde_json::from_slice(&out.stdout).expect("JSON report");
+    assert_eq!(report["databases"][0]["resumed"], true, "{report}");
+    assert_eq!(
+        report["databases"][0]["verification"]["matches"], true,
+        "{report}"
+    );
 }
