@@ -328,60 +328,55 @@ async fn restore_items(
             Item::Complete => return Ok(()),
             Item::Database(db) => {
                 reader.db = Some(db.clone());
-                report.databases.push(DatabaseReport {
+                let mut current = DatabaseReport {
                     db: db.clone(),
                     ..DatabaseReport::default()
-                });
-                let (mut seen, mut sum) = (0u64, 0u128);
-                let mut batch = Vec::new();
-                loop {
-                    match reader.next_item()? {
-                        Item::Doc(doc) => {
-                            seen += 1;
-                            sum = sum.wrapping_add(record_hash(&doc));
-                            batch.push(doc);
-                            if batch.len() >= options.batch_size.max(1) {
-                                let current = report.databases.last_mut().ok_or_else(|| {
-                                    Error::storage("restore lost its database report")
-                                })?;
-                                current.read += batch.len() as u64;
-                                migrate::apply_batch(
-                                    target,
-                                    &db,
-                                    std::mem::take(&mut batch),
-                                    options,
-                                    current,
-                                )
-                                .await?;
-                            }
-                        }
-                        Item::End {
-                            db: end_db,
-                            count,
-                            hash,
-                        } => {
-                            check_trailer(reader, &db, (&end_db, count, &hash), (seen, sum))?;
-                            let current = report.databases.last_mut().ok_or_else(|| {
-                                Error::storage("restore lost its database report")
-                            })?;
-                            current.read += batch.len() as u64;
-                            migrate::apply_batch(
-                                target,
-                                &db,
-                                std::mem::take(&mut batch),
-                                options,
-                                current,
-                            )
-                            .await?;
-                            current.complete = true;
-                            break;
-                        }
-                        _ => return Err(reader.fail("a database section without its trailer")),
-                    }
-                }
+                };
+                let outcome = restore_section(target, reader, options, &db, &mut current).await;
+                report.databases.push(current);
+                outcome?;
                 reader.db = None;
             }
             _ => return Err(reader.fail("a document or trailer outside a database section")),
+        }
+    }
+}
+
+/// Applies one database section, batch by batch, into `current`.
+async fn restore_section(
+    target: &dyn DatabaseService,
+    reader: &mut Reader,
+    options: &MigrateOptions,
+    db: &str,
+    current: &mut DatabaseReport,
+) -> Result<()> {
+    let (mut seen, mut sum) = (0u64, 0u128);
+    let mut batch = Vec::new();
+    loop {
+        let end = match reader.next_item()? {
+            Item::Doc(doc) => {
+                seen += 1;
+                sum = sum.wrapping_add(record_hash(&doc));
+                batch.push(doc);
+                false
+            }
+            Item::End {
+                db: end_db,
+                count,
+                hash,
+            } => {
+                check_trailer(reader, db, (&end_db, count, &hash), (seen, sum))?;
+                true
+            }
+            _ => return Err(reader.fail("a database section without its trailer")),
+        };
+        if end || batch.len() >= options.batch_size.max(1) {
+            current.read += batch.len() as u64;
+            migrate::apply_batch(target, db, std::mem::take(&mut batch), options, current).await?;
+        }
+        if end {
+            current.complete = true;
+            return Ok(());
         }
     }
 }
