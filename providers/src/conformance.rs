@@ -1865,54 +1865,7 @@ pub async fn run_all(svc: &Service) {
     macro_rules! each {
         ($($name:ident),* $(,)?) => { $( $name(svc).await; )* };
     }
-    each!(
-        database_names_are_validated,
-        document_ids_are_validated,
-        awkward_ids_round_trip,
-        reserved_fields_are_rejected,
-        revisions_have_couchdb_shape_and_grow,
-        revisions_match_recorded_couchdb,
-        save_without_rev_upserts,
-        save_with_rev_is_optimistic,
-        conflict_errors_name_the_document,
-        concurrent_updates_lose_nothing,
-        concurrent_conditional_saves_have_one_winner,
-        concurrent_revless_saves_all_succeed,
-        delete_then_get_is_not_found,
-        recreate_after_delete_continues_generation,
-        reads_never_create_databases,
-        listing_is_in_byte_order,
-        pagination_has_no_gaps_or_repeats,
-        bulk_results_keep_input_order,
-        large_bulk_saves_keep_order,
-        changes_include_deletions,
-        local_documents_are_invisible,
-        databases_list_sorted_and_delete,
-        large_documents_round_trip,
-        unicode_bodies_round_trip,
-        numbers_round_trip,
-        returned_documents_are_copies,
-        typed_helpers_round_trip,
-        find_selects_by_equality_and_paths,
-        find_comparisons_collate_across_types,
-        find_array_operators,
-        find_type_exists_mod_regex,
-        find_logical_operators,
-        find_fields_returns_exactly_them,
-        find_sort_requires_an_index,
-        find_limit_and_skip,
-        find_without_limit_returns_everything,
-        find_indexes_follow_writes,
-        find_indexes_stay_invisible,
-        find_errors_are_typed,
-        put_revisions_keep_couchdb_winners,
-        find_sort_skips_fields_fixed_by_eq,
-        find_missing_fields_match_only_exists_false,
-        find_not_inside_a_field,
-        find_sort_by_id_needs_an_id_condition,
-        ensure_index_replaces_a_redefined_index,
-        find_collation_matches_recorded_couchdb,
-    );
+    crate::__conformance_behaviours!(each;);
 }
 
 /// Generates one `#[tokio::test]` per conformance behaviour.
@@ -1932,7 +1885,16 @@ macro_rules! conformance_tests {
         $crate::conformance_tests!($make; skip: []);
     };
     ($make:expr; skip: [$($skip:ident => $why:expr),* $(,)?]) => {
-        $crate::__conformance_each!($make; [$($skip => $why),*];
+        $crate::__conformance_behaviours!($crate::__conformance_each; $make; [$($skip => $why),*];);
+    };
+}
+
+/// Every behaviour of the suite, once: calls `$callback!(<prefix tokens> name, name, …)`.
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __conformance_behaviours {
+    ($callback:path; $($prefix:tt)*) => {
+        $callback!($($prefix)*
             database_names_are_validated,
             document_ids_are_validated,
             awkward_ids_round_trip,
