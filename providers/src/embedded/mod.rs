@@ -128,6 +128,17 @@ struct Store {
     index_cache: IndexCache,
 }
 
+/// One new leaf for [`Store::put_record`]: the record (header still to fill in) and, for a
+/// live document, the body its index entries come from.
+struct NewLeaf<'a> {
+    key: Vec<u8>,
+    id: &'a str,
+    previous: Option<RecordHeader>,
+    leaf: Leaf,
+    record: Vec<u8>,
+    body: Option<&'a Map<String, Value>>,
+}
+
 /// What the batch being built has written so far, so a batch that writes one id twice sees
 /// its own first write: document headers by key, and index order keys by reverse key.
 #[derive(Default)]
@@ -317,19 +328,41 @@ impl Store {
             .transpose()
     }
 
-    /// Writes a new leaf of `id`, moving its change entry and updating the counters.
-    #[allow(clippy::too_many_arguments)]
+    /// Writes a new leaf of a document: its record, the move of its change entry and of its
+    /// secondary index entries, and the counters. The caller holds the writer lock.
     fn put_record(
         &self,
         batch: &mut OwnedWriteBatch,
         pending: &mut Pending,
         meta: &mut DbMeta,
-        key: Vec<u8>,
-        id: &str,
-        previous: Option<RecordHeader>,
-        leaf: Leaf,
-        mut record: Vec<u8>,
-    ) {
+        defs: &[IndexDefinition],
+        new: NewLeaf<'_>,
+    ) -> Result<()> {
+        let NewLeaf {
+            key,
+            id,
+            previous,
+            leaf,
+            mut record,
+            body,
+        } = new;
+        self.update_index_entries(
+            batch,
+            pending,
+            defs,
+            IndexedWrite {
+                db_id: meta.id,
+                id,
+                existed: previous.is_some(),
+                new: match body {
+                    Some(body) if !leaf.deleted => NewVersion::Live {
+                        rev: &leaf.rev,
+                        body,
+                    },
+                    _ => NewVersion::Deleted,
+                },
+            },
+        )?;
         meta.seq += 1;
         if let Some(old) = previous {
             batch.remove(&self.changes, format::key(meta.id, &old.seq.to_be_bytes()));
@@ -354,6 +387,7 @@ impl Store {
             },
         );
         batch.insert(&self.docs, key, record);
+        Ok(())
     }
 
     fn save_batch(
@@ -383,30 +417,20 @@ impl Store {
                     rev,
                     deleted: false,
                 };
-                self.update_index_entries(
-                    &mut batch,
-                    &mut pending,
-                    &defs,
-                    IndexedWrite {
-                        db_id: meta.id,
-                        id: &save.id,
-                        existed: previous.is_some(),
-                        new: NewVersion::Live {
-                            rev: &rev,
-                            body: &save.req.body,
-                        },
-                    },
-                )?;
                 self.put_record(
                     &mut batch,
                     &mut pending,
                     &mut meta,
-                    key,
-                    &save.id,
-                    previous,
-                    leaf,
-                    save.record,
-                );
+                    &defs,
+                    NewLeaf {
+                        key,
+                        id: &save.id,
+                        previous,
+                        leaf,
+                        record: save.record,
+                        body: Some(&save.req.body),
+                    },
+                )?;
                 Ok(WriteResult { id: save.id, rev })
             });
             wrote |= outcome.is_ok();
@@ -446,28 +470,20 @@ impl Store {
                 let previous = self.header(&pending, &key)?;
                 let rev = delete_rev(db, &id, previous.map(|h| h.leaf), expected.as_ref())?;
                 let leaf = Leaf { rev, deleted: true };
-                self.update_index_entries(
-                    &mut batch,
-                    &mut pending,
-                    &defs,
-                    IndexedWrite {
-                        db_id: meta.id,
-                        id: &id,
-                        existed: previous.is_some(),
-                        new: NewVersion::Deleted,
-                    },
-                )?;
-                let record = format::tombstone_record();
                 self.put_record(
                     &mut batch,
                     &mut pending,
                     &mut meta,
-                    key,
-                    &id,
-                    previous,
-                    leaf,
-                    record,
-                );
+                    &defs,
+                    NewLeaf {
+                        key,
+                        id: &id,
+                        previous,
+                        leaf,
+                        record: format::tombstone_record(),
+                        body: None,
+                    },
+                )?;
                 Ok(WriteResult { id, rev })
             });
             wrote |= outcome.is_ok();
@@ -505,38 +521,25 @@ impl Store {
                     rev: doc.rev,
                     deleted: doc.deleted,
                 };
-                let (record, new) = if doc.deleted {
-                    (format::tombstone_record(), NewVersion::Deleted)
+                let record = if doc.deleted {
+                    format::tombstone_record()
                 } else {
-                    (
-                        format::record_with_body(&doc.body)?,
-                        NewVersion::Live {
-                            rev: &doc.rev,
-                            body: &doc.body,
-                        },
-                    )
+                    format::record_with_body(&doc.body)?
                 };
-                self.update_index_entries(
-                    &mut batch,
-                    &mut pending,
-                    &defs,
-                    IndexedWrite {
-                        db_id: meta.id,
-                        id: &doc.id,
-                        existed: previous.is_some(),
-                        new,
-                    },
-                )?;
                 self.put_record(
                     &mut batch,
                     &mut pending,
                     &mut meta,
-                    key,
-                    &doc.id,
-                    previous,
-                    leaf,
-                    record,
-                );
+                    &defs,
+                    NewLeaf {
+                        key,
+                        id: &doc.id,
+                        previous,
+                        leaf,
+                        record,
+                        body: Some(&doc.body),
+                    },
+                )?;
                 Ok(outcome)
             })();
             wrote |= matches!(outcome, Ok(RevisionOutcome::Written));
