@@ -159,13 +159,9 @@ async fn main() {
     let original = copy_loop(&memory, db, &*looped, db, n).await;
 
     let server = support::couchdb();
-    let couch = get_database_service(&Settings::couchdb(
-        &server.url,
-        &server.user,
-        docstore::Secret::new(&server.password),
-    ))
-    .await
-    .expect("couchdb");
+    let couch = get_database_service(&server.settings())
+        .await
+        .expect("couchdb");
     let couch_db = unique_db("bench-migrate");
     // The embedded store holds `db`; migrate it under its own name into CouchDB.
     let couch_rate = {

@@ -9,7 +9,9 @@ use std::time::Instant;
 use anyhow::{Result, bail};
 use docstore::DatabaseService;
 use docstore::archive::{self, RestoreReport};
-use docstore::migrate::{self, Digest, MigrateOptions, MigrationReport, Progress, Verification};
+use docstore::migrate::{
+    self, DatabaseReport, Digest, MigrateOptions, MigrationReport, Progress, Verification,
+};
 use docstore::serde_json;
 use std::sync::Mutex;
 
@@ -95,10 +97,7 @@ fn print_summary(report: &MigrationReport) {
         ""
     };
     println!("migration summary{title}");
-    println!(
-        "{:<24} {:>8} {:>8} {:>8} {:>8} {:>9} {:>9} {:>6}  verified",
-        "database", "read", "created", "updated", "deleted", "unchanged", "conflicts", "failed"
-    );
+    print_header("verified");
     for d in &report.databases {
         let verified = match &d.verification {
             Some(v) if v.matches => format!("yes ({} docs)", v.target.count),
@@ -109,17 +108,7 @@ fn print_summary(report: &MigrationReport) {
             None if report.dry_run => "-".into(),
             None => "not run".into(),
         };
-        println!(
-            "{:<24} {:>8} {:>8} {:>8} {:>8} {:>9} {:>9} {:>6}  {verified}",
-            d.db,
-            d.read,
-            d.created,
-            d.updated,
-            d.deleted,
-            d.unchanged,
-            d.conflicts,
-            d.failed.len()
-        );
+        print_row(d, &verified);
         for id in &d.conflict_ids {
             println!("  conflict: {id}");
         }
@@ -127,6 +116,29 @@ fn print_summary(report: &MigrationReport) {
             println!("  failed: {id}: {reason}");
         }
     }
+}
+
+/// The summary table's header, with `last` as the last column's title.
+fn print_header(last: &str) {
+    println!(
+        "{:<24} {:>8} {:>8} {:>8} {:>8} {:>9} {:>9} {:>6}  {last}",
+        "database", "read", "created", "updated", "deleted", "unchanged", "conflicts", "failed"
+    );
+}
+
+/// One database's row of the summary table.
+fn print_row(d: &DatabaseReport, last: &str) {
+    println!(
+        "{:<24} {:>8} {:>8} {:>8} {:>8} {:>9} {:>9} {:>6}  {last}",
+        d.db,
+        d.read,
+        d.created,
+        d.updated,
+        d.deleted,
+        d.unchanged,
+        d.conflicts,
+        d.failed.len()
+    );
 }
 
 fn describe(v: &Verification) -> String {
@@ -224,23 +236,9 @@ pub fn print_restore(report: &RestoreReport, as_json: bool) -> Result<()> {
         println!("{}", serde_json::to_string_pretty(report)?);
         return Ok(());
     }
-    println!(
-        "{:<24} {:>8} {:>8} {:>8} {:>8} {:>9} {:>9} {:>6}  applied",
-        "database", "read", "created", "updated", "deleted", "unchanged", "conflicts", "failed"
-    );
+    print_header("applied");
     for d in &report.databases {
-        println!(
-            "{:<24} {:>8} {:>8} {:>8} {:>8} {:>9} {:>9} {:>6}  {}",
-            d.db,
-            d.read,
-            d.created,
-            d.updated,
-            d.deleted,
-            d.unchanged,
-            d.conflicts,
-            d.failed.len(),
-            if d.complete { "whole" } else { "partly" }
-        );
+        print_row(d, if d.complete { "whole" } else { "partly" });
     }
     if let Some(error) = &report.error {
         println!("not applied: everything from the damage on ({error})");

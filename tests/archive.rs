@@ -72,13 +72,9 @@ async fn archive_round_trip_into_embedded_and_couchdb() {
     }
 
     let server = support::couchdb();
-    let couch = get_database_service(&Settings::couchdb(
-        &server.url,
-        &server.user,
-        docstore::Secret::new(&server.password),
-    ))
-    .await
-    .expect("couchdb");
+    let couch = get_database_service(&server.settings())
+        .await
+        .expect("couchdb");
     for target in [embedded(dir.path(), "restored").await, couch] {
         let report = restore(&*target, &file, &options()).await.expect("restore");
         assert!(report.is_success(), "{report:#?}");

@@ -6,12 +6,11 @@
 
 mod support;
 
-use docstore::{Secret, Settings, get_database_service};
+use docstore::get_database_service;
 
 docstore_providers::conformance_tests!(async {
     let server = support::couchdb();
-    let settings = Settings::couchdb(&server.url, &server.user, Secret::new(&server.password));
-    get_database_service(&settings)
+    get_database_service(&server.settings())
         .await
         .expect("the CouchDB provider connects to the test server")
 }; skip: [

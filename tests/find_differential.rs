@@ -68,11 +68,7 @@ fn providers() -> &'static Providers {
             let settings = [
                 Settings::memory(),
                 Settings::embedded(path),
-                Settings::couchdb(
-                    &server.url,
-                    &server.user,
-                    docstore::Secret::new(&server.password),
-                ),
+                server.settings(),
             ];
             let mut all = Vec::new();
             for s in &settings {

@@ -25,14 +25,10 @@ async fn provider(kind: Kind, dir: &std::path::Path, name: &str) -> Arc<dyn Data
     let settings = match kind {
         Kind::Memory => Settings::memory(),
         Kind::Embedded => Settings::embedded(dir.join(name)),
-        Kind::CouchDb if name == "second" => {
-            let s = support::start_standin().expect("a second CouchDB stand-in");
-            Settings::couchdb(&s.url, &s.user, docstore::Secret::new(&s.password))
-        }
-        Kind::CouchDb => {
-            let s = support::couchdb();
-            Settings::couchdb(&s.url, &s.user, docstore::Secret::new(&s.password))
-        }
+        Kind::CouchDb if name == "second" => support::start_standin()
+            .expect("a second CouchDB stand-in")
+            .settings(),
+        Kind::CouchDb => support::couchdb().settings(),
     };
     get_database_service(&settings)
         .await

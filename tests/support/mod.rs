@@ -19,7 +19,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
-use docstore::{CouchDbConfig, Secret};
+use docstore::{CouchDbConfig, Secret, Settings};
 
 /// Which kind of server the tests talk to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -48,6 +48,11 @@ impl CouchServer {
         config.user = Some(self.user.clone());
         config.password = Some(Secret::new(&self.password));
         config
+    }
+
+    /// Settings for the CouchDB provider on this server.
+    pub fn settings(&self) -> Settings {
+        Settings::couchdb(&self.url, &self.user, Secret::new(&self.password))
     }
 
     /// `Some(reason)` when the server is the stand-in, for behaviours it cannot reproduce.
