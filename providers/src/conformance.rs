@@ -1796,6 +1796,142 @@ pub async fn put_revisions_keep_couchdb_winners(svc: &Service) {
     drop_db(svc, &db).await;
 }
 
+/// Replication carries revision paths: `read_revisions` gives a document at exactly a
+/// revision, edits and deletions alike, with its ancestors newest first; `put_revisions` of a
+/// later revision with its history extends what the target stored (no branch), however many
+/// edits lie between; a revision that brings only the recent part of its path keeps the
+/// stored rest; `put_revisions_over` (winners given) writes as `put_revisions` does; an
+/// unknown revision is `NotFound` (a superseded one too, unless the provider
+/// still keeps its body, as CouchDB does until compaction).
+pub async fn revision_histories_travel(svc: &Service) {
+    use crate::{RevisionOutcome as O, RevisionedDoc};
+    let src = unique_db("revs-src");
+    let mut path = Vec::new();
+    for v in 1..=3 {
+        let written = svc
+            .save(&src, "a", doc(json!({"v": v})))
+            .await
+            .expect("save");
+        path.insert(0, written.rev);
+    }
+    let (r3, r2, r1) = (path[0], path[1], path[2]);
+    let read = |db: String, wanted: Vec<(&'static str, Rev)>| {
+        let svc = Arc::clone(svc);
+        async move {
+            let wanted: Vec<(String, Rev)> = wanted
+                .into_iter()
+                .map(|(id, r)| (id.to_owned(), r))
+                .collect();
+            svc.read_revisions(&db, &wanted).await
+        }
+    };
+    let got = read(src.clone(), vec![("a", r3)]).await.expect("read");
+    assert_eq!(
+        got[0].as_ref().expect("at r3"),
+        &RevisionedDoc {
+            id: "a".into(),
+            rev: r3,
+            deleted: false,
+            body: json!({"v": 3}).as_object().cloned().unwrap_or_default(),
+            history: vec![r2, r1],
+        }
+    );
+    let got = read(src.clone(), vec![("a", r1), ("zz", r1), ("_bad", r1)])
+        .await
+        .expect("read");
+    // A superseded revision: CouchDB keeps its body until compaction, memory and embedded
+    // keep winners only. Either way nothing but that revision comes back.
+    match &got[0] {
+        Ok(old) => assert_eq!((old.rev, old.body.get("v")), (r1, Some(&json!(1)))),
+        Err(_) => assert_eq!(kind(&got[0]), Kind::NotFound, "a superseded revision"),
+    }
+    assert_eq!(kind(&got[1]), Kind::NotFound, "an unknown document");
+    assert_eq!(kind(&got[2]), Kind::InvalidDocumentId);
+    assert_eq!(
+        kind(&read(unique_db("none"), vec![("a", r1)]).await),
+        Kind::NotFound
+    );
+    assert_eq!(
+        kind(&read(unique_db("none"), vec![]).await),
+        Kind::NotFound,
+        "a missing database, even with nothing asked"
+    );
+    let r4 = svc.delete(&src, "a").await.expect("delete").rev;
+    let tombstone = read(src.clone(), vec![("a", r4)]).await.expect("read");
+    let tombstone = tombstone[0].as_ref().expect("the tombstone");
+    assert!(tombstone.deleted && tombstone.body.is_empty());
+    assert_eq!(tombstone.history, [r3, r2, r1]);
+
+    // The target has `a` at r2; r4 arrives with its path and extends it: no branch survives.
+    let tgt = unique_db("revs-tgt");
+    let at = |rev: Rev, deleted: bool, body: Value, history: Vec<Rev>| RevisionedDoc {
+        id: "a".into(),
+        rev,
+        deleted,
+        body: body.as_object().cloned().unwrap_or_default(),
+        history,
+    };
+    let put = |docs: Vec<RevisionedDoc>| {
+        let svc = Arc::clone(svc);
+        let tgt = tgt.clone();
+        async move {
+            svc.put_revisions(&tgt, docs)
+                .await
+                .expect("put")
+                .into_iter()
+                .map(|r| r.map_err(|e| format!("{e:?}")))
+                .collect::<Vec<_>>()
+        }
+    };
+    assert_eq!(
+        put(vec![at(r2, false, json!({"v": 2}), vec![r1])]).await,
+        [Ok(O::Written)]
+    );
+    // Written over the winner just read, as a migration does (no second lookup).
+    let winners = svc
+        .current_revisions(&tgt, &["a".to_owned()])
+        .await
+        .expect("winners");
+    assert_eq!(winners, [Some((r2, false))]);
+    assert_eq!(
+        kind(
+            &svc.put_revisions_over(&tgt, vec![tombstone.clone()], Vec::new())
+                .await
+        ),
+        Kind::InvalidDocument,
+        "one winner per document"
+    );
+    let over = svc
+        .put_revisions_over(&tgt, vec![tombstone.clone()], winners)
+        .await
+        .expect("put over");
+    assert_eq!(over.len(), 1);
+    assert_eq!(over[0].as_ref().ok(), Some(&O::Written));
+    assert_eq!(kind(&svc.get(&tgt, "a").await), Kind::NotFound);
+    let copied = read(tgt.clone(), vec![("a", r4)]).await.expect("read");
+    assert_eq!(copied[0].as_ref().expect("r4").history, [r3, r2, r1]);
+
+    // A revision bringing only its parent joins the stored path below it.
+    let rev = |generation: u64, c: char| -> Rev {
+        format!("{generation}-{}", c.to_string().repeat(32))
+            .parse()
+            .expect("valid rev")
+    };
+    let (b1, b2, b3) = (rev(1, '1'), rev(2, '2'), rev(3, '3'));
+    let b = |rev: Rev, history: Vec<Rev>| RevisionedDoc {
+        id: "b".into(),
+        ..at(rev, false, json!({"g": rev.generation()}), history)
+    };
+    assert_eq!(
+        put(vec![b(b2, vec![b1]), b(b3, vec![b2])]).await,
+        [Ok(O::Written), Ok(O::Written)]
+    );
+    let joined = read(tgt.clone(), vec![("b", b3)]).await.expect("read");
+    assert_eq!(joined[0].as_ref().expect("b3").history, [b2, b1]);
+    drop_db(svc, &src).await;
+    drop_db(svc, &tgt).await;
+}
+
 /// Strings and mixed types sort and compare exactly as a genuine CouchDB 3.5 did
 /// (`testdata/couchdb-collation.json`): ICU root collation, types in CouchDB's order.
 pub async fn find_collation_matches_recorded_couchdb(svc: &Service) {
@@ -1935,6 +2071,7 @@ macro_rules! __conformance_behaviours {
             find_indexes_stay_invisible,
             find_errors_are_typed,
             put_revisions_keep_couchdb_winners,
+            revision_histories_travel,
             find_sort_skips_fields_fixed_by_eq,
             find_missing_fields_match_only_exists_false,
             find_not_inside_a_field,

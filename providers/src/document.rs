@@ -261,6 +261,23 @@ pub struct RevisionedDoc {
     pub history: Vec<Rev>,
 }
 
+impl RevisionedDoc {
+    /// The ancestors a revision tree can link `rev` to: the leading run of `history` whose
+    /// generations count down one by one from `rev`'s (CouchDB's `_revisions` can express
+    /// nothing else).
+    pub fn linked_history(&self) -> &[Rev] {
+        let run = self
+            .history
+            .iter()
+            .zip(1..)
+            .take_while(|(a, back)| {
+                self.rev.generation().checked_sub(*back) == Some(a.generation())
+            })
+            .count();
+        &self.history[..run]
+    }
+}
+
 /// What [`crate::DatabaseService::put_revisions`] did with one document.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]

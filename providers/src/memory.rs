@@ -20,7 +20,10 @@ use parking_lot::RwLock;
 use serde_json::{Map, Value};
 
 use crate::query::{self, Candidate};
-use crate::write::{Leaf, SaveRequest, count_transition, delete_rev, local_body, revision_outcome};
+use crate::write::{
+    Leaf, SaveRequest, count_transition, delete_rev, history_after_edit, history_after_replication,
+    local_body, revision_outcome,
+};
 use crate::{
     Change, ChangesPage, DatabaseInfo, DatabaseService, Document, Error, FindQuery,
     IndexDefinition, IndexStatus, Page, Result, Rev, RevisionOutcome, RevisionedDoc, WriteResult,
@@ -52,6 +55,8 @@ struct StoredDoc {
     leaf: Leaf,
     seq: u64,
     body: Arc<Map<String, Value>>,
+    /// Ancestors of `leaf.rev`, newest first, consecutive generations (`write::REVS_LIMIT`).
+    history: Vec<Rev>,
 }
 
 impl StoredDoc {
@@ -65,14 +70,22 @@ impl MemoryDb {
         self.docs.get(id).map(|d| d.leaf)
     }
 
+    /// The current revision of `id` and its ancestors.
+    fn path(&self, id: &str) -> Option<(Rev, &[Rev])> {
+        self.docs
+            .get(id)
+            .map(|d| (d.leaf.rev, d.history.as_slice()))
+    }
+
     /// Records a new leaf for `id`, keeping `by_seq` and the counters consistent.
-    fn commit(&mut self, id: &str, leaf: Leaf, body: Map<String, Value>) {
+    fn commit(&mut self, id: &str, leaf: Leaf, body: Map<String, Value>, history: Vec<Rev>) {
         self.seq += 1;
         let seq = self.seq;
         let new = StoredDoc {
             leaf,
             seq,
             body: Arc::new(body),
+            history,
         };
         let old = self.docs.insert(id.to_owned(), new);
         if let Some(old) = &old {
@@ -88,7 +101,8 @@ impl MemoryDb {
             rev,
             deleted: false,
         };
-        self.commit(id, leaf, req.body);
+        let history = history_after_edit(self.path(id));
+        self.commit(id, leaf, req.body, history);
         Ok(WriteResult {
             id: id.to_owned(),
             rev,
@@ -98,7 +112,8 @@ impl MemoryDb {
     fn delete(&mut self, db: &str, id: &str, expected: Option<&Rev>) -> Result<WriteResult> {
         let rev = delete_rev(db, id, self.leaf(id), expected)?;
         let leaf = Leaf { rev, deleted: true };
-        self.commit(id, leaf, Map::new());
+        let history = history_after_edit(self.path(id));
+        self.commit(id, leaf, Map::new(), history);
         Ok(WriteResult {
             id: id.to_owned(),
             rev,
@@ -382,8 +397,9 @@ impl DatabaseService for MemoryProvider {
                         rev: doc.rev,
                         deleted: doc.deleted,
                     };
+                    let history = history_after_replication(&doc, state.path(&doc.id));
                     let body = if doc.deleted { Map::new() } else { doc.body };
-                    state.commit(&doc.id, leaf, body);
+                    state.commit(&doc.id, leaf, body, history);
                 }
                 Ok(outcome)
             })
@@ -405,6 +421,31 @@ impl DatabaseService for MemoryProvider {
         Ok(ids
             .iter()
             .map(|id| state.leaf(id).map(|l| (l.rev, l.deleted)))
+            .collect())
+    }
+
+    async fn read_revisions(
+        &self,
+        db: &str,
+        wanted: &[(String, Rev)],
+    ) -> Result<Vec<Result<RevisionedDoc>>> {
+        let state = self.existing(db)?.ok_or_else(|| Error::db_not_found(db))?;
+        let state = state.read();
+        Ok(wanted
+            .iter()
+            .map(|(id, rev)| {
+                validate::document_id(db, id)?;
+                match state.docs.get(id) {
+                    Some(d) if d.leaf.rev == *rev => Ok(RevisionedDoc {
+                        id: id.clone(),
+                        rev: *rev,
+                        deleted: d.leaf.deleted,
+                        body: (*d.body).clone(),
+                        history: d.history.clone(),
+                    }),
+                    _ => Err(Error::doc_not_found(db, id, "missing")),
+                }
+            })
             .collect())
     }
 }

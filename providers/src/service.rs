@@ -181,11 +181,39 @@ pub trait DatabaseService: Send + Sync + fmt::Debug + 'static {
         docs: Vec<RevisionedDoc>,
     ) -> Result<Vec<Result<RevisionOutcome>>>;
 
+    /// [`put_revisions`](Self::put_revisions) for a caller that has just read the winners
+    /// with [`current_revisions`](Self::current_revisions) (`current`: one per document, in
+    /// order), so a provider that would look them up again (CouchDB: one request) judges the
+    /// outcomes on these instead. A write that raced in between is still merged by the
+    /// revision rules (nothing is lost); only the outcome reported for it may be stale.
+    /// `current` of the wrong length is `InvalidDocument`.
+    async fn put_revisions_over(
+        &self,
+        db: &str,
+        docs: Vec<RevisionedDoc>,
+        current: Vec<Option<(Rev, bool)>>,
+    ) -> Result<Vec<Result<RevisionOutcome>>> {
+        crate::write::check_current_len(db, &docs, &current)?;
+        self.put_revisions(db, docs).await
+    }
+
     /// The winning revision of each id and whether it is a deletion (`None`: the database
     /// never had the document), in input order; a missing database has none. Invalid ids
     /// are `InvalidDocumentId` for the whole call.
     async fn current_revisions(&self, db: &str, ids: &[String])
     -> Result<Vec<Option<(Rev, bool)>>>;
+
+    /// Each document at exactly the given revision, as replication reads it: deleted or not,
+    /// with its body (empty for a tombstone) and its known ancestors newest first (up to
+    /// CouchDB's `revs_limit` of 1,000 revisions with the leaf), in input order. A revision
+    /// the database does not hold is `NotFound` for that document; memory and embedded hold
+    /// only winners, so a superseded revision is `NotFound` there. A missing database is
+    /// `NotFound` for the whole call.
+    async fn read_revisions(
+        &self,
+        db: &str,
+        wanted: &[(String, Rev)],
+    ) -> Result<Vec<Result<RevisionedDoc>>>;
 }
 
 /// How [`DatabaseServiceExt::update`] retries on conflict.

@@ -55,10 +55,64 @@ pub(crate) fn revision_outcome(
     Ok(match current {
         Some(c) if c.rev == doc.rev => RevisionOutcome::Present,
         // A descendant of the current revision replaces it, whatever the winner rule says.
-        Some(c) if doc.history.contains(&c.rev) => RevisionOutcome::Written,
+        Some(c) if doc.linked_history().contains(&c.rev) => RevisionOutcome::Written,
         Some(c) if !wins(leaf, c) => RevisionOutcome::Lost,
         _ => RevisionOutcome::Written,
     })
+}
+
+/// CouchDB's default `revs_limit`: the revisions a path keeps, the leaf itself included.
+pub const REVS_LIMIT: usize = 1000;
+
+/// The ancestors stored with a new edit on top of `current` (its revision and its stored
+/// ancestors): newest first, consecutive generations, at most `REVS_LIMIT - 1`.
+pub(crate) fn history_after_edit(current: Option<(Rev, &[Rev])>) -> Vec<Rev> {
+    match current {
+        None => Vec::new(),
+        Some((rev, ancestors)) => std::iter::once(rev)
+            .chain(ancestors.iter().copied())
+            .take(REVS_LIMIT - 1)
+            .collect(),
+    }
+}
+
+/// The ancestors stored with a replicated revision that won: the ones it brings, joined to
+/// the stored ones when it extends `current` (as CouchDB merges the paths of its tree).
+pub(crate) fn history_after_replication(
+    doc: &RevisionedDoc,
+    current: Option<(Rev, &[Rev])>,
+) -> Vec<Rev> {
+    let linked = doc.linked_history();
+    let mut history: Vec<Rev> = linked.iter().copied().take(REVS_LIMIT - 1).collect();
+    if let Some((rev, ancestors)) = current
+        && let Some(at) = linked.iter().position(|a| *a == rev)
+    {
+        // Beyond `rev` the stored path is at least as long as what the source sent.
+        history.truncate(at + 1);
+        history.extend(ancestors.iter().copied());
+        history.truncate(REVS_LIMIT - 1);
+    }
+    history
+}
+
+/// `put_revisions_over` takes one current winner per document.
+pub(crate) fn check_current_len(
+    db: &str,
+    docs: &[RevisionedDoc],
+    current: &[Option<(Rev, bool)>],
+) -> Result<()> {
+    if current.len() == docs.len() {
+        return Ok(());
+    }
+    Err(Error::invalid_document(
+        db,
+        None,
+        format!(
+            "put_revisions_over was given {} current revisions for {} documents",
+            current.len(),
+            docs.len()
+        ),
+    ))
 }
 
 /// Live and deleted document counts of a database, kept in step with every write.
@@ -171,4 +225,52 @@ pub(crate) fn local_body(db: &str, id: &str, doc: &Document) -> Result<Map<Strin
         ));
     }
     Ok(doc.body())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rev(generation: u64) -> Rev {
+        let mut hash = [0u8; 16];
+        hash[..8].copy_from_slice(&generation.to_be_bytes());
+        Rev::new(generation, hash)
+    }
+
+    /// The path a chain of edits stores: the leaf's ancestors, newest first.
+    fn path_of(generations: u64) -> Vec<Rev> {
+        (1..generations).rev().map(rev).collect()
+    }
+
+    #[test]
+    fn edits_keep_revs_limit_ancestors() {
+        assert_eq!(history_after_edit(None), []);
+        let long = path_of(1500);
+        let next = history_after_edit(Some((rev(1500), &long)));
+        assert_eq!(next.len(), REVS_LIMIT - 1);
+        assert_eq!(next[0], rev(1500));
+        assert_eq!(next[REVS_LIMIT - 2], rev(1500 - (REVS_LIMIT as u64 - 2)));
+    }
+
+    #[test]
+    fn replication_joins_the_stored_path_or_starts_its_own() {
+        let stored = path_of(5); // at 5: [4, 3, 2, 1]
+        let doc = |generation: u64, history: Vec<Rev>| RevisionedDoc {
+            id: "a".into(),
+            rev: rev(generation),
+            deleted: false,
+            body: Map::new(),
+            history,
+        };
+        // Brings 7 ← 6 ← 5: joined to what lies below 5.
+        let joined =
+            history_after_replication(&doc(7, vec![rev(6), rev(5)]), Some((rev(5), &stored)));
+        assert_eq!(joined, path_of(7));
+        // A gap (6 missing) links nothing: a branch with no known ancestors.
+        let gap = history_after_replication(&doc(7, vec![rev(5)]), Some((rev(5), &stored)));
+        assert_eq!(gap, []);
+        // Not an extension of the stored leaf: only what it brings.
+        let other = history_after_replication(&doc(3, vec![rev(2)]), Some((rev(5), &stored)));
+        assert_eq!(other, [rev(2)]);
+    }
 }

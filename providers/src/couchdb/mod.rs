@@ -15,6 +15,8 @@
 //! | `find` (per 1,000 matches), `ensure_index`  | 1 |
 //! | `current_revisions`                         | 1 (`POST _all_docs` with `keys`) |
 //! | `put_revisions`                             | 2 (winner lookup, `_bulk_docs` with `new_edits: false`); 1 when all are present |
+//! | `put_revisions_over` (winners given), `read_revisions` | 1 (`_bulk_docs` / `POST _bulk_get?revs=true`) |
+//! | `get_local`; `put_local` of a `_local` document seen before or new | 1 |
 //! | `database_info`                             | 2 (`GET /db`, design documents to leave out of `doc_count`) |
 //! | the first write to a missing database       | + 2 (`PUT /db`, then the write again) |
 //!
@@ -46,7 +48,7 @@ use serde_json::{Map, Value, json};
 
 use self::http::{Http, Idempotency, Reply, Target, status_error};
 use crate::service::backoff;
-use crate::write::{Leaf, SaveRequest, local_body, only, revision_outcome};
+use crate::write::{Leaf, SaveRequest, check_current_len, local_body, only, revision_outcome};
 use crate::{
     Change, ChangesPage, DatabaseInfo, DatabaseService, Document, Error, FindQuery,
     IndexDefinition, IndexStatus, NO_INDEX_FOR_SORT, Page, Result, Rev, RevisionOutcome,
@@ -106,7 +108,10 @@ impl fmt::Debug for CouchDbConfig {
 /// The CouchDB provider.
 pub struct CouchDbProvider {
     http: Http,
-    revs: RevCache,
+    revs: RevCache<Rev>,
+    /// `_local` documents' revisions ("0-N"), so a rewrite (a migration checkpoint) is one
+    /// `PUT`, not a refused `PUT`, a `GET` and another `PUT`.
+    local_revs: RevCache<String>,
 }
 
 impl fmt::Debug for CouchDbProvider {
@@ -124,15 +129,20 @@ const UPSERT_ATTEMPTS: u32 = 64;
 const REV_CACHE_LIMIT: usize = 100_000;
 
 /// (database, id) → the last revision seen. Only a hint; see the module doc.
-#[derive(Default)]
-struct RevCache(Mutex<HashMap<(String, String), Rev>>);
+struct RevCache<R>(Mutex<HashMap<(String, String), R>>);
 
-impl RevCache {
-    fn get(&self, db: &str, id: &str) -> Option<Rev> {
-        self.0.lock().get(&(db.to_owned(), id.to_owned())).copied()
+impl<R> Default for RevCache<R> {
+    fn default() -> Self {
+        Self(Mutex::new(HashMap::new()))
+    }
+}
+
+impl<R: Clone> RevCache<R> {
+    fn get(&self, db: &str, id: &str) -> Option<R> {
+        self.0.lock().get(&(db.to_owned(), id.to_owned())).cloned()
     }
 
-    fn put(&self, db: &str, id: &str, rev: Rev) {
+    fn put(&self, db: &str, id: &str, rev: R) {
         let mut map = self.0.lock();
         if map.len() >= REV_CACHE_LIMIT {
             map.clear();
@@ -225,6 +235,7 @@ impl CouchDbProvider {
         let provider = Self {
             http: Http::new(&config)?,
             revs: RevCache::default(),
+            local_revs: RevCache::default(),
         };
         provider.check_server().await?;
         Ok(provider)
@@ -530,6 +541,7 @@ impl DatabaseService for CouchDbProvider {
             .send(Method::DELETE, &url, None, Idempotency::Unsafe)
             .await?;
         self.revs.forget_db(db);
+        self.local_revs.forget_db(db);
         if reply.status.is_success() {
             Ok(())
         } else {
@@ -953,7 +965,9 @@ impl DatabaseService for CouchDbProvider {
             return Err(protocol("a _local document", &reply));
         };
         map.shift_remove("_id");
-        map.shift_remove("_rev");
+        if let Some(Value::String(rev)) = map.shift_remove("_rev") {
+            self.local_revs.put(db, id, rev);
+        }
         Ok(Document::from(map))
     }
 
@@ -962,8 +976,9 @@ impl DatabaseService for CouchDbProvider {
         let body = local_body(db, id, &doc)?;
         let local_id = format!("_local/{id}");
         let url = self.http.url(&[db, "_local", id], &[]);
-        // _local documents carry a revision too ("0-N"); on 409, fetch it and write again.
-        let mut rev: Option<String> = None;
+        // _local documents carry a revision too ("0-N"): the last one seen is tried first;
+        // on 409, it is fetched and the write sent again.
+        let mut rev: Option<String> = self.local_revs.get(db, id);
         for attempt in 0..UPSERT_ATTEMPTS {
             let mut json = body.clone();
             if let Some(rev) = &rev {
@@ -976,7 +991,13 @@ impl DatabaseService for CouchDbProvider {
                 id: Some(&local_id),
             };
             match reply.status.as_u16() {
-                200..=202 => return Ok(()),
+                200..=202 => {
+                    match reply.json()?["rev"].as_str() {
+                        Some(rev) => self.local_revs.put(db, id, rev.to_owned()),
+                        None => self.local_revs.forget(db, id),
+                    }
+                    return Ok(());
+                }
                 409 => {
                     if attempt > 0 {
                         tokio::time::sleep(backoff(attempt)).await;
@@ -1119,34 +1140,126 @@ impl DatabaseService for CouchDbProvider {
         // One lookup of the current winners, then one `_bulk_docs` with `new_edits: false`
         // for what is not there yet (nothing is sent when everything is present).
         let ids: Vec<&str> = docs.iter().map(|d| d.id.as_str()).collect();
-        let current = self.lookup(db, &ids).await?;
+        let current = self
+            .lookup(db, &ids)
+            .await?
+            .into_iter()
+            .map(|c| match c {
+                Current::Missing => None,
+                Current::Deleted(rev) => Some(Leaf { rev, deleted: true }),
+                Current::Live(rev) => Some(Leaf {
+                    rev,
+                    deleted: false,
+                }),
+            })
+            .collect();
+        self.send_revisions(db, &docs, current).await
+    }
+
+    async fn put_revisions_over(
+        &self,
+        db: &str,
+        docs: Vec<RevisionedDoc>,
+        current: Vec<Option<(Rev, bool)>>,
+    ) -> Result<Vec<Result<RevisionOutcome>>> {
+        validate::database_name(db)?;
+        check_current_len(db, &docs, &current)?;
+        if docs.is_empty() {
+            return Ok(Vec::new());
+        }
+        let current = current
+            .into_iter()
+            .map(|c| c.map(|(rev, deleted)| Leaf { rev, deleted }))
+            .collect();
+        self.send_revisions(db, &docs, current).await
+    }
+
+    async fn read_revisions(
+        &self,
+        db: &str,
+        wanted: &[(String, Rev)],
+    ) -> Result<Vec<Result<RevisionedDoc>>> {
+        validate::database_name(db)?;
+        let mut results: Vec<Option<Result<RevisionedDoc>>> = wanted
+            .iter()
+            .map(|(id, _)| validate::document_id(db, id).err().map(Err))
+            .collect();
+        let asked: Vec<Value> = wanted
+            .iter()
+            .zip(&results)
+            .filter(|(_, r)| r.is_none())
+            .map(|((id, rev), _)| json!({"id": id, "rev": rev.to_string()}))
+            .collect();
+        let reply = if asked.is_empty() {
+            // Nothing to read, but a missing database is still `NotFound`.
+            let url = self.http.url(&[db], &[]);
+            self.http
+                .send(Method::HEAD, &url, None, Idempotency::Safe)
+                .await?
+        } else {
+            let url = self.http.url(&[db, "_bulk_get"], &[("revs", "true")]);
+            self.http
+                .send_json(
+                    Method::POST,
+                    &url,
+                    &json!({ "docs": asked }),
+                    Idempotency::Safe,
+                )
+                .await?
+        };
+        if !reply.status.is_success() {
+            return Err(status_error(&reply, Target { db, id: None }));
+        }
+        let mut found: HashMap<(String, Rev), RevisionedDoc> = HashMap::new();
+        if !asked.is_empty() {
+            let mut body = reply.json()?;
+            let Some(Value::Array(entries)) = body.get_mut("results").map(Value::take) else {
+                return Err(protocol("_bulk_get", &reply));
+            };
+            // Each entry holds the documents read for one requested id: `ok` (the revision
+            // with `_revisions`), or `error`/`missing` when the server does not have it.
+            for mut entry in entries {
+                let Some(Value::Array(docs)) = entry.get_mut("docs").map(Value::take) else {
+                    return Err(protocol("_bulk_get", &reply));
+                };
+                for mut doc in docs {
+                    if let Some(ok) = doc.get_mut("ok").map(Value::take) {
+                        let doc =
+                            revisioned_from(ok).ok_or_else(|| protocol("_bulk_get", &reply))?;
+                        found.insert((doc.id.clone(), doc.rev), doc);
+                    }
+                }
+            }
+        }
+        Ok(results
+            .iter_mut()
+            .zip(wanted)
+            .map(|(slot, (id, rev))| match slot.take() {
+                Some(invalid) => invalid,
+                None => found
+                    .remove(&(id.clone(), *rev))
+                    .ok_or_else(|| Error::doc_not_found(db, id, "missing")),
+            })
+            .collect())
+    }
+}
+
+impl CouchDbProvider {
+    /// The `_bulk_docs` (`new_edits: false`) of a revision-preserving write, outcomes judged
+    /// on the given winners (one per document, in order).
+    async fn send_revisions(
+        &self,
+        db: &str,
+        docs: &[RevisionedDoc],
+        current: Vec<Option<Leaf>>,
+    ) -> Result<Vec<Result<RevisionOutcome>>> {
         let mut winners: HashMap<&str, Leaf> = HashMap::new();
         let mut results = Vec::with_capacity(docs.len());
         let mut to_send: Vec<(usize, &RevisionedDoc)> = Vec::new();
-        for (slot, (doc, cur)) in docs.iter().zip(&current).enumerate() {
-            let cur = winners.get(doc.id.as_str()).copied().or(match cur {
-                Current::Missing => None,
-                Current::Deleted(rev) => Some(Leaf {
-                    rev: *rev,
-                    deleted: true,
-                }),
-                Current::Live(rev) => Some(Leaf {
-                    rev: *rev,
-                    deleted: false,
-                }),
-            });
+        for (slot, (doc, cur)) in docs.iter().zip(current).enumerate() {
+            let cur = winners.get(doc.id.as_str()).copied().or(cur);
             // Judged on what CouchDB will link: a gap in the history makes a branch.
-            let linked = RevisionedDoc {
-                id: doc.id.clone(),
-                rev: doc.rev,
-                deleted: doc.deleted,
-                body: Map::new(),
-                history: linked_history(doc),
-            };
-            let outcome = revision_outcome(db, &linked, cur).and_then(|o| {
-                revision_outcome(db, doc, None)?;
-                Ok(o)
-            });
+            let outcome = revision_outcome(db, doc, cur);
             match outcome {
                 Ok(RevisionOutcome::Written) => {
                     winners.insert(
@@ -1225,28 +1338,58 @@ impl DatabaseService for CouchDbProvider {
     }
 }
 
+/// A document `_bulk_get?revs=true` returned, as replication carries it: `_revisions` become
+/// the history, `_deleted` the flag, other `_` fields (attachments, conflicts) are dropped.
+fn revisioned_from(value: Value) -> Option<RevisionedDoc> {
+    let Value::Object(mut map) = value else {
+        return None;
+    };
+    let id = match map.shift_remove("_id") {
+        Some(Value::String(id)) => id,
+        _ => return None,
+    };
+    let rev = rev_of(&map.shift_remove("_rev")?)?;
+    let deleted = map.shift_remove("_deleted") == Some(Value::Bool(true));
+    let history = match map.shift_remove("_revisions") {
+        Some(revisions) if revisions["start"].as_u64() == Some(rev.generation()) => {
+            revisions["ids"]
+                .as_array()?
+                .iter()
+                .skip(1)
+                .zip(1..)
+                .map(|(hash, back)| {
+                    let generation = rev.generation().checked_sub(back)?;
+                    Rev::parse(&format!("{generation}-{}", hash.as_str()?)).ok()
+                })
+                .collect::<Option<Vec<Rev>>>()?
+        }
+        _ => Vec::new(),
+    };
+    map.retain(|k, _| !k.starts_with('_'));
+    if deleted {
+        map.clear();
+    }
+    Some(RevisionedDoc {
+        id,
+        rev,
+        deleted,
+        body: map,
+        history,
+    })
+}
+
 /// CouchDB's `_revisions` for a revision and its known ancestors (newest first): the
 /// consecutive run of generations the history gives, so CouchDB links the revision to them.
 fn revisions_field(doc: &RevisionedDoc) -> Option<Value> {
-    let linked = linked_history(doc);
+    let linked = doc.linked_history();
     if linked.is_empty() {
         return None;
     }
     let ids: Vec<Value> = std::iter::once(&doc.rev)
-        .chain(&linked)
+        .chain(linked)
         .map(|r| Value::String(hex_hash(r)))
         .collect();
     Some(json!({"start": doc.rev.generation(), "ids": ids}))
-}
-
-/// The ancestors CouchDB can link: the run of consecutive generations right below `rev`.
-fn linked_history(doc: &RevisionedDoc) -> Vec<Rev> {
-    doc.history
-        .iter()
-        .zip(1..)
-        .take_while(|(a, back)| doc.rev.generation().checked_sub(*back) == Some(a.generation()))
-        .map(|(a, _)| *a)
-        .collect()
 }
 
 fn hex_hash(rev: &Rev) -> String {

@@ -23,7 +23,7 @@
 //! | `databases` | database name (UTF-8)                 | `DbMeta`: id, seq, live, deleted (4 x u64) |
 //! | `databases` | `\0next_id`                           | next database id (u64)                 |
 //! | `databases` | `\0purge\0` + id (u64)                | empty: a deleted database still to purge |
-//! | `docs`      | db id (u64) + document id (UTF-8)     | `DocRecord`: version, flags, generation, hash, seq, body JSON |
+//! | `docs`      | db id (u64) + document id (UTF-8)     | record: version, flags, generation, hash, seq, body JSON, ancestors' hashes, their count (u16) |
 //! | `changes`   | db id (u64) + seq (u64)               | flags, generation, hash, document id   |
 //! | `local`     | db id (u64) + local id (UTF-8)        | body JSON                              |
 //! | `indexes`   | db id (u64) + kind + …                | index definitions and entries (see `index`) |
@@ -54,7 +54,8 @@ use serde_json::{Map, Value};
 use self::format::{DbMeta, NEXT_ID_KEY, PURGE_PREFIX, RecordHeader};
 use self::index::{IndexCache, IndexedWrite, NewVersion};
 use crate::write::{
-    Leaf, SaveRequest, count_transition, delete_rev, local_body, only, revision_outcome,
+    Leaf, SaveRequest, count_transition, delete_rev, history_after_edit, history_after_replication,
+    local_body, only, revision_outcome,
 };
 use crate::{
     Change, ChangesPage, DatabaseInfo, DatabaseService, Document, Error, FindQuery,
@@ -128,22 +129,43 @@ struct Store {
     index_cache: IndexCache,
 }
 
-/// One new leaf for [`Store::put_record`]: the record (header still to fill in) and, for a
-/// live document, the body its index entries come from.
+/// One new leaf for [`Store::put_record`]: the record (header still to fill in), the leaf's
+/// ancestors and, for a live document, the body its index entries come from.
 struct NewLeaf<'a> {
     key: Vec<u8>,
     id: &'a str,
-    previous: Option<RecordHeader>,
+    previous: Option<Previous>,
     leaf: Leaf,
+    history: Vec<Rev>,
     record: Vec<u8>,
     body: Option<&'a Map<String, Value>>,
 }
 
+/// A document's current record: its header and the ancestors of its leaf.
+#[derive(Clone)]
+struct Previous {
+    header: RecordHeader,
+    history: Vec<Rev>,
+}
+
+impl Previous {
+    fn leaf(previous: &Option<Previous>) -> Option<Leaf> {
+        previous.as_ref().map(|p| p.header.leaf)
+    }
+
+    /// The current revision and its ancestors, as `write`'s history rules take them.
+    fn path(previous: &Option<Previous>) -> Option<(Rev, &[Rev])> {
+        previous
+            .as_ref()
+            .map(|p| (p.header.leaf.rev, p.history.as_slice()))
+    }
+}
+
 /// What the batch being built has written so far, so a batch that writes one id twice sees
-/// its own first write: document headers by key, and index order keys by reverse key.
+/// its own first write: documents by key, and index order keys by reverse key.
 #[derive(Default)]
 struct Pending {
-    headers: HashMap<Vec<u8>, RecordHeader>,
+    records: HashMap<Vec<u8>, Previous>,
     index_entries: HashMap<Vec<u8>, Option<Vec<u8>>>,
 }
 
@@ -316,16 +338,23 @@ impl Store {
         Ok((meta, true))
     }
 
-    /// The current header of a document, seeing the batch's own earlier writes.
-    fn header(&self, pending: &Pending, key: &[u8]) -> Result<Option<RecordHeader>> {
-        if let Some(header) = pending.headers.get(key) {
-            return Ok(Some(*header));
+    /// The current record of a document, seeing the batch's own earlier writes.
+    fn previous(&self, pending: &Pending, key: &[u8]) -> Result<Option<Previous>> {
+        if let Some(previous) = pending.records.get(key) {
+            return Ok(Some(previous.clone()));
         }
-        self.docs
+        let Some(value) = self
+            .docs
             .get(key)
             .map_err(|e| self.err("reading a document", e))?
-            .map(|v| format::decode_record(&v).map(|(h, _)| h))
-            .transpose()
+        else {
+            return Ok(None);
+        };
+        let (header, _, history) = format::decode_record_with_history(&value)?;
+        Ok(Some(Previous {
+            header,
+            history: format::decode_history(&header.leaf.rev, history),
+        }))
     }
 
     /// Writes a new leaf of a document: its record, the move of its change entry and of its
@@ -343,9 +372,11 @@ impl Store {
             id,
             previous,
             leaf,
+            history,
             mut record,
             body,
         } = new;
+        let previous = previous.map(|p| p.header);
         self.update_index_entries(
             batch,
             pending,
@@ -373,17 +404,20 @@ impl Store {
             previous.map(|h| h.leaf),
             leaf,
         );
-        format::finish_record(&mut record, leaf, meta.seq);
+        format::finish_record(&mut record, leaf, meta.seq, &history);
         batch.insert(
             &self.changes,
             format::key(meta.id, &meta.seq.to_be_bytes()),
             format::encode_change(leaf, id),
         );
-        pending.headers.insert(
+        pending.records.insert(
             key.clone(),
-            RecordHeader {
-                leaf,
-                seq: meta.seq,
+            Previous {
+                header: RecordHeader {
+                    leaf,
+                    seq: meta.seq,
+                },
+                history,
             },
         );
         batch.insert(&self.docs, key, record);
@@ -408,15 +442,16 @@ impl Store {
         for item in prepared {
             let outcome = item.and_then(|save| {
                 let key = format::key(meta.id, save.id.as_bytes());
-                let previous = self.header(&pending, &key)?;
-                let rev = match (previous, save.new_doc_rev) {
+                let previous = self.previous(&pending, &key)?;
+                let rev = match (&previous, save.new_doc_rev) {
                     (None, Some(rev)) => rev,
-                    (previous, _) => save.req.next_rev(db, &save.id, previous.map(|h| h.leaf))?,
+                    (previous, _) => save.req.next_rev(db, &save.id, Previous::leaf(previous))?,
                 };
                 let leaf = Leaf {
                     rev,
                     deleted: false,
                 };
+                let history = history_after_edit(Previous::path(&previous));
                 self.put_record(
                     &mut batch,
                     &mut pending,
@@ -427,6 +462,7 @@ impl Store {
                         id: &save.id,
                         previous,
                         leaf,
+                        history,
                         record: save.record,
                         body: Some(&save.req.body),
                     },
@@ -467,9 +503,10 @@ impl Store {
         for id in ids {
             let outcome = validate::document_id(db, &id).and_then(|()| {
                 let key = format::key(meta.id, id.as_bytes());
-                let previous = self.header(&pending, &key)?;
-                let rev = delete_rev(db, &id, previous.map(|h| h.leaf), expected.as_ref())?;
+                let previous = self.previous(&pending, &key)?;
+                let rev = delete_rev(db, &id, Previous::leaf(&previous), expected.as_ref())?;
                 let leaf = Leaf { rev, deleted: true };
+                let history = history_after_edit(Previous::path(&previous));
                 self.put_record(
                     &mut batch,
                     &mut pending,
@@ -480,6 +517,7 @@ impl Store {
                         id: &id,
                         previous,
                         leaf,
+                        history,
                         record: format::tombstone_record(),
                         body: None,
                     },
@@ -512,8 +550,8 @@ impl Store {
         for doc in docs {
             let outcome = (|| {
                 let key = format::key(meta.id, doc.id.as_bytes());
-                let previous = self.header(&pending, &key)?;
-                let outcome = revision_outcome(db, &doc, previous.map(|h| h.leaf))?;
+                let previous = self.previous(&pending, &key)?;
+                let outcome = revision_outcome(db, &doc, Previous::leaf(&previous))?;
                 if outcome != RevisionOutcome::Written {
                     return Ok(outcome);
                 }
@@ -521,6 +559,7 @@ impl Store {
                     rev: doc.rev,
                     deleted: doc.deleted,
                 };
+                let history = history_after_replication(&doc, Previous::path(&previous));
                 let record = if doc.deleted {
                     format::tombstone_record()
                 } else {
@@ -536,6 +575,7 @@ impl Store {
                         id: &doc.id,
                         previous,
                         leaf,
+                        history,
                         record,
                         body: Some(&doc.body),
                     },
@@ -563,6 +603,44 @@ impl Store {
             return Err(Error::doc_not_found(db, id, "deleted"));
         }
         stored_document(id, &header.leaf.rev, body)
+    }
+
+    /// Documents at exactly the wanted revisions, from one snapshot: see `read_revisions`.
+    fn read_revisions(
+        &self,
+        db: &str,
+        wanted: &[(String, Rev)],
+    ) -> Result<Vec<Result<RevisionedDoc>>> {
+        let meta = self.meta(db)?.ok_or_else(|| Error::db_not_found(db))?;
+        let snapshot = self.db.snapshot();
+        let mut results = Vec::with_capacity(wanted.len());
+        for (id, rev) in wanted {
+            let read = validate::document_id(db, id).and_then(|()| {
+                let value = snapshot
+                    .get(&self.docs, format::key(meta.id, id.as_bytes()))
+                    .map_err(|e| self.err("reading a document", e))?;
+                let Some(value) = value else {
+                    return Err(Error::doc_not_found(db, id, "missing"));
+                };
+                let (header, body, history) = format::decode_record_with_history(&value)?;
+                if header.leaf.rev != *rev {
+                    return Err(Error::doc_not_found(db, id, "missing"));
+                }
+                Ok(RevisionedDoc {
+                    id: id.clone(),
+                    rev: *rev,
+                    deleted: header.leaf.deleted,
+                    body: if header.leaf.deleted {
+                        Map::new()
+                    } else {
+                        parse_body(body)?
+                    },
+                    history: format::decode_history(rev, history),
+                })
+            });
+            results.push(read);
+        }
+        Ok(results)
     }
 
     fn list_page(&self, db: &str, after: Option<&str>, limit: usize) -> Result<Page> {
@@ -967,14 +1045,31 @@ impl DatabaseService for EmbeddedProvider {
             let Some(meta) = s.meta(&db)? else {
                 return Ok(vec![None; ids.len()]);
             };
-            let pending = Pending::default();
             ids.iter()
                 .map(|id| {
-                    let header = s.header(&pending, &format::key(meta.id, id.as_bytes()))?;
-                    Ok(header.map(|h| (h.leaf.rev, h.leaf.deleted)))
+                    let value = s
+                        .docs
+                        .get(format::key(meta.id, id.as_bytes()))
+                        .map_err(|e| s.err("reading a document", e))?;
+                    value
+                        .map(|v| {
+                            let (header, _) = format::decode_record(&v)?;
+                            Ok((header.leaf.rev, header.leaf.deleted))
+                        })
+                        .transpose()
                 })
                 .collect()
         })
         .await
+    }
+
+    async fn read_revisions(
+        &self,
+        db: &str,
+        wanted: &[(String, Rev)],
+    ) -> Result<Vec<Result<RevisionedDoc>>> {
+        validate::database_name(db)?;
+        let (db, wanted) = (db.to_owned(), wanted.to_vec());
+        self.run(move |s| s.read_revisions(&db, &wanted)).await
     }
 }
