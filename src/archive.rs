@@ -8,12 +8,14 @@
 //! ```text
 //! {"format":"docstore-backup","version":1,"source":"embedded","created_unix":1795315732}
 //! {"database":"agents"}
-//! {"id":"a1","rev":"2-…","deleted":false,"body":{…}}      one line per document, deletions too
+//! {"id":"a1","rev":"2-…","deleted":false,"body":{…},"history":["1-…"]}   one per document
 //! {"end":"agents","count":2,"hash":"…"}                    count and hash of that database's lines
 //! {"complete":true,"databases":1}
 //! ```
 //!
-//! The trailer hash is the order-independent sum of MD5 over (id, rev, deleted, canonical
+//! Every document line, deletions too, carries the revision's known ancestors, newest first
+//! (`history`, left out when empty), so a restore extends what the target has without
+//! branches. The trailer hash is the order-independent sum of MD5 over (id, rev, deleted, canonical
 //! body) of the database's documents. A stream that ends early (no trailer or no final line,
 //! or a cut zstd frame) is truncated; a line that is not what the format expects, a trailer
 //! whose count or hash disagrees, or a failed zstd checksum, is corrupt. Both are
@@ -75,7 +77,12 @@ fn record_hash(doc: &RevisionedDoc) -> u128 {
 }
 
 fn record_line(doc: &RevisionedDoc) -> Value {
-    json!({"id": doc.id, "rev": doc.rev.to_string(), "deleted": doc.deleted, "body": doc.body})
+    let mut line =
+        json!({"id": doc.id, "rev": doc.rev.to_string(), "deleted": doc.deleted, "body": doc.body});
+    if !doc.history.is_empty() {
+        line["history"] = doc.history.iter().map(|r| r.to_string()).collect();
+    }
+    line
 }
 
 /// Streams `databases` (all of the source's if `None`) into a new archive at `path`.
@@ -217,12 +224,21 @@ impl Reader {
                 Value::Object(map) => map.clone(),
                 _ => return Err(self.fail("a document line without a body object")),
             };
+            let history = match &value["history"] {
+                Value::Null => Vec::new(),
+                Value::Array(revs) => revs
+                    .iter()
+                    .map(|r| r.as_str().and_then(|r| r.parse().ok()))
+                    .collect::<Option<Vec<Rev>>>()
+                    .ok_or_else(|| self.fail("a document line with an invalid history"))?,
+                _ => return Err(self.fail("a document line with an invalid history")),
+            };
             Item::Doc(RevisionedDoc {
                 id: id.to_owned(),
                 rev,
                 deleted: value["deleted"] == json!(true),
                 body,
-                history: Vec::new(),
+                history,
             })
         } else if let Some(db) = value.get("end").and_then(Value::as_str) {
             Item::End {

@@ -2,15 +2,19 @@
 //! resumable, verified.
 //!
 //! Per database, the source's change feed is read in batches (bounded memory, whatever the
-//! database size); each batch costs one `changes` page and one `get_many` on the source, one
-//! `current_revisions` and at most one `put_revisions` on the target. Documents keep their ids,
-//! bodies and revisions; deletions are carried as tombstones. What the target already has at
-//! the same revision is skipped, so a second run writes nothing.
+//! database size); each batch costs one `changes` page and one `read_revisions` on the
+//! source, one `current_revisions` and at most one `put_revisions_over` (the write, judged on
+//! the winners just read) on the target. Documents
+//! keep their ids, bodies, revisions and revision histories (up to CouchDB's `revs_limit`);
+//! deletions are carried as tombstones. What the target already has at the same revision is
+//! skipped, so a second run writes nothing.
 //!
-//! A document whose target revision differs is classified by generation: a source revision of
-//! higher generation is an update (the target's revision is given as its ancestor, which
-//! CouchDB links when it is exactly one generation older); otherwise it is a conflict,
-//! handled by [`ConflictPolicy`].
+//! A document whose target revision differs is an update when the target's revision is an
+//! ancestor of the source's (in the history the source gave), so the target extends it as
+//! CouchDB's replicator would, however many edits lie between; otherwise it is a conflict,
+//! handled by [`ConflictPolicy`]. (A source that gives no history, such as an archive written
+//! before histories were kept, is judged by generation: higher is an update, with the
+//! target's revision given as its parent.)
 //!
 //! After each batch a checkpoint (`_local/docstore-migration`: the source's change-feed token)
 //! is stored in the target database. A run that stopped (killed, interrupted, failed) resumes
@@ -21,13 +25,6 @@
 //! (id, revision, canonical body) of the live documents on both sides, and the ids that
 //! differ, found by walking both sides in id order.
 //!
-//! Known limit: revision histories are not read from the source (memory and embedded keep
-//! none), so a document edited more than once between two runs into CouchDB reaches it as a
-//! separate branch: the newer live revision still wins, but a deletion across such a gap loses
-//! to the older live branch on CouchDB. The run reports such a document as failed, and
-//! verification lists it.
-
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
@@ -380,8 +377,9 @@ pub(crate) struct SourceBatch {
     pub pending: u64,
 }
 
-/// Reads the next page of `db`'s change feed after `since` and the bodies of its live
-/// documents (one `changes` and one `get_many`); `None` at the end of the feed.
+/// Reads the next page of `db`'s change feed after `since` and each changed document at its
+/// revision with its history (one `changes` and one `read_revisions`); `None` at the end of
+/// the feed.
 pub(crate) async fn read_batch(
     source: &dyn DatabaseService,
     db: &str,
@@ -392,46 +390,15 @@ pub(crate) async fn read_batch(
     if page.results.is_empty() {
         return Ok(None);
     }
-    let live: Vec<String> = page
-        .results
-        .iter()
-        .filter(|c| !c.deleted)
-        .map(|c| c.id.clone())
-        .collect();
-    let mut bodies: HashMap<String, Document> = HashMap::with_capacity(live.len());
-    for (id, doc) in live.iter().zip(source.get_many(db, &live).await?) {
-        match doc {
-            Ok(doc) => {
-                bodies.insert(id.clone(), doc);
-            }
-            // Deleted since the feed was read: a later change carries it.
+    let wanted: Vec<(String, Rev)> = page.results.iter().map(|c| (c.id.clone(), c.rev)).collect();
+    let mut docs = Vec::with_capacity(wanted.len());
+    for read in source.read_revisions(db, &wanted).await? {
+        match read {
+            Ok(doc) => docs.push(doc),
+            // Changed again since the feed was read: a later change carries it.
             Err(e) if e.is_not_found() => {}
             Err(e) => return Err(e),
         }
-    }
-    let mut docs = Vec::with_capacity(page.results.len());
-    for change in &page.results {
-        let body = if change.deleted {
-            Map::new()
-        } else {
-            match bodies.remove(&change.id) {
-                // The body read may be newer than the change: a later change carries it.
-                Some(doc) if doc.rev() == Some(change.rev.to_string().as_str()) => {
-                    let mut body = doc.into_map();
-                    body.shift_remove("_id");
-                    body.shift_remove("_rev");
-                    body
-                }
-                _ => continue,
-            }
-        };
-        docs.push(RevisionedDoc {
-            id: change.id.clone(),
-            rev: change.rev,
-            deleted: change.deleted,
-            body,
-            history: Vec::new(),
-        });
     }
     Ok(Some(SourceBatch {
         docs,
@@ -454,6 +421,7 @@ pub(crate) async fn apply_batch(
     let ids: Vec<String> = docs.iter().map(|d| d.id.clone()).collect();
     let current = target.current_revisions(db, &ids).await?;
     let mut writes = Vec::new();
+    let mut over = Vec::new();
     let mut new_edits = Vec::new();
     for (mut doc, current) in docs.into_iter().zip(current) {
         match current {
@@ -461,15 +429,22 @@ pub(crate) async fn apply_batch(
                 report.created += 1;
                 report.deleted += u64::from(doc.deleted);
                 writes.push(doc);
+                over.push(current);
             }
             Some((rev, _)) if rev == doc.rev => report.unchanged += 1,
-            Some((rev, _)) if rev.generation() < doc.rev.generation() => {
-                // A newer source revision updates the target's: its revision is given as
-                // the ancestor (CouchDB links it when it is exactly one generation older).
-                doc.history = vec![rev];
+            Some((rev, _))
+                if doc.linked_history().contains(&rev)
+                    || (doc.history.is_empty() && rev.generation() < doc.rev.generation()) =>
+            {
+                // The source's revision descends from the target's. Without a history the
+                // target's revision is given as its parent (linked when one generation older).
+                if doc.history.is_empty() {
+                    doc.history = vec![rev];
+                }
                 report.updated += 1;
                 report.deleted += u64::from(doc.deleted);
                 writes.push(doc);
+                over.push(current);
             }
             Some((rev, deleted)) => {
                 report.conflicts += 1;
@@ -489,7 +464,8 @@ pub(crate) async fn apply_batch(
         return Ok(());
     }
     let ids: Vec<String> = writes.iter().map(|d| d.id.clone()).collect();
-    let outcomes = target.put_revisions(db, writes).await?;
+    // The winners were just read: the target need not look them up again.
+    let outcomes = target.put_revisions_over(db, writes, over).await?;
     for (id, outcome) in ids.into_iter().zip(outcomes) {
         match outcome {
             Err(e) => report.failed.push((id, e.to_string())),
