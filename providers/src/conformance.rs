@@ -754,6 +754,34 @@ pub async fn changes_include_deletions(svc: &Service) {
     let after_ids: Vec<&str> = after.results.iter().map(|c| c.id.as_str()).collect();
     assert_eq!(after_ids, ["c"]);
     drop_db(svc, &db).await;
+
+    // `pending` counts down page by page, and stays exact when a write lands between two
+    // pages (the written document moves to the end of the feed).
+    let feed = unique_db("changes-pending");
+    let docs: Vec<Document> = (0..10)
+        .map(|i| doc(json!({"_id": format!("p{i}")})))
+        .collect();
+    for r in svc.save_many(&feed, docs).await.unwrap() {
+        r.unwrap();
+    }
+    let (mut since, mut pendings) = (None, Vec::new());
+    loop {
+        let page = svc.changes(&feed, since.as_deref(), 3).await.unwrap();
+        pendings.push(page.pending);
+        since = Some(page.last_seq);
+        if page.pending == 0 {
+            break;
+        }
+    }
+    assert_eq!(pendings, [7, 4, 1, 0]);
+    let first = svc.changes(&feed, None, 3).await.unwrap();
+    assert_eq!(first.pending, 7);
+    svc.save(&feed, "p0", doc(json!({"v": 2}))).await.unwrap();
+    let next = svc.changes(&feed, Some(&first.last_seq), 3).await.unwrap();
+    let ids: Vec<&str> = next.results.iter().map(|c| c.id.as_str()).collect();
+    assert_eq!(ids, ["p3", "p4", "p5"]);
+    assert_eq!(next.pending, 5, "p6 to p9, then p0 again");
+    drop_db(svc, &feed).await;
 }
 
 /// `_local` documents store and replace bodies but never appear in listings, changes or counts.

@@ -15,6 +15,7 @@ mod document;
 #[cfg(feature = "embedded")]
 pub mod embedded;
 mod error;
+mod feed;
 pub mod mango;
 pub mod memory;
 mod query;

@@ -19,6 +19,7 @@ use dashmap::DashMap;
 use parking_lot::RwLock;
 use serde_json::{Map, Value};
 
+use crate::feed::PendingCounts;
 use crate::query::{self, Candidate};
 use crate::write::{
     Leaf, SaveRequest, count_transition, delete_rev, history_after_edit, history_after_replication,
@@ -48,6 +49,8 @@ struct MemoryDb {
     seq: u64,
     live: u64,
     deleted: u64,
+    /// The last changes page's `pending` (see `feed`).
+    pending_counts: PendingCounts<()>,
 }
 
 #[derive(Debug)]
@@ -318,13 +321,23 @@ impl DatabaseService for MemoryProvider {
                 })
             })
             .collect();
-        let pending = after.count() as u64;
-        let last_seq = results
+        let known = state.pending_counts.known(&(), since, state.seq);
+        let counted = if known.is_some() {
+            0
+        } else {
+            after.count() as u64
+        };
+        let last = results
             .last()
-            .map_or_else(|| since.max(state.seq).to_string(), |c| c.seq.clone());
+            .and_then(|c| c.seq.parse().ok())
+            .unwrap_or_else(|| since.max(state.seq));
+        let pending =
+            state
+                .pending_counts
+                .page((), known, counted, (results.len(), limit), last, state.seq);
         Ok(ChangesPage {
             results,
-            last_seq,
+            last_seq: last.to_string(),
             pending,
         })
     }

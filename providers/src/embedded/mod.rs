@@ -53,6 +53,7 @@ use serde_json::{Map, Value};
 
 use self::format::{DbMeta, NEXT_ID_KEY, PURGE_PREFIX, RecordHeader};
 use self::index::{IndexCache, IndexedWrite, NewVersion};
+use crate::feed::PendingCounts;
 use crate::write::{
     Leaf, SaveRequest, count_transition, delete_rev, history_after_edit, history_after_replication,
     local_body, only, revision_outcome,
@@ -127,6 +128,8 @@ struct Store {
     /// Secondary index definitions and entries (layout in the `index` module).
     indexes: Keyspace,
     index_cache: IndexCache,
+    /// The last changes page's `pending` per database id (see `feed`).
+    pending_counts: PendingCounts<u64>,
 }
 
 /// One new leaf for [`Store::put_record`]: the record (header still to fill in), the leaf's
@@ -274,6 +277,7 @@ impl Store {
             local: ks("local")?,
             indexes: ks("indexes")?,
             index_cache: IndexCache::default(),
+            pending_counts: PendingCounts::default(),
             persist: match config.durability {
                 Durability::Sync => PersistMode::SyncAll,
                 Durability::Buffered => PersistMode::Buffer,
@@ -688,15 +692,25 @@ impl Store {
     }
 
     fn changes(&self, db: &str, since: u64, limit: usize) -> Result<ChangesPage> {
-        let meta = self.meta(db)?.ok_or_else(|| Error::db_not_found(db))?;
+        // Metadata and feed from one snapshot, so the update seq names exactly what is read.
+        let snapshot = self.db.snapshot();
+        let meta = snapshot
+            .get(&self.databases, db)
+            .map_err(|e| self.err("reading database metadata", e))?
+            .map(|v| DbMeta::decode(&v))
+            .transpose()?
+            .ok_or_else(|| Error::db_not_found(db))?;
+        let known = self.pending_counts.known(&meta.id, since, meta.seq);
         let start = format::key(meta.id, &(since.saturating_add(1)).to_be_bytes());
         let end = format::end_of(meta.id);
-        let snapshot = self.db.snapshot();
         let mut results = Vec::with_capacity(limit.min(1024));
-        let mut pending = 0u64;
+        let mut counted = 0u64;
         for item in snapshot.range(&self.changes, start.as_slice()..end.as_slice()) {
             if results.len() == limit {
-                pending += 1;
+                if known.is_some() {
+                    break;
+                }
+                counted += 1;
                 continue;
             }
             let (key, value) = item
@@ -710,12 +724,21 @@ impl Store {
                 deleted: leaf.deleted,
             });
         }
-        let last_seq = results
+        let last = results
             .last()
-            .map_or_else(|| since.max(meta.seq).to_string(), |c| c.seq.clone());
+            .and_then(|c| c.seq.parse().ok())
+            .unwrap_or_else(|| since.max(meta.seq));
+        let pending = self.pending_counts.page(
+            meta.id,
+            known,
+            counted,
+            (results.len(), limit),
+            last,
+            meta.seq,
+        );
         Ok(ChangesPage {
             results,
-            last_seq,
+            last_seq: last.to_string(),
             pending,
         })
     }
@@ -738,6 +761,7 @@ impl Store {
         let start = format::key(db_id, b"");
         let end = format::end_of(db_id);
         self.index_cache.write().remove(&db_id);
+        self.pending_counts.forget(&db_id);
         for ks in [&self.docs, &self.changes, &self.local, &self.indexes] {
             loop {
                 let keys = ks
