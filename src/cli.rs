@@ -89,6 +89,9 @@ enum Command {
         /// report (default), source-wins or target-wins.
         #[arg(long, default_value = "report")]
         on_conflict: String,
+        /// Skip the verification that ends each database's copy (faster; not verified).
+        #[arg(long)]
+        no_verify: bool,
     },
     /// Write a backup archive (zstd-compressed JSON lines) of every database (or --db ones).
     Backup {
@@ -152,12 +155,14 @@ pub async fn run(cli: Cli) -> Result<()> {
             incremental,
             dry_run,
             on_conflict,
+            no_verify,
         } => {
             let options = MigrateOptions {
                 databases: (!db.is_empty()).then_some(db),
                 batch_size: batch,
                 incremental,
                 dry_run,
+                verify: !no_verify,
                 on_conflict: on_conflict.parse()?,
                 ..MigrateOptions::default()
             };

@@ -106,6 +106,7 @@ fn print_summary(report: &MigrationReport) {
             }
             Some(v) => format!("NO: {}", describe(v)),
             None if report.dry_run => "-".into(),
+            None if report.unverified => "skipped (--no-verify)".into(),
             None => "not run".into(),
         };
         print_row(d, &verified);

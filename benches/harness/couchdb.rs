@@ -1,0 +1,312 @@
+//! The CouchDB provider next to a raw HTTP client sending the minimal requests for the same
+//! operations, against the same server in one run: the server the tests find
+//! (`COUCHDB_URL`, a `couchdb:3` container, or the npm stand-in). The raw client is plain
+//! reqwest with basic auth, serializing the same 1 KB documents and parsing the answers; it
+//! already knows every revision it needs (the provider has to learn them).
+
+use std::time::Instant;
+
+use docstore::serde_json::{self, Map, Value, json};
+use docstore::{CouchDbProvider, DatabaseService, Document, FindQuery};
+use docstore_providers::conformance::unique_db;
+use reqwest::Method;
+
+use crate::common::{Row, body, id, rate, selective_low};
+use crate::support;
+
+const SECTION: &str = "couchdb";
+const TARGET: f64 = 0.9;
+const SINGLE: usize = 300;
+const BATCH: usize = 1000;
+
+/// A minimal CouchDB client that counts its requests.
+pub struct Raw {
+    client: reqwest::Client,
+    url: String,
+    user: String,
+    password: String,
+    pub requests: u64,
+}
+
+impl Raw {
+    pub fn new(server: &support::CouchServer) -> Self {
+        Self {
+            client: reqwest::Client::builder()
+                .pool_max_idle_per_host(32)
+                .tcp_nodelay(true)
+                .build()
+                .expect("client"),
+            url: server.url.clone(),
+            user: server.user.clone(),
+            password: server.password.clone(),
+            requests: 0,
+        }
+    }
+
+    pub async fn send(&mut self, method: Method, path: &str, body: Option<Vec<u8>>) -> Value {
+        self.requests += 1;
+        let mut request = self
+            .client
+            .request(method, format!("{}/{path}", self.url))
+            .basic_auth(&self.user, Some(&self.password))
+            .header("accept", "application/json");
+        if let Some(body) = body {
+            request = request
+                .header("content-type", "application/json")
+                .body(body);
+        }
+        let response = request.send().await.expect("raw request");
+        let bytes = response.bytes().await.expect("raw body");
+        serde_json::from_slice(&bytes).expect("raw JSON")
+    }
+}
+
+/// Times `n` operations on each side and makes the row, with requests per operation.
+struct Measure {
+    start: Instant,
+    ours_before: u64,
+    raw_before: u64,
+}
+
+impl Measure {
+    fn start(ours: &CouchDbProvider, raw: &Raw) -> Self {
+        Self {
+            start: Instant::now(),
+            ours_before: ours.request_count(),
+            raw_before: raw.requests,
+        }
+    }
+}
+
+pub async fn run(docs: usize) -> Vec<Row> {
+    let server = tokio::task::spawn_blocking(support::couchdb)
+        .await
+        .expect("server");
+    println!("  couchdb: {:?} server at {}", server.kind, server.url);
+    let ours = CouchDbProvider::connect(server.config())
+        .await
+        .expect("connect");
+    let mut raw = Raw::new(server);
+    let (db_ours, db_raw) = (unique_db("bench-ours"), unique_db("bench-raw"));
+    ours.save(&db_ours, "warmup", Document::new())
+        .await
+        .expect("warm up");
+    raw.send(Method::PUT, &db_raw, None).await;
+    let mut rows = Vec::new();
+    let mut push =
+        |label: &str, n: usize, ours_side: (f64, u64), raw_side: (f64, u64), per: usize| {
+            rows.push(
+                Row::new(SECTION, label, ours_side.0, raw_side.0)
+                    .requests(
+                        ours_side.1 as f64 / per as f64,
+                        raw_side.1 as f64 / per as f64,
+                    )
+                    .unit(if n == per { "ops/s" } else { "docs/s" })
+                    .target(TARGET),
+            );
+        };
+    let finish =
+        |m: &Measure, n: usize, count: u64| (rate(n, m.start.elapsed()), count - m.ours_before);
+
+    // Single saves: new, then over them without _rev (the raw client kept the revisions).
+    let m = Measure::start(&ours, &raw);
+    for i in 0..SINGLE {
+        ours.save(&db_ours, &id(i), Document::from(body(i)))
+            .await
+            .expect("save");
+    }
+    let o = finish(&m, SINGLE, ours.request_count());
+    let m = Measure::start(&ours, &raw);
+    let mut revs = Vec::with_capacity(SINGLE);
+    for i in 0..SINGLE {
+        let bytes = serde_json::to_vec(&body(i)).expect("json");
+        let answer = raw
+            .send(Method::PUT, &format!("{db_raw}/{}", id(i)), Some(bytes))
+            .await;
+        revs.push(answer["rev"].as_str().expect("rev").to_owned());
+    }
+    let r = (rate(SINGLE, m.start.elapsed()), raw.requests - m.raw_before);
+    push("save (new)", SINGLE, o, r, SINGLE);
+
+    let m = Measure::start(&ours, &raw);
+    for i in 0..SINGLE {
+        ours.save(&db_ours, &id(i), Document::from(body(i + 1)))
+            .await
+            .expect("update");
+    }
+    let o = finish(&m, SINGLE, ours.request_count());
+    let m = Measure::start(&ours, &raw);
+    for (i, rev) in revs.iter().enumerate() {
+        let mut b = body(i + 1);
+        b.insert("_rev".into(), Value::String(rev.clone()));
+        let bytes = serde_json::to_vec(&b).expect("json");
+        raw.send(Method::PUT, &format!("{db_raw}/{}", id(i)), Some(bytes))
+            .await;
+    }
+    let r = (rate(SINGLE, m.start.elapsed()), raw.requests - m.raw_before);
+    push("save (update, no _rev)", SINGLE, o, r, SINGLE);
+
+    let m = Measure::start(&ours, &raw);
+    for i in 0..SINGLE {
+        std::hint::black_box(ours.get(&db_ours, &id(i)).await.expect("get"));
+    }
+    let o = finish(&m, SINGLE, ours.request_count());
+    let m = Measure::start(&ours, &raw);
+    for i in 0..SINGLE {
+        std::hint::black_box(
+            raw.send(Method::GET, &format!("{db_raw}/{}", id(i)), None)
+                .await,
+        );
+    }
+    let r = (rate(SINGLE, m.start.elapsed()), raw.requests - m.raw_before);
+    push("get", SINGLE, o, r, SINGLE);
+
+    // save_many of 1,000 new documents per batch, into fresh databases.
+    let (bulk_ours, bulk_raw) = (unique_db("bench-bulk-ours"), unique_db("bench-bulk-raw"));
+    ours.save(&bulk_ours, "warmup", Document::new())
+        .await
+        .expect("warm up");
+    raw.send(Method::PUT, &bulk_raw, None).await;
+    raw.send(
+        Method::PUT,
+        &format!("{bulk_raw}/warmup"),
+        Some(b"{}".to_vec()),
+    )
+    .await;
+    let batches = docs.div_ceil(BATCH);
+    let make = |b: usize| -> Vec<Map<String, Value>> {
+        (b * BATCH..((b + 1) * BATCH).min(docs))
+            .map(|i| {
+                let mut m = Map::new();
+                m.insert("_id".into(), Value::String(format!("b{}", id(i))));
+                m.extend(body(i));
+                m
+            })
+            .collect()
+    };
+    let ours_batches: Vec<Vec<Document>> = (0..batches)
+        .map(|b| make(b).into_iter().map(Document::from).collect())
+        .collect();
+    let raw_batches: Vec<Vec<Map<String, Value>>> = (0..batches).map(make).collect();
+    let m = Measure::start(&ours, &raw);
+    for batch in ours_batches {
+        for r in ours.save_many(&bulk_ours, batch).await.expect("save_many") {
+            r.expect("bulk doc");
+        }
+    }
+    let o = finish(&m, docs, ours.request_count());
+    let m = Measure::start(&ours, &raw);
+    for batch in raw_batches {
+        let bytes = serde_json::to_vec(&json!({ "docs": batch })).expect("json");
+        let answer = raw
+            .send(Method::POST, &format!("{bulk_raw}/_bulk_docs"), Some(bytes))
+            .await;
+        assert!(answer.as_array().is_some_and(|a| !a.is_empty()));
+    }
+    let r = (rate(docs, m.start.elapsed()), raw.requests - m.raw_before);
+    push("save_many (1,000 per batch)", docs, o, r, batches);
+
+    // Full listing in pages of 1,000 with bodies.
+    let m = Measure::start(&ours, &raw);
+    let listed = ours.list_all(&bulk_ours).await.expect("list");
+    assert_eq!(listed.len(), docs + 1);
+    let o = finish(&m, docs, ours.request_count());
+    let m = Measure::start(&ours, &raw);
+    let (mut seen, mut start_key) = (0usize, None::<String>);
+    loop {
+        let mut path = format!("{bulk_raw}/_all_docs?include_docs=true&limit=1001");
+        if let Some(key) = &start_key {
+            path.push_str(&format!(
+                "&startkey={}",
+                urlencode(&Value::String(key.clone()).to_string())
+            ));
+        }
+        let page = raw.send(Method::GET, &path, None).await;
+        let rows = page["rows"].as_array().expect("rows");
+        let take = rows.len().min(1000);
+        seen += take;
+        if rows.len() <= 1000 {
+            break;
+        }
+        start_key = rows[1000]["id"].as_str().map(str::to_owned);
+    }
+    assert_eq!(seen, docs + 1);
+    let r = (rate(docs, m.start.elapsed()), raw.requests - m.raw_before);
+    push("full listing", docs, o, r, docs.div_ceil(1000));
+
+    // A query matching 100 documents, without and with an index; the raw client sends the
+    // same _find body.
+    const QUERIES: usize = 30;
+    for (label, index) in [
+        ("find 100, no index", false),
+        ("find 100, index on count", true),
+    ] {
+        if index {
+            ours.ensure_index(&bulk_ours, &["count"], "by-count")
+                .await
+                .expect("index");
+            let body = json!({"index": {"fields": ["count"]}, "ddoc": "by-count", "name": "by-count", "type": "json"});
+            raw.send(
+                Method::POST,
+                &format!("{bulk_raw}/_index"),
+                Some(serde_json::to_vec(&body).expect("json")),
+            )
+            .await;
+        }
+        let selector = |i: usize| {
+            let low = selective_low(i, docs);
+            json!({"count": {"$gte": low, "$lt": low + 100}})
+        };
+        let m = Measure::start(&ours, &raw);
+        for i in 0..QUERIES {
+            let q = FindQuery::new(selector(i)).expect("query");
+            assert_eq!(
+                ours.find(&bulk_ours, &q).await.expect("find").len(),
+                100.min(docs)
+            );
+        }
+        let o = finish(&m, QUERIES, ours.request_count());
+        let m = Measure::start(&ours, &raw);
+        for i in 0..QUERIES {
+            let body = json!({"selector": selector(i), "limit": 1000});
+            let answer = raw
+                .send(
+                    Method::POST,
+                    &format!("{bulk_raw}/_find"),
+                    Some(serde_json::to_vec(&body).expect("json")),
+                )
+                .await;
+            assert_eq!(answer["docs"].as_array().map(Vec::len), Some(100.min(docs)));
+        }
+        let r = (
+            rate(QUERIES, m.start.elapsed()),
+            raw.requests - m.raw_before,
+        );
+        rows.push(
+            Row::new(SECTION, label, o.0, r.0)
+                .unit("queries/s")
+                .requests(o.1 as f64 / QUERIES as f64, r.1 as f64 / QUERIES as f64)
+                .target(TARGET),
+        );
+    }
+
+    for db in [&db_ours, &bulk_ours] {
+        ours.delete_database(db).await.expect("cleanup");
+    }
+    for db in [&db_raw, &bulk_raw] {
+        raw.send(Method::DELETE, db, None).await;
+    }
+    rows
+}
+
+/// Percent-encodes a query parameter value.
+pub fn urlencode(text: &str) -> String {
+    text.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                (b as char).to_string()
+            }
+            other => format!("%{other:02X}"),
+        })
+        .collect()
+}

@@ -1,0 +1,362 @@
+//! The embedded provider next to raw fjall 3 with the same engine settings, the same atomic
+//! write batches and durability (`SyncAll` per commit) and the same JSON encoding
+//! (serde_json on writes, parsed on reads). Raw fjall does none of docstore's work: no
+//! revision check or hashing, change feed, counters, index upkeep or validation.
+//!
+//! Also the single-save latency with 1 and 8 concurrent writers on both.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use docstore::serde_json::{self, Map, Value, json};
+use docstore::{DatabaseService, Document, EmbeddedConfig, EmbeddedProvider, FindQuery};
+use fjall::{Database, Keyspace, KeyspaceCreateOptions, PersistMode};
+
+use crate::common::{Row, body, id, rate, selective_low};
+
+const SECTION: &str = "embedded";
+const SINGLE_SAVES: usize = 500;
+const BATCH: usize = 1000;
+
+/// Raw fjall with the provider's engine settings.
+pub fn raw_store(dir: &std::path::Path, config: &EmbeddedConfig) -> (Database, Keyspace) {
+    let db = Database::builder(dir)
+        .cache_size(config.cache_bytes)
+        .worker_threads(config.worker_threads)
+        .open()
+        .expect("open raw fjall");
+    let ks = db
+        .keyspace("docs", KeyspaceCreateOptions::default)
+        .expect("raw keyspace");
+    (db, ks)
+}
+
+/// One durable raw commit of `key` → `bytes`, on the blocking pool as the provider's are.
+async fn raw_put(db: &Database, ks: &Keyspace, key: String, bytes: Vec<u8>, read_first: bool) {
+    let (db, ks) = (db.clone(), ks.clone());
+    tokio::task::spawn_blocking(move || {
+        if read_first {
+            // The raw equivalent of "fetch the current version, write on top of it".
+            let _current = ks.get(&key)?;
+        }
+        let mut batch = db.batch().durability(Some(PersistMode::SyncAll));
+        batch.insert(&ks, key, bytes);
+        batch.commit()
+    })
+    .await
+    .expect("join")
+    .expect("raw commit");
+}
+
+pub async fn run(docs: usize) -> Vec<Row> {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let config = EmbeddedConfig::new(dir.path().join("ours"));
+    let ours = EmbeddedProvider::open(config.clone()).await.expect("open");
+    let (raw, raw_docs) = raw_store(&dir.path().join("raw"), &config);
+    let bodies: Vec<Map<String, Value>> = (0..docs).map(body).collect();
+    let mut rows = Vec::new();
+
+    // Single durable saves: new documents, then over them without _rev.
+    for (label, update) in [
+        ("save (new, durable)", false),
+        ("save (update, no _rev)", true),
+    ] {
+        let start = Instant::now();
+        for (i, b) in bodies.iter().take(SINGLE_SAVES).enumerate() {
+            ours.save("single", &id(i), Document::from(b.clone()))
+                .await
+                .expect("save");
+        }
+        let ours_rate = rate(SINGLE_SAVES, start.elapsed());
+        let start = Instant::now();
+        for (i, b) in bodies.iter().take(SINGLE_SAVES).enumerate() {
+            let bytes = serde_json::to_vec(b).expect("json");
+            raw_put(&raw, &raw_docs, format!("single/{}", id(i)), bytes, update).await;
+        }
+        rows.push(
+            Row::new(
+                SECTION,
+                label,
+                ours_rate,
+                rate(SINGLE_SAVES, start.elapsed()),
+            )
+            .target(0.8),
+        );
+    }
+
+    // save_many in batches of 1,000: the app's documents exist before the save, so building
+    // them is not timed; serializing them is, on both sides.
+    let batches: Vec<Vec<Document>> = bodies
+        .chunks(BATCH)
+        .enumerate()
+        .map(|(n, chunk)| {
+            chunk
+                .iter()
+                .enumerate()
+                .map(|(k, b)| {
+                    let mut d = Document::new();
+                    d.insert("_id", id(n * BATCH + k));
+                    d.as_map_mut().extend(b.clone());
+                    d
+                })
+                .collect()
+        })
+        .collect();
+    let start = Instant::now();
+    for batch in batches {
+        for r in ours.save_many("bulk", batch).await.expect("save_many") {
+            r.expect("bulk doc");
+        }
+    }
+    let ours_rate = rate(docs, start.elapsed());
+    let start = Instant::now();
+    for (n, chunk) in bodies.chunks(BATCH).enumerate() {
+        let encoded: Vec<(String, Vec<u8>)> = chunk
+            .iter()
+            .enumerate()
+            .map(|(k, b)| {
+                (
+                    format!("bulk/{}", id(n * BATCH + k)),
+                    serde_json::to_vec(b).expect("json"),
+                )
+            })
+            .collect();
+        let (db, ks) = (raw.clone(), raw_docs.clone());
+        tokio::task::spawn_blocking(move || {
+            let mut batch = db.batch().durability(Some(PersistMode::SyncAll));
+            for (key, bytes) in encoded {
+                batch.insert(&ks, key, bytes);
+            }
+            batch.commit()
+        })
+        .await
+        .expect("join")
+        .expect("raw commit");
+    }
+    rows.push(
+        Row::new(
+            SECTION,
+            "save_many (1,000 per batch)",
+            ours_rate,
+            rate(docs, start.elapsed()),
+        )
+        .unit("docs/s")
+        .target(0.7),
+    );
+
+    // Random point reads, parsed.
+    let order: Vec<usize> = {
+        let mut rng = fastrand::Rng::with_seed(7);
+        (0..docs).map(|_| rng.usize(0..docs)).collect()
+    };
+    let start = Instant::now();
+    for &i in &order {
+        std::hint::black_box(ours.get("bulk", &id(i)).await.expect("get"));
+    }
+    let ours_rate = rate(docs, start.elapsed());
+    let start = Instant::now();
+    for &i in &order {
+        let key = format!("bulk/{}", id(i));
+        let ks = raw_docs.clone();
+        let doc = tokio::task::spawn_blocking(move || {
+            let bytes = ks.get(key)?.expect("present");
+            Ok::<_, fjall::Error>(serde_json::from_slice::<Map<String, Value>>(&bytes))
+        })
+        .await
+        .expect("join")
+        .expect("raw get")
+        .expect("parse");
+        std::hint::black_box(doc);
+    }
+    rows.push(
+        Row::new(
+            SECTION,
+            "get (random, parsed)",
+            ours_rate,
+            rate(docs, start.elapsed()),
+        )
+        .target(0.7),
+    );
+
+    // Full listing, parsed: ours in pages of 1,000, raw in one scan.
+    let start = Instant::now();
+    let listed = ours.list_all("bulk").await.expect("list");
+    assert_eq!(listed.len(), docs);
+    drop(listed);
+    let ours_rate = rate(docs, start.elapsed());
+    let start = Instant::now();
+    let count = raw_scan(&raw_docs, |_| true).await;
+    assert_eq!(count, docs);
+    rows.push(
+        Row::new(
+            SECTION,
+            "full listing (parsed)",
+            ours_rate,
+            rate(docs, start.elapsed()),
+        )
+        .unit("docs/s")
+        .target(0.7),
+    );
+
+    // A query matching 100 documents, without and then with an index, next to raw fjall
+    // doing what a query without an index does: scan, parse and filter every document.
+    const SCANS: usize = 5;
+    const LOOKUPS: usize = 500;
+    let query = |i: usize| {
+        let low = selective_low(i, docs);
+        FindQuery::new(json!({"count": {"$gte": low, "$lt": low + 100}})).expect("query")
+    };
+    let start = Instant::now();
+    for i in 0..SCANS {
+        let low = selective_low(i, docs);
+        let found = raw_scan(&raw_docs, move |d| {
+            let count = d["count"].as_u64().unwrap_or(0) as usize;
+            (low..low + 100).contains(&count)
+        })
+        .await;
+        assert_eq!(found, 100.min(docs));
+    }
+    let raw_find = rate(SCANS, start.elapsed());
+    let start = Instant::now();
+    for i in 0..SCANS {
+        assert_eq!(
+            ours.find("bulk", &query(i)).await.expect("find").len(),
+            100.min(docs)
+        );
+    }
+    rows.push(
+        Row::new(
+            SECTION,
+            "find 100, no index",
+            rate(SCANS, start.elapsed()),
+            raw_find,
+        )
+        .unit("queries/s")
+        .target(0.7),
+    );
+    let start = Instant::now();
+    ours.ensure_index("bulk", &["count"], "by-count")
+        .await
+        .expect("index");
+    let build = start.elapsed();
+    let start = Instant::now();
+    for i in 0..LOOKUPS {
+        assert_eq!(
+            ours.find("bulk", &query(i)).await.expect("find").len(),
+            100.min(docs)
+        );
+    }
+    rows.push(
+        Row::new(
+            SECTION,
+            "find 100, index (raw: scan)",
+            rate(LOOKUPS, start.elapsed()),
+            raw_find,
+        )
+        .unit("queries/s"),
+    );
+    println!(
+        "  embedded: building the index over {docs} documents took {:.2} s",
+        build.as_secs_f64()
+    );
+    rows
+}
+
+/// Scans every raw `bulk/` document, parsing each; counts those `keep` accepts.
+async fn raw_scan(
+    ks: &Keyspace,
+    keep: impl Fn(&Map<String, Value>) -> bool + Send + 'static,
+) -> usize {
+    let ks = ks.clone();
+    tokio::task::spawn_blocking(move || {
+        let mut found = 0;
+        for item in ks.prefix("bulk/") {
+            let (_key, value) = item.into_inner().expect("item");
+            let doc: Map<String, Value> = serde_json::from_slice(&value).expect("parse");
+            found += usize::from(keep(&doc));
+        }
+        found
+    })
+    .await
+    .expect("join")
+}
+
+/// Single-save latency with `writers` concurrent writers, ours and raw.
+#[derive(Debug, Clone)]
+pub struct Latency {
+    pub writers: usize,
+    /// (throughput saves/s, p50, p99) for ours, then raw.
+    pub ours: (f64, Duration, Duration),
+    pub raw: (f64, Duration, Duration),
+}
+
+/// Durable single saves of new documents by 1 and by 8 concurrent writers.
+pub async fn latency() -> Vec<Latency> {
+    const SAVES: usize = 2000;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let config = EmbeddedConfig::new(dir.path().join("ours"));
+    let ours = Arc::new(EmbeddedProvider::open(config.clone()).await.expect("open"));
+    let (raw, raw_docs) = raw_store(&dir.path().join("raw"), &config);
+    let mut out = Vec::new();
+    for writers in [1usize, 8] {
+        let per_writer = SAVES / writers;
+        let start = Instant::now();
+        let tasks: Vec<_> = (0..writers)
+            .map(|w| {
+                let ours = Arc::clone(&ours);
+                tokio::spawn(async move {
+                    let mut times = Vec::with_capacity(per_writer);
+                    for k in 0..per_writer {
+                        let i = w * per_writer + k;
+                        let t = Instant::now();
+                        ours.save(&format!("lat{writers}"), &id(i), Document::from(body(i)))
+                            .await
+                            .expect("save");
+                        times.push(t.elapsed());
+                    }
+                    times
+                })
+            })
+            .collect();
+        let ours_stats = stats(tasks, writers * per_writer, start).await;
+        let start = Instant::now();
+        let tasks: Vec<_> = (0..writers)
+            .map(|w| {
+                let (raw, ks) = (raw.clone(), raw_docs.clone());
+                tokio::spawn(async move {
+                    let mut times = Vec::with_capacity(per_writer);
+                    for k in 0..per_writer {
+                        let i = w * per_writer + k;
+                        let t = Instant::now();
+                        let bytes = serde_json::to_vec(&body(i)).expect("json");
+                        raw_put(&raw, &ks, format!("lat{writers}/{}", id(i)), bytes, false).await;
+                        times.push(t.elapsed());
+                    }
+                    times
+                })
+            })
+            .collect();
+        let raw_stats = stats(tasks, writers * per_writer, start).await;
+        out.push(Latency {
+            writers,
+            ours: ours_stats,
+            raw: raw_stats,
+        });
+    }
+    out
+}
+
+async fn stats(
+    tasks: Vec<tokio::task::JoinHandle<Vec<Duration>>>,
+    n: usize,
+    start: Instant,
+) -> (f64, Duration, Duration) {
+    let mut all = Vec::with_capacity(n);
+    for t in tasks {
+        all.extend(t.await.expect("writer"));
+    }
+    let throughput = rate(n, start.elapsed());
+    all.sort();
+    let at = |q: f64| all[((all.len() as f64 * q) as usize).min(all.len() - 1)];
+    (throughput, at(0.50), at(0.99))
+}

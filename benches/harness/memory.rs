@@ -1,0 +1,222 @@
+//! The memory provider next to a raw `DashMap<String, serde_json::Value>` doing the same
+//! work: store each document's JSON value, hand out copies on reads, list in id order, and
+//! filter every document for a query. The raw map does none of docstore's work: no revision
+//! ids (an MD5 over CouchDB's term encoding of the body), no change feed, no counters, no
+//! validation.
+
+use std::time::Instant;
+
+use dashmap::DashMap;
+use docstore::serde_json::{Map, Value, json};
+use docstore::{DatabaseService, Document, FindQuery, MemoryProvider};
+
+use crate::common::{Row, body, id, rate, selective_low};
+
+const SECTION: &str = "memory";
+const TARGET: f64 = 0.5;
+
+pub async fn run(docs: usize) -> Vec<Row> {
+    let ours = MemoryProvider::new();
+    let raw: DashMap<String, Value> = DashMap::new();
+    let bodies: Vec<Map<String, Value>> = (0..docs).map(body).collect();
+    let mut rows = Vec::new();
+
+    // Single saves of new documents; the app's document is built (cloned) on both sides.
+    let start = Instant::now();
+    for (i, b) in bodies.iter().enumerate() {
+        ours.save("single", &id(i), Document::from(b.clone()))
+            .await
+            .expect("save");
+    }
+    let ours_rate = rate(docs, start.elapsed());
+    let start = Instant::now();
+    for (i, b) in bodies.iter().enumerate() {
+        raw.insert(format!("single/{}", id(i)), Value::Object(b.clone()));
+    }
+    rows.push(
+        Row::new(
+            SECTION,
+            "save (new)",
+            ours_rate,
+            rate(docs, start.elapsed()),
+        )
+        .target(TARGET),
+    );
+
+    // Saves over existing documents, without _rev.
+    let start = Instant::now();
+    for (i, b) in bodies.iter().enumerate() {
+        ours.save("single", &id(i), Document::from(b.clone()))
+            .await
+            .expect("update");
+    }
+    let ours_rate = rate(docs, start.elapsed());
+    let start = Instant::now();
+    for (i, b) in bodies.iter().enumerate() {
+        let key = format!("single/{}", id(i));
+        let mut entry = raw.get_mut(&key).expect("present");
+        *entry = Value::Object(b.clone());
+    }
+    rows.push(
+        Row::new(
+            SECTION,
+            "save (update, no _rev)",
+            ours_rate,
+            rate(docs, start.elapsed()),
+        )
+        .target(TARGET),
+    );
+
+    // Random reads, each a copy of the document.
+    let order: Vec<usize> = {
+        let mut rng = fastrand::Rng::with_seed(7);
+        (0..docs).map(|_| rng.usize(0..docs)).collect()
+    };
+    let start = Instant::now();
+    for &i in &order {
+        std::hint::black_box(ours.get("single", &id(i)).await.expect("get"));
+    }
+    let ours_rate = rate(docs, start.elapsed());
+    let start = Instant::now();
+    for &i in &order {
+        let key = format!("single/{}", id(i));
+        std::hint::black_box(raw.get(&key).expect("present").value().clone());
+    }
+    rows.push(
+        Row::new(
+            SECTION,
+            "get (random)",
+            ours_rate,
+            rate(docs, start.elapsed()),
+        )
+        .target(TARGET),
+    );
+
+    // save_many of 1,000 (batches built before timing on both sides).
+    let batches: Vec<Vec<Document>> = (0..docs)
+        .collect::<Vec<_>>()
+        .chunks(1000)
+        .map(|chunk| {
+            chunk
+                .iter()
+                .map(|&i| {
+                    let mut d = Document::new();
+                    d.insert("_id", id(i));
+                    d.as_map_mut().extend(bodies[i].clone());
+                    d
+                })
+                .collect()
+        })
+        .collect();
+    let raw_batches: Vec<Vec<(String, Value)>> = batches
+        .iter()
+        .map(|b| {
+            b.iter()
+                .map(|d| {
+                    (
+                        format!("bulk/{}", d.id().unwrap_or("")),
+                        Value::Object(d.as_map().clone()),
+                    )
+                })
+                .collect()
+        })
+        .collect();
+    let start = Instant::now();
+    for batch in batches {
+        for r in ours.save_many("bulk", batch).await.expect("save_many") {
+            r.expect("saved");
+        }
+    }
+    let ours_rate = rate(docs, start.elapsed());
+    let start = Instant::now();
+    for batch in raw_batches {
+        for (key, value) in batch {
+            raw.insert(key, value);
+        }
+    }
+    rows.push(
+        Row::new(
+            SECTION,
+            "save_many (1,000 per batch)",
+            ours_rate,
+            rate(docs, start.elapsed()),
+        )
+        .unit("docs/s")
+        .target(TARGET),
+    );
+
+    // Full listing in id order, each document a copy.
+    let start = Instant::now();
+    let listed = ours.list_all("bulk").await.expect("list");
+    assert_eq!(listed.len(), docs);
+    drop(listed);
+    let ours_rate = rate(docs, start.elapsed());
+    let start = Instant::now();
+    let mut listed: Vec<(String, Value)> = raw
+        .iter()
+        .filter(|e| e.key().starts_with("bulk/"))
+        .map(|e| (e.key().clone(), e.value().clone()))
+        .collect();
+    listed.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+    assert_eq!(listed.len(), docs);
+    drop(listed);
+    rows.push(
+        Row::new(
+            SECTION,
+            "full listing",
+            ours_rate,
+            rate(docs, start.elapsed()),
+        )
+        .unit("docs/s")
+        .target(TARGET),
+    );
+
+    // A query matching 100 documents, without and with an index definition (memory keeps
+    // definitions only, so both scan), next to the raw map filtering every document.
+    const QUERIES: usize = 20;
+    let query = |i: usize| {
+        let low = selective_low(i, docs);
+        FindQuery::new(json!({"count": {"$gte": low, "$lt": low + 100}})).expect("query")
+    };
+    let raw_find = || {
+        let start = Instant::now();
+        for i in 0..QUERIES {
+            let low = selective_low(i, docs);
+            let found: Vec<Value> = raw
+                .iter()
+                .filter(|e| e.key().starts_with("bulk/"))
+                .filter(|e| {
+                    let count = e.value()["count"].as_u64().unwrap_or(0) as usize;
+                    (low..low + 100).contains(&count)
+                })
+                .map(|e| e.value().clone())
+                .collect();
+            assert_eq!(found.len(), 100.min(docs));
+        }
+        rate(QUERIES, start.elapsed())
+    };
+    for (label, index) in [
+        ("find 100, no index", false),
+        ("find 100, index on count", true),
+    ] {
+        if index {
+            ours.ensure_index("bulk", &["count"], "by-count")
+                .await
+                .expect("index");
+        }
+        let start = Instant::now();
+        for i in 0..QUERIES {
+            assert_eq!(
+                ours.find("bulk", &query(i)).await.expect("find").len(),
+                100.min(docs)
+            );
+        }
+        let ours_rate = rate(QUERIES, start.elapsed());
+        rows.push(
+            Row::new(SECTION, label, ours_rate, raw_find())
+                .unit("queries/s")
+                .target(TARGET),
+        );
+    }
+    rows
+}
