@@ -333,14 +333,14 @@ async fn migrate_database(
         }
         _ => None,
     };
-    loop {
+    // Pipelined: while one batch is written to the target, the next is read from the
+    // source (one provider's work overlaps the other's). A prefetched batch is applied and
+    // checkpointed only after the one before it, so checkpoints stay in feed order.
+    let mut next = read_batch(source, db, since.as_deref(), options.batch_size).await?;
+    while let Some(batch) = next.take() {
         if cancelled(options) {
             return Ok(report);
         }
-        let Some(batch) = read_batch(source, db, since.as_deref(), options.batch_size).await?
-        else {
-            break;
-        };
         report.read += batch.read;
         let SourceBatch {
             docs,
@@ -348,7 +348,18 @@ async fn migrate_database(
             pending,
             ..
         } = batch;
-        apply_batch(target, db, docs, options, &mut report).await?;
+        let prefetch = async {
+            if pending == 0 {
+                Ok(None)
+            } else {
+                read_batch(source, db, Some(&last_seq), options.batch_size).await
+            }
+        };
+        let (applied, prefetched) = futures::join!(
+            apply_batch(target, db, docs, options, &mut report),
+            prefetch
+        );
+        applied?;
         if !options.dry_run {
             write_checkpoint(target, source, db, &last_seq, false).await?;
         }
@@ -360,9 +371,7 @@ async fn migrate_database(
                 pending,
             });
         }
-        if pending == 0 {
-            break;
-        }
+        next = prefetched?;
     }
     if !options.dry_run {
         let since = match since {

@@ -377,3 +377,31 @@ fn cli_round_trip_through_couchdb_verifies() {
         "{out}"
     );
 }
+
+/// `verify: false` copies the same and skips the verification, and the report says so.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unverified_runs_say_so() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let source = provider(Kind::Memory, dir.path(), "source").await;
+    let target = provider(Kind::Embedded, dir.path(), "target").await;
+    let dbs = vec![unique_db("unverified")];
+    corpus(&*source, &dbs).await;
+    let report = migrate(
+        &*source,
+        &*target,
+        &MigrateOptions {
+            verify: false,
+            ..options(&dbs)
+        },
+    )
+    .await
+    .expect("migrate");
+    assert!(report.unverified && report.is_success(), "{report:#?}");
+    assert!(report.databases[0].verification.is_none());
+    assert_eq!(report.databases[0].created, 151);
+    // What it copied verifies when asked.
+    let v = docstore::migrate::verify_database(&*source, &*target, &dbs[0])
+        .await
+        .expect("verify");
+    assert!(v.matches, "{v:#?}");
+}

@@ -269,20 +269,23 @@ pub async fn run(docs: usize) -> Vec<Row> {
     rows
 }
 
-/// Scans every raw `bulk/` document, parsing each; counts those `keep` accepts.
+/// Scans every raw `bulk/` document, parsing each; returns how many `keep` accepts, after
+/// holding them all in memory as a listing's caller does.
 async fn raw_scan(
     ks: &Keyspace,
     keep: impl Fn(&Map<String, Value>) -> bool + Send + 'static,
 ) -> usize {
     let ks = ks.clone();
     tokio::task::spawn_blocking(move || {
-        let mut found = 0;
+        let mut kept = Vec::new();
         for item in ks.prefix("bulk/") {
             let (_key, value) = item.into_inner().expect("item");
             let doc: Map<String, Value> = serde_json::from_slice(&value).expect("parse");
-            found += usize::from(keep(&doc));
+            if keep(&doc) {
+                kept.push(doc);
+            }
         }
-        found
+        kept.len()
     })
     .await
     .expect("join")

@@ -43,8 +43,22 @@ const SECTIONS: [&str; 6] = [
     "scaling",
 ];
 
-#[tokio::main(flavor = "multi_thread", worker_threads = 2)]
-async fn main() {
+fn main() {
+    // A measuring process (see `scaling::child`) does nothing else, so it stays small.
+    let raw_args: Vec<String> = std::env::args().collect();
+    if raw_args.get(1).map(String::as_str) == Some(scaling::MEASURE_ARG) {
+        let program = raw_args.get(2).expect("a program to measure");
+        scaling::measure_child(program, &raw_args[3..]);
+    }
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("tokio runtime")
+        .block_on(run());
+}
+
+async fn run() {
     // `cargo bench` passes `--bench`; `cargo test --benches` passes nothing to run.
     let args: Vec<String> = std::env::args()
         .skip(1)

@@ -20,31 +20,59 @@ pub struct Scale {
 }
 
 /// Runs `docstore` with `args` (and `env`), output discarded; its wall time and max RSS.
-// The child is reaped by `wait4` (which also gives its own rusage), not `Child::wait`.
-#[allow(clippy::zombie_processes)]
+///
+/// Linux charges a child the peak RSS of the process it was forked from (the harness, which
+/// holds gigabytes by now), so the harness starts a fresh copy of itself (`MEASURE_ARG`,
+/// small) which spawns `docstore`, reaps it with `wait4` and prints its time and max RSS.
 fn child(dir: &Path, args: &[String], env: &[(&str, String)]) -> (Duration, f64) {
-    let start = Instant::now();
-    let mut command = Command::new(env!("CARGO_BIN_EXE_docstore"));
+    let mut command = Command::new(std::env::current_exe().expect("the harness binary"));
     command
         .current_dir(dir)
+        .arg(MEASURE_ARG)
+        .arg(env!("CARGO_BIN_EXE_docstore"))
         .args(args)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null());
+        .stderr(Stdio::inherit());
     for (k, v) in env {
         command.env(k, v);
     }
-    let child = command.spawn().expect("docstore runs");
+    let output = command.output().expect("the measuring process runs");
+    assert!(output.status.success(), "docstore {args:?} failed");
+    let text = String::from_utf8_lossy(&output.stdout);
+    let mut fields = text
+        .split_whitespace()
+        .map(|f| f.parse::<f64>().unwrap_or(f64::NAN));
+    let (micros, kib) = (
+        fields.next().unwrap_or(f64::NAN),
+        fields.next().unwrap_or(f64::NAN),
+    );
+    (Duration::from_secs_f64(micros / 1e6), kib / 1024.0)
+}
+
+/// The argument that makes the harness a measuring process: `MEASURE_ARG program args…`.
+pub const MEASURE_ARG: &str = "__measure-child";
+
+/// The measuring process: runs `program args…` (output discarded), then prints
+/// "<microseconds> <max RSS KiB>" and exits with the child's success.
+// The child is reaped by `wait4` (which also gives its own rusage), not `Child::wait`.
+#[allow(clippy::zombie_processes)]
+pub fn measure_child(program: &str, args: &[String]) -> ! {
+    let start = Instant::now();
+    let child = Command::new(program)
+        .args(args)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("the program runs");
     let mut status = 0;
     // SAFETY: wait4 on our own child's pid, writing into a zeroed rusage we own.
     let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
     let pid = unsafe { libc::wait4(child.id() as libc::pid_t, &mut status, 0, &mut usage) };
     let elapsed = start.elapsed();
-    assert_eq!(pid, child.id() as libc::pid_t, "waited for the child");
-    assert!(
-        libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0,
-        "docstore {args:?} failed"
-    );
-    (elapsed, usage.ru_maxrss as f64 / 1024.0)
+    let ok = pid == child.id() as libc::pid_t
+        && libc::WIFEXITED(status)
+        && libc::WEXITSTATUS(status) == 0;
+    println!("{} {}", elapsed.as_micros(), usage.ru_maxrss);
+    std::process::exit(if ok { 0 } else { 1 });
 }
 
 pub async fn run(sizes: &[usize]) -> Vec<Scale> {
