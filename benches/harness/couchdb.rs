@@ -257,6 +257,16 @@ pub async fn run(docs: usize) -> Vec<Row> {
             let low = selective_low(i, docs);
             json!({"count": {"$gte": low, "$lt": low + 100}})
         };
+        // One untimed query per side first: the server builds an index on its first use.
+        let warm = FindQuery::new(selector(QUERIES)).expect("query");
+        ours.find(&bulk_ours, &warm).await.expect("warm-up");
+        let body = json!({"selector": selector(QUERIES), "limit": 1000});
+        raw.send(
+            Method::POST,
+            &format!("{bulk_raw}/_find"),
+            Some(serde_json::to_vec(&body).expect("json")),
+        )
+        .await;
         let m = Measure::start(&ours, &raw);
         for i in 0..QUERIES {
             let q = FindQuery::new(selector(i)).expect("query");

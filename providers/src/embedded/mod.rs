@@ -347,6 +347,11 @@ impl Store {
         if let Some(previous) = pending.records.get(key) {
             return Ok(Some(previous.clone()));
         }
+        self.stored(key)
+    }
+
+    /// The committed record of a document.
+    fn stored(&self, key: &[u8]) -> Result<Option<Previous>> {
         let Some(value) = self
             .docs
             .get(key)
@@ -443,10 +448,28 @@ impl Store {
         let defs = self.index_definitions(meta.id)?;
         let mut results = Vec::with_capacity(prepared.len());
         let mut wrote = false;
-        for item in prepared {
+        // The committed records, looked up on both cores (the lock keeps them current); a
+        // record this batch wrote itself is taken from `pending` instead.
+        let keys: Vec<Option<Vec<u8>>> = prepared
+            .iter()
+            .map(|p| {
+                p.as_ref()
+                    .ok()
+                    .map(|s| format::key(meta.id, s.id.as_bytes()))
+            })
+            .collect();
+        let stored = map_halves(keys, |key| match key {
+            Some(key) => Ok(Some((self.stored(&key)?, key))),
+            None => Ok(None),
+        });
+        for (item, stored) in prepared.into_iter().zip(stored) {
             let outcome = item.and_then(|save| {
-                let key = format::key(meta.id, save.id.as_bytes());
-                let previous = self.previous(&pending, &key)?;
+                let (stored, key) =
+                    stored?.ok_or_else(|| Error::storage("a lookup went missing"))?;
+                let previous = match pending.records.get(&key) {
+                    Some(p) => Some(p.clone()),
+                    None => stored,
+                };
                 let rev = match (&previous, save.new_doc_rev) {
                     (None, Some(rev)) => rev,
                     (previous, _) => save.req.next_rev(db, &save.id, Previous::leaf(previous))?,
@@ -1010,12 +1033,13 @@ impl DatabaseService for EmbeddedProvider {
 
     async fn save_many(&self, db: &str, docs: Vec<Document>) -> Result<Vec<Result<WriteResult>>> {
         validate::database_name(db)?;
-        let requests: Vec<Result<(String, SaveRequest)>> = docs
-            .into_iter()
-            .map(|doc| SaveRequest::for_bulk(db, doc))
-            .collect();
         let db = db.to_owned();
-        self.run(move |s| s.save_batch(&db, requests)).await
+        self.run(move |s| {
+            // Validation too runs on both cores.
+            let requests = map_halves(docs, |doc| SaveRequest::for_bulk(&db, doc));
+            s.save_batch(&db, requests)
+        })
+        .await
     }
 
     async fn delete_many(&self, db: &str, ids: &[String]) -> Result<Vec<Result<WriteResult>>> {
