@@ -15,7 +15,7 @@ use fjall::{Database, Keyspace, KeyspaceCreateOptions, PersistMode};
 use crate::common::{Row, body, id, rate, selective_low};
 
 const SECTION: &str = "embedded";
-const SINGLE_SAVES: usize = 500;
+const SINGLE_SAVES: usize = 2000;
 const BATCH: usize = 1000;
 
 /// Raw fjall with the provider's engine settings.

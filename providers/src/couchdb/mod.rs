@@ -218,6 +218,17 @@ fn document_from(value: Value) -> Option<(Document, Rev)> {
     let Value::Object(mut map) = value else {
         return None;
     };
+    // CouchDB sends `_id` and `_rev` first: then, with no other `_` field, the map is kept
+    // as it is (listings and bulk reads would otherwise copy every document).
+    let mut keys = map.keys();
+    if keys.next().map(String::as_str) == Some("_id")
+        && keys.next().map(String::as_str) == Some("_rev")
+        && !keys.any(|k| k.starts_with('_'))
+        && map["_id"].is_string()
+    {
+        let rev = rev_of(&map["_rev"])?;
+        return Some((Document::from(map), rev));
+    }
     let id = match map.shift_remove("_id") {
         Some(Value::String(id)) => id,
         _ => return None,
