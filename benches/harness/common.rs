@@ -3,7 +3,10 @@
 
 use std::time::Duration;
 
+use std::time::Instant;
+
 use docstore::serde_json::{Map, Value, json};
+use docstore::{DatabaseService, Document, FindQuery};
 
 /// The JSON body of document `i` (982 bytes serialized): strings, numbers, a boolean, an
 /// array and a nested object, like an application's record.
@@ -39,6 +42,53 @@ pub fn rate(n: usize, elapsed: Duration) -> f64 {
 /// The `count` range `[low, low + 100)` of the `i`-th selective query over `docs` documents.
 pub fn selective_low(i: usize, docs: usize) -> usize {
     (i * 7919) % docs.saturating_sub(100).max(1)
+}
+
+/// Documents `0..n` with their `_id`, in batches of `batch`, as an app hands them to
+/// `save_many` (built before any timing).
+pub fn document_batches(n: usize, batch: usize) -> Vec<Vec<Document>> {
+    (0..n)
+        .step_by(batch)
+        .map(|start| {
+            (start..(start + batch).min(n))
+                .map(|i| {
+                    let mut d = Document::new();
+                    d.insert("_id", id(i));
+                    d.as_map_mut().extend(body(i));
+                    d
+                })
+                .collect()
+        })
+        .collect()
+}
+
+/// `save_many` of every batch into `db`, each document checked; documents per second.
+pub async fn timed_save_many(
+    svc: &dyn DatabaseService,
+    db: &str,
+    batches: Vec<Vec<Document>>,
+) -> f64 {
+    let n: usize = batches.iter().map(Vec::len).sum();
+    let start = Instant::now();
+    for batch in batches {
+        for r in svc.save_many(db, batch).await.expect("save_many") {
+            r.expect("saved");
+        }
+    }
+    rate(n, start.elapsed())
+}
+
+/// `runs` selective queries on `db` (100 of `docs` documents each, checked); queries/s.
+pub async fn timed_finds(svc: &dyn DatabaseService, db: &str, runs: usize, docs: usize) -> f64 {
+    let start = Instant::now();
+    for i in 0..runs {
+        let low = selective_low(i, docs);
+        let query =
+            FindQuery::new(json!({"count": {"$gte": low, "$lt": low + 100}})).expect("valid query");
+        let found = svc.find(db, &query).await.expect("find");
+        assert_eq!(found.len(), 100.min(docs));
+    }
+    rate(runs, start.elapsed())
 }
 
 /// An environment variable as a number, or `default`.

@@ -8,11 +8,13 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use docstore::serde_json::{self, Map, Value, json};
-use docstore::{DatabaseService, Document, EmbeddedConfig, EmbeddedProvider, FindQuery};
+use docstore::serde_json::{self, Map, Value};
+use docstore::{DatabaseService, Document, EmbeddedConfig, EmbeddedProvider};
 use fjall::{Database, Keyspace, KeyspaceCreateOptions, PersistMode};
 
-use crate::common::{Row, body, id, rate, selective_low};
+use crate::common::{
+    Row, body, document_batches, id, rate, selective_low, timed_finds, timed_save_many,
+};
 
 const SECTION: &str = "embedded";
 const SINGLE_SAVES: usize = 2000;
@@ -86,22 +88,7 @@ pub async fn run(docs: usize) -> Vec<Row> {
 
     // save_many in batches of 1,000: the app's documents exist before the save, so building
     // them is not timed; serializing them is, on both sides.
-    let batches: Vec<Vec<Document>> = bodies
-        .chunks(BATCH)
-        .enumerate()
-        .map(|(n, chunk)| {
-            chunk
-                .iter()
-                .enumerate()
-                .map(|(k, b)| {
-                    let mut d = Document::new();
-                    d.insert("_id", id(n * BATCH + k));
-                    d.as_map_mut().extend(b.clone());
-                    d
-                })
-                .collect()
-        })
-        .collect();
+    let batches = document_batches(docs, BATCH);
     // Raw gets the same owned documents (ids and bodies) and drops them after encoding, as
     // the provider does.
     let raw_batches: Vec<Vec<(String, Map<String, Value>)>> = bodies
@@ -115,13 +102,7 @@ pub async fn run(docs: usize) -> Vec<Row> {
                 .collect()
         })
         .collect();
-    let start = Instant::now();
-    for batch in batches {
-        for r in ours.save_many("bulk", batch).await.expect("save_many") {
-            r.expect("bulk doc");
-        }
-    }
-    let ours_rate = rate(docs, start.elapsed());
+    let ours_rate = timed_save_many(&ours, "bulk", batches).await;
     let start = Instant::now();
     for batch in raw_batches {
         let encoded: Vec<(String, Vec<u8>)> = batch
@@ -209,10 +190,6 @@ pub async fn run(docs: usize) -> Vec<Row> {
     // doing what a query without an index does: scan, parse and filter every document.
     const SCANS: usize = 5;
     const LOOKUPS: usize = 500;
-    let query = |i: usize| {
-        let low = selective_low(i, docs);
-        FindQuery::new(json!({"count": {"$gte": low, "$lt": low + 100}})).expect("query")
-    };
     let start = Instant::now();
     for i in 0..SCANS {
         let low = selective_low(i, docs);
@@ -224,40 +201,23 @@ pub async fn run(docs: usize) -> Vec<Row> {
         assert_eq!(found, 100.min(docs));
     }
     let raw_find = rate(SCANS, start.elapsed());
-    let start = Instant::now();
-    for i in 0..SCANS {
-        assert_eq!(
-            ours.find("bulk", &query(i)).await.expect("find").len(),
-            100.min(docs)
-        );
-    }
+    let ours_find = timed_finds(&ours, "bulk", SCANS, docs).await;
     rows.push(
-        Row::new(
-            SECTION,
-            "find 100, no index",
-            rate(SCANS, start.elapsed()),
-            raw_find,
-        )
-        .unit("queries/s")
-        .target(0.7),
+        Row::new(SECTION, "find 100, no index", ours_find, raw_find)
+            .unit("queries/s")
+            .target(0.7),
     );
     let start = Instant::now();
     ours.ensure_index("bulk", &["count"], "by-count")
         .await
         .expect("index");
     let build = start.elapsed();
-    let start = Instant::now();
-    for i in 0..LOOKUPS {
-        assert_eq!(
-            ours.find("bulk", &query(i)).await.expect("find").len(),
-            100.min(docs)
-        );
-    }
+    let ours_indexed = timed_finds(&ours, "bulk", LOOKUPS, docs).await;
     rows.push(
         Row::new(
             SECTION,
             "find 100, index (raw: scan)",
-            rate(LOOKUPS, start.elapsed()),
+            ours_indexed,
             raw_find,
         )
         .unit("queries/s"),

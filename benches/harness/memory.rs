@@ -7,10 +7,12 @@
 use std::time::Instant;
 
 use dashmap::DashMap;
-use docstore::serde_json::{Map, Value, json};
-use docstore::{DatabaseService, Document, FindQuery, MemoryProvider};
+use docstore::serde_json::{Map, Value};
+use docstore::{DatabaseService, Document, MemoryProvider};
 
-use crate::common::{Row, body, id, rate, selective_low};
+use crate::common::{
+    Row, body, document_batches, id, rate, selective_low, timed_finds, timed_save_many,
+};
 
 const SECTION: &str = "memory";
 const TARGET: f64 = 0.5;
@@ -93,21 +95,7 @@ pub async fn run(docs: usize) -> Vec<Row> {
     );
 
     // save_many of 1,000 (batches built before timing on both sides).
-    let batches: Vec<Vec<Document>> = (0..docs)
-        .collect::<Vec<_>>()
-        .chunks(1000)
-        .map(|chunk| {
-            chunk
-                .iter()
-                .map(|&i| {
-                    let mut d = Document::new();
-                    d.insert("_id", id(i));
-                    d.as_map_mut().extend(bodies[i].clone());
-                    d
-                })
-                .collect()
-        })
-        .collect();
+    let batches = document_batches(docs, 1000);
     let raw_batches: Vec<Vec<(String, Value)>> = batches
         .iter()
         .map(|b| {
@@ -121,13 +109,7 @@ pub async fn run(docs: usize) -> Vec<Row> {
                 .collect()
         })
         .collect();
-    let start = Instant::now();
-    for batch in batches {
-        for r in ours.save_many("bulk", batch).await.expect("save_many") {
-            r.expect("saved");
-        }
-    }
-    let ours_rate = rate(docs, start.elapsed());
+    let ours_rate = timed_save_many(&ours, "bulk", batches).await;
     let start = Instant::now();
     for batch in raw_batches {
         for (key, value) in batch {
@@ -174,10 +156,6 @@ pub async fn run(docs: usize) -> Vec<Row> {
     // A query matching 100 documents, without and with an index definition (memory keeps
     // definitions only, so both scan), next to the raw map filtering every document.
     const QUERIES: usize = 20;
-    let query = |i: usize| {
-        let low = selective_low(i, docs);
-        FindQuery::new(json!({"count": {"$gte": low, "$lt": low + 100}})).expect("query")
-    };
     let raw_find = || {
         let start = Instant::now();
         for i in 0..QUERIES {
@@ -204,14 +182,7 @@ pub async fn run(docs: usize) -> Vec<Row> {
                 .await
                 .expect("index");
         }
-        let start = Instant::now();
-        for i in 0..QUERIES {
-            assert_eq!(
-                ours.find("bulk", &query(i)).await.expect("find").len(),
-                100.min(docs)
-            );
-        }
-        let ours_rate = rate(QUERIES, start.elapsed());
+        let ours_rate = timed_finds(&ours, "bulk", QUERIES, docs).await;
         rows.push(
             Row::new(SECTION, label, ours_rate, raw_find())
                 .unit("queries/s")

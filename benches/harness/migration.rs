@@ -14,7 +14,7 @@ use docstore::{
 use docstore_providers::conformance::unique_db;
 use reqwest::Method;
 
-use crate::common::{Row, body, id, rate};
+use crate::common::{Row, document_batches, rate, timed_save_many};
 use crate::couchdb::Raw;
 use crate::support;
 
@@ -23,18 +23,7 @@ const BATCH: usize = 1000;
 
 /// Fills `db` with `n` 1 KB documents, 1,000 per `save_many`.
 pub async fn fill(svc: &dyn DatabaseService, db: &str, n: usize) {
-    for start in (0..n).step_by(BATCH) {
-        let docs = (start..(start + BATCH).min(n))
-            .map(|i| {
-                let mut d = Document::from(body(i));
-                d.insert("_id", id(i));
-                d
-            })
-            .collect();
-        for r in svc.save_many(db, docs).await.expect("bulk") {
-            r.expect("saved");
-        }
-    }
+    timed_save_many(svc, db, document_batches(n, BATCH)).await;
 }
 
 /// The original design's copy: list everything, then save each document (up to `limit`).
