@@ -78,6 +78,21 @@ pub async fn timed_save_many(
     rate(n, start.elapsed())
 }
 
+/// `n` indexes into `0..n` in a fixed random order (the same for ours and raw).
+pub fn random_order(n: usize) -> Vec<usize> {
+    let mut rng = fastrand::Rng::with_seed(7);
+    (0..n).map(|_| rng.usize(0..n)).collect()
+}
+
+/// A `get` of document `i` of `db` for each `i` of `order`; reads per second.
+pub async fn timed_gets(svc: &dyn DatabaseService, db: &str, order: &[usize]) -> f64 {
+    let start = Instant::now();
+    for &i in order {
+        std::hint::black_box(svc.get(db, &id(i)).await.expect("get"));
+    }
+    rate(order.len(), start.elapsed())
+}
+
 /// `runs` selective queries on `db` (100 of `docs` documents each, checked); queries/s.
 pub async fn timed_finds(svc: &dyn DatabaseService, db: &str, runs: usize, docs: usize) -> f64 {
     let start = Instant::now();

@@ -13,7 +13,8 @@ use docstore::{DatabaseService, Document, EmbeddedConfig, EmbeddedProvider};
 use fjall::{Database, Keyspace, KeyspaceCreateOptions, PersistMode};
 
 use crate::common::{
-    Row, body, document_batches, id, rate, selective_low, timed_finds, timed_save_many,
+    Row, body, document_batches, id, random_order, rate, selective_low, timed_finds, timed_gets,
+    timed_save_many,
 };
 
 const SECTION: &str = "embedded";
@@ -133,15 +134,8 @@ pub async fn run(docs: usize) -> Vec<Row> {
     );
 
     // Random point reads, parsed.
-    let order: Vec<usize> = {
-        let mut rng = fastrand::Rng::with_seed(7);
-        (0..docs).map(|_| rng.usize(0..docs)).collect()
-    };
-    let start = Instant::now();
-    for &i in &order {
-        std::hint::black_box(ours.get("bulk", &id(i)).await.expect("get"));
-    }
-    let ours_rate = rate(docs, start.elapsed());
+    let order = random_order(docs);
+    let ours_rate = timed_gets(&ours, "bulk", &order).await;
     let start = Instant::now();
     for &i in &order {
         let key = format!("bulk/{}", id(i));

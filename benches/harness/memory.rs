@@ -11,7 +11,8 @@ use docstore::serde_json::{Map, Value};
 use docstore::{DatabaseService, Document, MemoryProvider};
 
 use crate::common::{
-    Row, body, document_batches, id, rate, selective_low, timed_finds, timed_save_many,
+    Row, body, document_batches, id, random_order, rate, selective_low, timed_finds, timed_gets,
+    timed_save_many,
 };
 
 const SECTION: &str = "memory";
@@ -70,15 +71,8 @@ pub async fn run(docs: usize) -> Vec<Row> {
     );
 
     // Random reads, each a copy of the document.
-    let order: Vec<usize> = {
-        let mut rng = fastrand::Rng::with_seed(7);
-        (0..docs).map(|_| rng.usize(0..docs)).collect()
-    };
-    let start = Instant::now();
-    for &i in &order {
-        std::hint::black_box(ours.get("single", &id(i)).await.expect("get"));
-    }
-    let ours_rate = rate(docs, start.elapsed());
+    let order = random_order(docs);
+    let ours_rate = timed_gets(&ours, "single", &order).await;
     let start = Instant::now();
     for &i in &order {
         let key = format!("single/{}", id(i));

@@ -424,9 +424,7 @@ impl DatabaseService for MemoryProvider {
         db: &str,
         ids: &[String],
     ) -> Result<Vec<Option<(Rev, bool)>>> {
-        validate::database_name(db)?;
-        ids.iter()
-            .try_for_each(|id| validate::document_id(db, id))?;
+        validate::database_and_ids(db, ids)?;
         let Some(state) = self.existing(db)? else {
             return Ok(vec![None; ids.len()]);
         };

@@ -43,6 +43,13 @@ pub fn database_name(name: &str) -> Result<()> {
     Ok(())
 }
 
+/// A database name and every id of a call that is refused whole on one bad id
+/// (`current_revisions`).
+pub fn database_and_ids(db: &str, ids: &[String]) -> Result<()> {
+    database_name(db)?;
+    ids.iter().try_for_each(|id| document_id(db, id))
+}
+
 /// Checks a document id: non-empty, not starting with `_` (reserved by CouchDB).
 pub fn document_id(db: &str, id: &str) -> Result<()> {
     let reason = if id.is_empty() {

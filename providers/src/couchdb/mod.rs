@@ -1120,9 +1120,7 @@ impl DatabaseService for CouchDbProvider {
         db: &str,
         ids: &[String],
     ) -> Result<Vec<Option<(Rev, bool)>>> {
-        validate::database_name(db)?;
-        ids.iter()
-            .try_for_each(|id| validate::document_id(db, id))?;
+        validate::database_and_ids(db, ids)?;
         if ids.is_empty() {
             return Ok(Vec::new());
         }

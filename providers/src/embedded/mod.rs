@@ -1102,9 +1102,7 @@ impl DatabaseService for EmbeddedProvider {
         db: &str,
         ids: &[String],
     ) -> Result<Vec<Option<(Rev, bool)>>> {
-        validate::database_name(db)?;
-        ids.iter()
-            .try_for_each(|id| validate::document_id(db, id))?;
+        validate::database_and_ids(db, ids)?;
         let (db, ids) = (db.to_owned(), ids.to_vec());
         self.run(move |s| {
             let Some(meta) = s.meta(&db)? else {
