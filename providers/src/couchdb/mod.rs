@@ -167,6 +167,25 @@ enum Current {
     Live(Rev),
 }
 
+impl Current {
+    /// The winning leaf, if the document exists (live or deleted).
+    fn leaf(self) -> Option<Leaf> {
+        match self {
+            Current::Missing => None,
+            Current::Deleted(rev) => Some(Leaf { rev, deleted: true }),
+            Current::Live(rev) => Some(Leaf {
+                rev,
+                deleted: false,
+            }),
+        }
+    }
+
+    /// The revision a rev-less write goes on top of: the live one, if any.
+    fn live(self) -> Option<Rev> {
+        self.leaf().filter(|l| !l.deleted).map(|l| l.rev)
+    }
+}
+
 /// The JSON text of a body with `_id` and, if given, `_rev` first, without copying the body.
 fn doc_json(id: Option<&str>, rev: Option<&Rev>, body: &Map<String, Value>) -> Result<Vec<u8>> {
     let encoded = serde_json::to_vec(body).map_err(Error::storage)?;
@@ -397,10 +416,7 @@ impl CouchDbProvider {
 
     /// The revision a rev-less write should go on top of: live → its rev; else none.
     async fn current_live(&self, db: &str, id: &str) -> Result<Option<Rev>> {
-        Ok(match self.lookup(db, &[id]).await?[0] {
-            Current::Live(rev) => Some(rev),
-            Current::Deleted(_) | Current::Missing => None,
-        })
+        Ok(self.lookup(db, &[id]).await?[0].live())
     }
 
     async fn upsert(&self, db: &str, id: &str, body: &Map<String, Value>) -> Result<Rev> {
@@ -821,10 +837,7 @@ impl DatabaseService for CouchDbProvider {
                     let ids: Vec<&str> = retry.iter().map(|p| p.id.as_str()).collect();
                     let current = self.lookup(db, &ids).await?;
                     for (p, c) in retry.iter_mut().zip(current) {
-                        p.looked_up = Some(match c {
-                            Current::Live(rev) => Some(rev),
-                            Current::Deleted(_) | Current::Missing => None,
-                        });
+                        p.looked_up = Some(c.live());
                     }
                 }
             }
@@ -1129,11 +1142,7 @@ impl DatabaseService for CouchDbProvider {
             .lookup(db, &keys)
             .await?
             .into_iter()
-            .map(|c| match c {
-                Current::Missing => None,
-                Current::Deleted(rev) => Some((rev, true)),
-                Current::Live(rev) => Some((rev, false)),
-            })
+            .map(|c| c.leaf().map(|l| (l.rev, l.deleted)))
             .collect())
     }
 
@@ -1153,14 +1162,7 @@ impl DatabaseService for CouchDbProvider {
             .lookup(db, &ids)
             .await?
             .into_iter()
-            .map(|c| match c {
-                Current::Missing => None,
-                Current::Deleted(rev) => Some(Leaf { rev, deleted: true }),
-                Current::Live(rev) => Some(Leaf {
-                    rev,
-                    deleted: false,
-                }),
-            })
+            .map(Current::leaf)
             .collect();
         self.send_revisions(db, &docs, current).await
     }
