@@ -12,7 +12,7 @@ use docstore::archive::{archive_digests, backup, restore};
 use docstore::migrate::{MigrateOptions, database_digest, verify_database};
 use docstore::serde_json::json;
 use docstore::{DatabaseService, Document, MemoryProvider, Settings, get_database_service};
-use docstore_providers::conformance::unique_db;
+use docstore_providers::testing::unique_db;
 
 async fn source(dbs: &[String]) -> MemoryProvider {
     let svc = MemoryProvider::new();

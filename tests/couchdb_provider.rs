@@ -14,7 +14,7 @@ use docstore::{
     CouchDbConfig, CouchDbProvider, DatabaseService, Document, Error, FindQuery, Secret, Settings,
     get_database_service,
 };
-use docstore_providers::conformance::unique_db;
+use docstore_providers::testing::unique_db;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 fn doc(value: Value) -> Document {

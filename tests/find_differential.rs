@@ -36,7 +36,8 @@ use std::sync::OnceLock;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use docstore::{DatabaseService, Document, FindQuery, Settings, get_database_service, serde_json};
-use docstore_providers::conformance::{Service, drop_db, unique_db};
+use docstore_providers::conformance::Service;
+use docstore_providers::testing::{drop_db, unique_db};
 use proptest::prelude::*;
 use proptest::test_runner::{Config, TestRunner};
 use serde_json::{Map, Value, json};

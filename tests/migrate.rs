@@ -10,7 +10,7 @@ use std::sync::Arc;
 use docstore::migrate::{ConflictPolicy, MigrateOptions, MigrationReport, migrate};
 use docstore::serde_json::{Value, json};
 use docstore::{DatabaseService, Document, Settings, get_database_service};
-use docstore_providers::conformance::{drop_db, unique_db};
+use docstore_providers::testing::{drop_db, unique_db};
 
 #[derive(Clone, Copy, Debug)]
 enum Kind {

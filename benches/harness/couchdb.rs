@@ -8,7 +8,7 @@ use std::time::Instant;
 
 use docstore::serde_json::{self, Map, Value, json};
 use docstore::{CouchDbProvider, DatabaseService, Document, FindQuery};
-use docstore_providers::conformance::unique_db;
+use docstore_providers::testing::unique_db;
 use reqwest::Method;
 
 use crate::common::{Row, body, id, rate, selective_low};

@@ -11,7 +11,7 @@ use docstore::serde_json::{self, json};
 use docstore::{
     CouchDbProvider, DatabaseService, Document, EmbeddedConfig, EmbeddedProvider, MemoryProvider,
 };
-use docstore_providers::conformance::unique_db;
+use docstore_providers::testing::unique_db;
 use reqwest::Method;
 
 use crate::common::{Row, document_batches, rate, timed_save_many};

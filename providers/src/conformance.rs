@@ -12,11 +12,10 @@
 //! the concurrency rules are checked with tasks spawned on several runtime threads.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde_json::{Map, Value, json};
 
+use crate::testing::{drop_db, unique_db};
 use crate::{
     DatabaseService, DatabaseServiceExt, Document, Error, FindQuery, IndexStatus,
     NO_INDEX_FOR_SORT, Rev,
@@ -24,35 +23,6 @@ use crate::{
 
 /// The service under test.
 pub type Service = Arc<dyn DatabaseService>;
-
-/// A unique database name for one test: `dsc-<tag>-<time>-<pid>-<counter>`.
-pub fn unique_db(tag: &str) -> String {
-    static COUNTER: AtomicU64 = AtomicU64::new(0);
-    let nanos = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_nanos() % 1_000_000_000_000);
-    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
-    let tag: String = tag
-        .chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() {
-                c.to_ascii_lowercase()
-            } else {
-                '-'
-            }
-        })
-        .collect();
-    format!("dsc-{tag}-{nanos}-{}-{n}", std::process::id())
-}
-
-/// Removes a test database; a missing one is fine.
-pub async fn drop_db(svc: &Service, db: &str) {
-    match svc.delete_database(db).await {
-        Ok(()) => {}
-        Err(e) if e.is_not_found() => {}
-        Err(e) => panic!("could not remove test database {db}: {e}"),
-    }
-}
 
 fn doc(value: Value) -> Document {
     Document::from_value(value).expect("test documents are objects")

@@ -1,7 +1,8 @@
 //! `docstore-providers`: the [`DatabaseService`] trait, its shared types and errors, input
 //! validation, the providers (memory always; `embedded` and `couchdb` behind features) and
 //! the conformance suite (feature `conformance`) that holds every provider to CouchDB 3's
-//! behaviour.
+//! behaviour, and the test helpers (`testing`, same feature) the suite, tests and benchmarks
+//! share.
 //!
 //! Applications normally depend on the `docstore` facade crate, which re-exports all of this
 //! and adds settings and the `get_database_service` factory.
@@ -27,6 +28,8 @@ mod write;
 
 #[cfg(feature = "conformance")]
 pub mod conformance;
+#[cfg(feature = "conformance")]
+pub mod testing;
 
 #[cfg(feature = "couchdb")]
 pub use couchdb::{CouchDbConfig, CouchDbProvider};
