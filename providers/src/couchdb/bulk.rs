@@ -1,0 +1,303 @@
+//! Bulk calls on CouchDB: `get_many`, `save_many` and `delete_many` in rounds of one
+//! `_bulk_docs` each, and the `_all_docs` key lookups of current revisions they use.
+
+use reqwest::{Method, StatusCode};
+use serde_json::{Value, json};
+
+use super::http::{Idempotency, Target, status_error};
+use super::{CouchDbProvider, Current, UPSERT_ATTEMPTS, doc_json, document_from, protocol, rev_of};
+use crate::service::backoff;
+use crate::write::SaveRequest;
+use crate::{Document, Error, Result, Rev, WriteResult, validate};
+
+impl CouchDbProvider {
+    /// `POST /db/_all_docs` with `keys`: one row per id, in order (a missing database gives
+    /// `null` rows). With `include_docs`, live rows carry their document.
+    async fn rows_for_keys(
+        &self,
+        db: &str,
+        ids: &[&str],
+        include_docs: bool,
+    ) -> Result<Vec<Value>> {
+        let query: &[(&str, &str)] = if include_docs {
+            &[("include_docs", "true")]
+        } else {
+            &[]
+        };
+        let url = self.http.url(&[db, "_all_docs"], query);
+        let body = json!({ "keys": ids });
+        let reply = self
+            .http
+            .send_json(Method::POST, &url, &body, Idempotency::Safe)
+            .await?;
+        if reply.status == StatusCode::NOT_FOUND {
+            return Ok(vec![Value::Null; ids.len()]);
+        }
+        if !reply.status.is_success() {
+            return Err(status_error(&reply, Target { db, id: None }));
+        }
+        match reply.json()?.get_mut("rows").map(Value::take) {
+            Some(Value::Array(rows)) if rows.len() == ids.len() => Ok(rows),
+            _ => Err(protocol("_all_docs with keys", &reply)),
+        }
+    }
+
+    /// The current revisions of `ids`, live or deleted, in one request.
+    pub(super) async fn lookup(&self, db: &str, ids: &[&str]) -> Result<Vec<Current>> {
+        let rows = self.rows_for_keys(db, ids, false).await?;
+        Ok(rows
+            .iter()
+            .map(|row| match rev_of(&row["value"]["rev"]) {
+                None => Current::Missing,
+                Some(rev) if row["value"]["deleted"] == json!(true) => Current::Deleted(rev),
+                Some(rev) => Current::Live(rev),
+            })
+            .collect())
+    }
+
+    /// One `_bulk_docs` request; the per-document outcomes in order.
+    pub(super) async fn bulk_docs(&self, db: &str, docs: Vec<Vec<u8>>) -> Result<Vec<Result<Rev>>> {
+        let mut body = Vec::with_capacity(docs.iter().map(Vec::len).sum::<usize>() + 16);
+        body.extend_from_slice(b"{\"docs\":[");
+        for (i, doc) in docs.iter().enumerate() {
+            if i > 0 {
+                body.push(b',');
+            }
+            body.extend_from_slice(doc);
+        }
+        body.extend_from_slice(b"]}");
+        let url = self.http.url(&[db, "_bulk_docs"], &[]);
+        let reply = self.write(db, Method::POST, &url, body).await?;
+        if !reply.status.is_success() {
+            return Err(status_error(&reply, Target { db, id: None }));
+        }
+        let value = reply.json()?;
+        let rows = value
+            .as_array()
+            .filter(|rows| rows.len() == docs.len())
+            .ok_or_else(|| protocol("_bulk_docs", &reply))?;
+        Ok(rows
+            .iter()
+            .map(|row| {
+                let id = row["id"].as_str().unwrap_or("");
+                if let Some(rev) = rev_of(&row["rev"]).filter(|_| row.get("error").is_none()) {
+                    return Ok(rev);
+                }
+                let error = row["error"].as_str().unwrap_or("unknown");
+                let reason = row["reason"].as_str().unwrap_or("");
+                Err(match error {
+                    "conflict" => Error::conflict(db, id),
+                    "forbidden" | "unauthorized" => Error::Unauthorized {
+                        reason: format!("CouchDB refused {id:?} in {db:?}: {reason}"),
+                    },
+                    _ => Error::invalid_document(db, Some(id), format!("{error}: {reason}")),
+                })
+            })
+            .collect())
+    }
+
+    pub(super) async fn get_many(&self, db: &str, ids: &[String]) -> Result<Vec<Result<Document>>> {
+        validate::database_name(db)?;
+        let mut results: Vec<Option<Result<Document>>> = ids
+            .iter()
+            .map(|id| validate::document_id(db, id).err().map(Err))
+            .collect();
+        let wanted: Vec<&str> = ids
+            .iter()
+            .zip(&results)
+            .filter(|(_, r)| r.is_none())
+            .map(|(id, _)| id.as_str())
+            .collect();
+        if !wanted.is_empty() {
+            let mut rows = self.rows_for_keys(db, &wanted, true).await?.into_iter();
+            for (slot, id) in results.iter_mut().zip(ids) {
+                if slot.is_some() {
+                    continue;
+                }
+                let mut row = rows.next().unwrap_or(Value::Null);
+                let deleted = row["value"]["deleted"] == json!(true);
+                *slot = Some(match document_from(row["doc"].take()) {
+                    Some((doc, rev)) if !deleted => {
+                        self.revs.put(db, id, rev);
+                        Ok(doc)
+                    }
+                    _ if deleted => Err(Error::doc_not_found(db, id, "deleted")),
+                    _ => Err(Error::doc_not_found(db, id, "missing")),
+                });
+            }
+        }
+        Ok(results
+            .into_iter()
+            .map(|r| r.unwrap_or_else(|| Err(Error::storage("a bulk read lost a result"))))
+            .collect())
+    }
+
+    pub(super) async fn save_many(
+        &self,
+        db: &str,
+        docs: Vec<Document>,
+    ) -> Result<Vec<Result<WriteResult>>> {
+        validate::database_name(db)?;
+        struct Pending {
+            slot: usize,
+            id: String,
+            req: SaveRequest,
+            /// For a rev-less save: the revision a lookup found (`Some(None)`: none).
+            looked_up: Option<Option<Rev>>,
+        }
+        let mut results: Vec<Option<Result<WriteResult>>> = Vec::with_capacity(docs.len());
+        let mut queue = Vec::new();
+        for (slot, doc) in docs.into_iter().enumerate() {
+            match SaveRequest::for_bulk(db, doc) {
+                Ok((id, req)) => {
+                    queue.push(Pending {
+                        slot,
+                        id,
+                        req,
+                        looked_up: None,
+                    });
+                    results.push(None);
+                }
+                Err(e) => results.push(Some(Err(e))),
+            }
+        }
+        // Each round sends at most one write per id (a repeated id waits for the next round,
+        // so repeats apply in input order); rev-less saves that conflict are looked up and
+        // sent again, up to UPSERT_ATTEMPTS rounds of lookups.
+        let mut lookups = 0;
+        while !queue.is_empty() {
+            let mut seen = std::collections::HashSet::new();
+            let (round, mut deferred): (Vec<Pending>, Vec<Pending>) =
+                queue.into_iter().partition(|p| seen.insert(p.id.clone()));
+            let revs: Vec<Option<Rev>> = round
+                .iter()
+                .map(|p| {
+                    p.req
+                        .expected
+                        .or_else(|| p.looked_up.unwrap_or_else(|| self.revs.get(db, &p.id)))
+                })
+                .collect();
+            let bodies = round
+                .iter()
+                .zip(&revs)
+                .map(|(p, rev)| doc_json(Some(&p.id), rev.as_ref(), &p.req.body))
+                .collect::<Result<Vec<_>>>()?;
+            let outcomes = self.bulk_docs(db, bodies).await?;
+            let mut retry = Vec::new();
+            for (mut p, outcome) in round.into_iter().zip(outcomes) {
+                match outcome {
+                    Ok(rev) => {
+                        self.revs.put(db, &p.id, rev);
+                        results[p.slot] = Some(Ok(WriteResult { id: p.id, rev }));
+                    }
+                    // Rev-less saves are upserts: fetch the current revision and go again.
+                    Err(e) if e.is_conflict() && p.req.expected.is_none() => {
+                        p.looked_up = None;
+                        retry.push(p);
+                    }
+                    Err(e) => results[p.slot] = Some(Err(e)),
+                }
+            }
+            if !retry.is_empty() {
+                lookups += 1;
+                if lookups > UPSERT_ATTEMPTS {
+                    for p in retry.drain(..) {
+                        results[p.slot] = Some(Err(Error::conflict(db, &p.id)));
+                    }
+                } else {
+                    if lookups > 1 {
+                        tokio::time::sleep(backoff(lookups)).await;
+                    }
+                    let ids: Vec<&str> = retry.iter().map(|p| p.id.as_str()).collect();
+                    let current = self.lookup(db, &ids).await?;
+                    for (p, c) in retry.iter_mut().zip(current) {
+                        p.looked_up = Some(c.live());
+                    }
+                }
+            }
+            retry.append(&mut deferred);
+            retry.sort_by_key(|p| p.slot);
+            queue = retry;
+        }
+        Ok(results
+            .into_iter()
+            .map(|r| r.unwrap_or_else(|| Err(Error::storage("a bulk save lost a result"))))
+            .collect())
+    }
+
+    pub(super) async fn delete_many(
+        &self,
+        db: &str,
+        ids: &[String],
+    ) -> Result<Vec<Result<WriteResult>>> {
+        validate::database_name(db)?;
+        let mut results: Vec<Option<Result<WriteResult>>> = ids
+            .iter()
+            .map(|id| validate::document_id(db, id).err().map(Err))
+            .collect();
+        let mut queue: Vec<usize> = (0..ids.len()).filter(|&i| results[i].is_none()).collect();
+        // Each round: one revision lookup and one `_bulk_docs` for at most one delete per id
+        // (a repeated id waits for the next round, where it finds the document deleted).
+        // Deletes that lose a race are looked up again, up to UPSERT_ATTEMPTS times.
+        let mut conflict_rounds = 0;
+        while !queue.is_empty() {
+            let mut seen = std::collections::HashSet::new();
+            let (round, deferred): (Vec<usize>, Vec<usize>) = queue
+                .into_iter()
+                .partition(|&i| seen.insert(ids[i].as_str()));
+            let wanted: Vec<&str> = round.iter().map(|&i| ids[i].as_str()).collect();
+            let current = self.lookup(db, &wanted).await?;
+            let mut live = Vec::new();
+            let mut bodies = Vec::new();
+            for (&i, c) in round.iter().zip(current) {
+                match c {
+                    Current::Live(rev) => {
+                        let id = Value::String(ids[i].clone());
+                        let body = format!("{{\"_id\":{id},\"_rev\":\"{rev}\",\"_deleted\":true}}");
+                        bodies.push(body.into_bytes());
+                        live.push(i);
+                    }
+                    Current::Deleted(_) => {
+                        results[i] = Some(Err(Error::doc_not_found(db, &ids[i], "deleted")))
+                    }
+                    Current::Missing => {
+                        results[i] = Some(Err(Error::doc_not_found(db, &ids[i], "missing")))
+                    }
+                }
+            }
+            let outcomes = if live.is_empty() {
+                Vec::new()
+            } else {
+                self.bulk_docs(db, bodies).await?
+            };
+            let mut next = deferred;
+            let mut conflicted = false;
+            for (i, outcome) in live.into_iter().zip(outcomes) {
+                match outcome {
+                    Ok(rev) => {
+                        self.revs.forget(db, &ids[i]);
+                        results[i] = Some(Ok(WriteResult {
+                            id: ids[i].clone(),
+                            rev,
+                        }));
+                    }
+                    Err(e) if e.is_conflict() && conflict_rounds < UPSERT_ATTEMPTS => {
+                        conflicted = true;
+                        next.push(i);
+                    }
+                    Err(e) => results[i] = Some(Err(e)),
+                }
+            }
+            if conflicted {
+                conflict_rounds += 1;
+                tokio::time::sleep(backoff(conflict_rounds)).await;
+            }
+            next.sort_unstable();
+            queue = next;
+        }
+        Ok(results
+            .into_iter()
+            .map(|r| r.unwrap_or_else(|| Err(Error::storage("a bulk delete lost a result"))))
+            .collect())
+    }
+}
