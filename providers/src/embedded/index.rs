@@ -29,7 +29,9 @@ use fjall::{OwnedWriteBatch, Readable};
 use serde_json::{Map, Value};
 
 use super::format::{self, DbMeta};
-use super::{Pending, Store, parse_body};
+use super::reads::parse_body;
+use super::store::Store;
+use super::writes::Pending;
 use crate::collate;
 use crate::mango::Bound;
 use crate::query::{self, Candidate, column_value};
