@@ -14,8 +14,10 @@
 //!   range condition on `_id`.
 //! - No usable index means a sort nobody can serve: [`Error::InvalidQuery`] with
 //!   [`NO_INDEX_FOR_SORT`] on every provider, as CouchDB refuses such a query.
-//! - Of the usable indexes, the one whose leading fields best match the selector's range
-//!   conditions wins, then the one with fewer fields, then `_all_docs`, then by name.
+//! - A usable JSON index always wins over `_all_docs` (CouchDB tries its view cursor first,
+//!   even when no condition narrows the index). Of the usable JSON indexes, the one whose
+//!   leading fields best match the selector's range conditions wins, then the one with fewer
+//!   fields, then by name.
 //!
 //! Results are then filtered by the whole selector, ordered, and `skip`, `limit` and `fields`
 //! are applied. Without a `limit` every match is returned (CouchDB would stop at 25).
@@ -343,14 +345,9 @@ pub(crate) fn plan(query: &FindQuery, indexes: &[IndexDefinition]) -> Result<Pla
     let id_column = vec!["_id".to_owned()];
     let indexable = selector.indexable_fields();
 
-    // Candidates: `None` is _all_docs (columns [_id]).
-    let mut usable: Vec<(Option<&IndexDefinition>, Vec<Vec<String>>)> = Vec::new();
-    let all_docs_cols = vec![id_column.clone()];
-    if sort.is_empty()
-        || (indexable.contains(&id_column) && can_use_sort(&all_docs_cols, &sort, selector))
-    {
-        usable.push((None, all_docs_cols));
-    }
+    // CouchDB's cursors in order of preference (`mango_cursor:group_indexes_by_type`): the
+    // usable JSON indexes if there is any, else `_all_docs` (columns [_id]).
+    let mut usable: Vec<(&IndexDefinition, Vec<Vec<String>>)> = Vec::new();
     for index in indexes {
         let cols = index.columns();
         let mut required: Vec<Vec<String>> = cols
@@ -361,11 +358,8 @@ pub(crate) fn plan(query: &FindQuery, indexes: &[IndexDefinition]) -> Result<Pla
         required.sort();
         required.dedup();
         if selector.has_required_fields(&required) && can_use_sort(&cols, &sort, selector) {
-            usable.push((Some(index), cols));
+            usable.push((index, cols));
         }
-    }
-    if usable.is_empty() {
-        return Err(invalid(NO_INDEX_FOR_SORT));
     }
 
     // CouchDB's field ranges: one per indexable field; an empty range alone if any is empty.
@@ -381,20 +375,26 @@ pub(crate) fn plan(query: &FindQuery, indexes: &[IndexDefinition]) -> Result<Pla
         let prefix = cols.iter().take_while(|c| ranges.contains(c)).count();
         ranges.len() - prefix
     };
-    let (index, cols) = usable
-        .into_iter()
-        .min_by(|(ia, ca), (ib, cb)| {
-            difference(ca)
-                .cmp(&difference(cb))
-                .then(ca.len().cmp(&cb.len()))
-                .then_with(|| match (ia, ib) {
-                    (None, None) => Ordering::Equal,
-                    (None, Some(_)) => Ordering::Less,
-                    (Some(_), None) => Ordering::Greater,
-                    (Some(a), Some(b)) => a.name.as_bytes().cmp(b.name.as_bytes()),
-                })
-        })
-        .ok_or_else(|| invalid(NO_INDEX_FOR_SORT))?;
+    // `choose_best_index`: the prefix closest to the ranges, then fewer columns, then name.
+    let chosen = usable.into_iter().min_by(|(ia, ca), (ib, cb)| {
+        difference(ca)
+            .cmp(&difference(cb))
+            .then(ca.len().cmp(&cb.len()))
+            .then_with(|| ia.name.as_bytes().cmp(ib.name.as_bytes()))
+    });
+    let (index, cols) = match chosen {
+        Some((index, cols)) => (Some(index), cols),
+        None => {
+            let all_docs_cols = vec![id_column.clone()];
+            let all_docs_usable = sort.is_empty()
+                || (indexable.contains(&id_column)
+                    && can_use_sort(&all_docs_cols, &sort, selector));
+            if !all_docs_usable {
+                return Err(invalid(NO_INDEX_FOR_SORT));
+            }
+            (None, all_docs_cols)
+        }
+    };
     let leading_range = selector.range(&cols[0]);
     Ok(match index {
         None => Plan {
@@ -625,14 +625,21 @@ mod tests {
             chosen(json!({"selector": {"age": 3, "name": "x"}}), &indexes).unwrap(),
             Some("an".into())
         );
-        // $or makes the index usable (every branch requires the field) but gives it no
-        // range, so _all_docs wins the tie, as on CouchDB; with a sort the index serves it.
-        let or = json!({"$or": [{"age": 1}, {"age": 2}]});
-        assert_eq!(chosen(json!({"selector": or}), &indexes).unwrap(), None);
-        assert_eq!(
-            chosen(json!({"selector": or, "sort": ["age"]}), &indexes).unwrap(),
-            Some("a-age".into())
-        );
+        // A usable JSON index wins over _all_docs even without a range: $or (every branch
+        // requires the field), $exists, $ne, $in (genuine CouchDB 3.5's `_explain`).
+        for selector in [
+            json!({"$or": [{"age": 1}, {"age": 2}]}),
+            json!({"age": {"$exists": true}}),
+            json!({"age": {"$ne": 1}}),
+            json!({"age": {"$in": [1]}, "name": {"$gt": 0}}),
+            json!({"$not": {"age": {"$gt": 1}}}),
+        ] {
+            assert_eq!(
+                chosen(json!({ "selector": selector }), &indexes).unwrap(),
+                Some("a-age".into()),
+                "{selector}"
+            );
+        }
         assert_eq!(
             chosen(
                 json!({"selector": {"$or": [{"age": 1}, {"x": 2}]}}),
