@@ -7,6 +7,11 @@
 //! lost mid-way) is retried only if it is [`Idempotency::Safe`] — reads and database creation.
 //! A write is never replayed blindly: a replayed upsert could add a revision, a replayed
 //! conditional write would report a false conflict.
+//!
+//! One kind of 5xx is not transient: a crash of the request's own code path inside CouchDB
+//! (a 500 `unknown_error` whose reason is an Erlang runtime error such as `function_clause`,
+//! see [`is_server_bug`]). Sending the same request again crashes the same way, so it is
+//! never retried and is reported as [`Error::Protocol`], not as the server being unavailable.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
@@ -42,7 +47,43 @@ pub(crate) struct Reply {
     pub body: bytes::Bytes,
 }
 
+/// The reasons CouchDB gives (as `unknown_error`) for an Erlang runtime error: a crash of the
+/// code serving the request, which happens again for the same request.
+const ERLANG_CRASHES: [&str; 12] = [
+    "function_clause",
+    "badarith",
+    "badarg",
+    "badmatch",
+    "case_clause",
+    "if_clause",
+    "try_clause",
+    "undef",
+    "badfun",
+    "badarity",
+    "badkey",
+    "badmap",
+];
+
 impl Reply {
+    /// Whether this is CouchDB crashing on the request itself (see the module doc): a 500
+    /// whose error is an Erlang runtime error (`{"error":"badmatch","reason":"empty"}`), or
+    /// `unknown_error` with one as its reason (`function_clause`, or a tuple such as
+    /// `{badmatch,...}`). Transient 5xx answers (`timeout`, shards unavailable) are not.
+    pub fn is_server_bug(&self) -> bool {
+        if self.status != StatusCode::INTERNAL_SERVER_ERROR {
+            return false;
+        }
+        let is_crash = |text: &str| {
+            let text = text.trim_start_matches('{');
+            ERLANG_CRASHES.iter().any(|crash| {
+                text.strip_prefix(crash)
+                    .is_some_and(|rest| rest.is_empty() || rest.starts_with([',', '}']))
+            })
+        };
+        let (error, reason) = self.error_and_reason();
+        is_crash(&error) || (error == "unknown_error" && is_crash(&reason))
+    }
+
     /// The body as JSON (CouchDB always answers JSON; the content type is not trusted).
     pub fn json(&self) -> Result<Value> {
         serde_json::from_slice(&self.body).map_err(|e| Error::Protocol {
@@ -180,12 +221,27 @@ impl Http {
                 Err(e) => Err(e),
             };
             let retry = match &outcome {
-                Ok(reply) => reply.status.is_server_error() && idempotency == Idempotency::Safe,
+                Ok(reply) => {
+                    reply.status.is_server_error()
+                        && idempotency == Idempotency::Safe
+                        && !reply.is_server_bug()
+                }
                 Err(e) if e.is_connect() => true,
                 Err(_) => idempotency == Idempotency::Safe,
             };
             if !retry || attempt >= self.max_retries {
                 return match outcome {
+                    Ok(reply) if reply.is_server_bug() => {
+                        let (error, reason) = reply.error_and_reason();
+                        Err(Error::Protocol {
+                            reason: format!(
+                                "CouchDB at {} crashed on this request ({error}: {reason}): a \
+                                 server bug that sending it again does not fix, so it was not \
+                                 retried",
+                                self.base
+                            ),
+                        })
+                    }
                     Ok(reply) if reply.status.is_server_error() => {
                         let (error, reason) = reply.error_and_reason();
                         Err(Error::Unavailable {
@@ -325,6 +381,46 @@ mod tests {
             http.url(&["a$b/c", "x/y?z#w %+é"], &[("key", "\"k\"")]),
             "http://127.0.0.1:5984/a%24b%2Fc/x%2Fy%3Fz%23w%20%25%2B%C3%A9?key=%22k%22"
         );
+    }
+
+    #[test]
+    fn only_erlang_crashes_are_server_bugs() {
+        let reply = |status: u16, body: &str| Reply {
+            status: StatusCode::from_u16(status).unwrap(),
+            body: bytes::Bytes::copy_from_slice(body.as_bytes()),
+        };
+        for crash in [
+            r#"{"error":"unknown_error","reason":"function_clause","ref":1}"#,
+            r#"{"error":"unknown_error","reason":"badarith"}"#,
+            r#"{"error":"unknown_error","reason":"{badmatch,{error,x}}"}"#,
+            r#"{"error":"badmatch","reason":"empty"}"#,
+        ] {
+            assert!(reply(500, crash).is_server_bug(), "{crash}");
+        }
+        for transient in [
+            (
+                500,
+                r#"{"error":"timeout","reason":"The request could not be processed"}"#,
+            ),
+            (
+                500,
+                r#"{"error":"internal_server_error","reason":"No DB shards could be opened."}"#,
+            ),
+            (
+                500,
+                r#"{"error":"unknown_error","reason":"badarith_lookalike"}"#,
+            ),
+            (
+                503,
+                r#"{"error":"unknown_error","reason":"function_clause"}"#,
+            ),
+            (500, "not json"),
+        ] {
+            assert!(
+                !reply(transient.0, transient.1).is_server_bug(),
+                "{transient:?}"
+            );
+        }
     }
 
     #[test]
