@@ -41,10 +41,10 @@ pub mod migrate;
 pub mod settings;
 
 pub use docstore_providers::{
-    Change, ChangesPage, DEFAULT_PAGE_SIZE, DatabaseInfo, DatabaseService, DatabaseServiceExt,
-    Document, Error, FindQuery, IndexDefinition, IndexStatus, Location, MemoryProvider,
-    NO_INDEX_FOR_SORT, Page, Result, Rev, RevisionOutcome, RevisionedDoc, SortDirection,
-    WriteResult, async_trait, collate, mango, serde_json, validate,
+    Capabilities, Change, ChangesPage, DEFAULT_PAGE_SIZE, DatabaseInfo, DatabaseService,
+    DatabaseServiceExt, Document, Error, FindQuery, IndexDefinition, IndexStatus, Location,
+    MemoryProvider, NO_INDEX_FOR_SORT, Page, Result, Rev, RevisionOutcome, RevisionedDoc,
+    SortDirection, WriteResult, async_trait, collate, mango, serde_json, validate,
 };
 #[cfg(feature = "couchdb")]
 pub use docstore_providers::{CouchDbConfig, CouchDbProvider};

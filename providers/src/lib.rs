@@ -43,7 +43,7 @@ pub use memory::MemoryProvider;
 pub use query::{FindQuery, IndexDefinition, IndexStatus, NO_INDEX_FOR_SORT, SortDirection};
 pub use rev::Rev;
 pub use secret::{Secret, redact_url};
-pub use service::{DEFAULT_PAGE_SIZE, DatabaseService, DatabaseServiceExt};
+pub use service::{Capabilities, DEFAULT_PAGE_SIZE, DatabaseService, DatabaseServiceExt};
 
 /// Re-exported so implementors and callers use the same `async_trait` and JSON types.
 pub use async_trait::async_trait;

@@ -162,6 +162,10 @@ impl DatabaseService for MemoryProvider {
         "memory"
     }
 
+    fn capabilities(&self) -> crate::Capabilities {
+        crate::Capabilities::STRICT
+    }
+
     async fn list_databases(&self) -> Result<Vec<String>> {
         let mut names: Vec<String> = self.dbs.iter().map(|e| e.key().clone()).collect();
         names.sort();

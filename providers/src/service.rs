@@ -43,7 +43,8 @@ pub const DEFAULT_PAGE_SIZE: usize = 1000;
 /// the current revision itself and retries internally under contention (only when bounded
 /// retries run out does it return [`Error::Conflict`]). With `_rev` it is optimistic
 /// concurrency: it succeeds only if `_rev` is the current revision of a live document, else
-/// `Conflict`. Writes create the database lazily. [`delete`](Self::delete) tombstones a live
+/// `Conflict`; for an id the database never had, see
+/// [`Capabilities::conflict_on_rev_for_new_document`]. Writes create the database lazily. [`delete`](Self::delete) tombstones a live
 /// document (a new revision) and is `NotFound` if there is none.
 ///
 /// **Reads.** A missing document, a deleted one, or a missing database is
@@ -56,8 +57,9 @@ pub const DEFAULT_PAGE_SIZE: usize = 1000;
 /// order; a bad document fails alone, not the batch. The outer `Result` fails only for what
 /// concerns the whole call (an invalid database name, an unreachable server).
 ///
-/// **Changes.** [`changes`](Self::changes) gives the latest change per document in sequence
-/// order, deletions included, from an opaque `since` token.
+/// **Changes.** [`changes`](Self::changes) gives each changed document once, at its latest
+/// change, deletions included, from an opaque `since` token that resumes without loss; the
+/// order is the commit order where [`Capabilities::changes_in_commit_order`] says so.
 ///
 /// **Queries.** [`find`](Self::find) answers CouchDB Mango queries with CouchDB's results in
 /// CouchDB's order on every provider (see [`FindQuery`] and the `query` module doc): the same
@@ -71,6 +73,9 @@ pub const DEFAULT_PAGE_SIZE: usize = 1000;
 pub trait DatabaseService: Send + Sync + fmt::Debug + 'static {
     /// The provider's name: `memory`, `embedded` or `couchdb`.
     fn provider_name(&self) -> &'static str;
+
+    /// What this provider promises beyond the common contract.
+    fn capabilities(&self) -> Capabilities;
 
     /// User databases, sorted; system databases (`_users`, `_replicator`, ...) are excluded.
     async fn list_databases(&self) -> Result<Vec<String>>;
@@ -214,6 +219,39 @@ pub trait DatabaseService: Send + Sync + fmt::Debug + 'static {
         db: &str,
         wanted: &[(String, Rev)],
     ) -> Result<Vec<Result<RevisionedDoc>>>;
+}
+
+/// What a provider promises where CouchDB itself promises less: memory and embedded keep the
+/// stricter behaviour a single process can give; a (sharded) CouchDB server gives what it
+/// gives, and the CouchDB provider passes it on rather than pretending. The conformance suite
+/// holds each provider to what it declares here.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Capabilities {
+    /// [`DatabaseService::changes`] lists changes in the order they were committed. A CouchDB
+    /// database has several shards (q=2 by default) whose feeds interleave: each document
+    /// still appears once, at its latest change, and a token resumes without loss, but the
+    /// order is not the order of the writes.
+    pub changes_in_commit_order: bool,
+    /// A save carrying a `_rev` for an id the database never had is always `Conflict`.
+    /// CouchDB answers 409 on a freshly opened shard, but once the shard has served a write
+    /// it accepts it as a new document one generation above the `_rev` given (its
+    /// `before_docs_update` skips the check when no `validate_doc_update` is cached).
+    pub conflict_on_rev_for_new_document: bool,
+}
+
+impl Capabilities {
+    /// Everything in commit order and strict: the memory and embedded providers.
+    pub const STRICT: Self = Self {
+        changes_in_commit_order: true,
+        conflict_on_rev_for_new_document: true,
+    };
+
+    /// What a CouchDB 3 server gives (see the fields).
+    pub const COUCHDB: Self = Self {
+        changes_in_commit_order: false,
+        conflict_on_rev_for_new_document: false,
+    };
 }
 
 /// How [`DatabaseServiceExt::update`] retries on conflict.

@@ -12,8 +12,9 @@
 //! the concurrency rules are checked with tasks spawned on several runtime threads.
 //!
 //! The rules live in one file per area: `documents` (names, ids, bodies, revisions, save and
-//! delete), `bulk`, `listing` (listings, pagination, changes, databases), `queries` (`find`
-//! and `ensure_index`), `replication` (local documents and replication writes) and
+//! delete), `bulk`, `listing` (listings, pagination, changes, databases), `selectors` (what a
+//! `find` selector matches), `queries` (how `find` serves it: index choice, sort, limit,
+//! `ensure_index`), `replication` (local documents and replication writes) and
 //! `concurrency`. The list of behaviours is written once, in `__conformance_behaviours!`
 //! below; a new rule is a function in its area's file and a name in that list.
 
@@ -29,6 +30,7 @@ mod documents;
 mod listing;
 mod queries;
 mod replication;
+mod selectors;
 
 pub use bulk::*;
 pub use concurrency::*;
@@ -36,6 +38,7 @@ pub use documents::*;
 pub use listing::*;
 pub use queries::*;
 pub use replication::*;
+pub use selectors::*;
 
 /// The service under test.
 pub type Service = Arc<dyn DatabaseService>;
@@ -157,6 +160,11 @@ macro_rules! __conformance_behaviours {
             find_sort_by_id_needs_an_id_condition,
             ensure_index_replaces_a_redefined_index,
             find_collation_matches_recorded_couchdb,
+            find_negations_are_normalized,
+            find_empty_and_mixed_selectors,
+            find_paths_tell_missing_from_bad,
+            find_couchdb_3_5_operators,
+            find_prefers_a_usable_json_index,
         );
     };
 }

@@ -1,5 +1,6 @@
-//! Queries: `find` selectors, fields, sort, limit and skip, errors and collation, and
-//! `ensure_index`.
+//! Queries: the shared query corpus, and how `find` serves a selector: the index CouchDB 3.5
+//! chooses, `fields`, sort, limit and skip, errors, and `ensure_index`. What selectors match
+//! is in `selectors`.
 
 use std::sync::Arc;
 
@@ -14,7 +15,7 @@ use crate::{Document, Error, FindQuery, IndexStatus, NO_INDEX_FOR_SORT};
 // every server orders alike; `find_collation_matches_recorded_couchdb` holds ICU order.
 
 /// The query corpus: mixed types, nested objects, arrays, missing fields, one deleted doc.
-async fn find_corpus(svc: &Service, tag: &str) -> String {
+pub(super) async fn find_corpus(svc: &Service, tag: &str) -> String {
     let db = unique_db(tag);
     let docs = [
         json!({"_id": "alice", "name": "alice", "age": 31, "tags": ["x", "y"],
@@ -41,232 +42,14 @@ async fn find_corpus(svc: &Service, tag: &str) -> String {
     db
 }
 
-async fn found(svc: &Service, db: &str, query: Value) -> Vec<String> {
+pub(super) async fn found(svc: &Service, db: &str, query: Value) -> Vec<String> {
     let query = FindQuery::from_json(&query).expect("valid query");
     ids(&svc.find(db, &query).await.expect("find"))
 }
 
-async fn selects(svc: &Service, db: &str, selector: Value, expected: &[&str]) {
+pub(super) async fn selects(svc: &Service, db: &str, selector: Value, expected: &[&str]) {
     let got = found(svc, db, json!({"selector": selector.clone()})).await;
     assert_eq!(got, expected, "selector {selector}");
-}
-
-/// Implicit equality, `$eq`, `$and`, dotted paths and nested objects as paths, `null`;
-/// results in id order; deleted documents never match.
-pub async fn find_selects_by_equality_and_paths(svc: &Service) {
-    let db = find_corpus(svc, "find-eq").await;
-    selects(svc, &db, json!({"name": "bob"}), &["bob"]).await;
-    selects(svc, &db, json!({"name": {"$eq": "bob"}}), &["bob"]).await;
-    selects(
-        svc,
-        &db,
-        json!({"address.city": "oslo"}),
-        &["alice", "carol"],
-    )
-    .await;
-    selects(
-        svc,
-        &db,
-        json!({"address": {"city": "oslo"}}),
-        &["alice", "carol"],
-    )
-    .await;
-    selects(svc, &db, json!({"age": 25, "active": false}), &["bob"]).await;
-    selects(svc, &db, json!({"nick": null}), &["carol"]).await;
-    selects(svc, &db, json!({"name": "gone"}), &[]).await;
-    let all = ["alice", "bob", "carol", "dave", "erin", "frank"];
-    selects(svc, &db, json!({}), &all).await;
-    selects(
-        svc,
-        &db,
-        json!({"$and": [{"age": {"$gte": 25}}, {"age": {"$lt": 40}}]}),
-        &["alice", "bob", "frank"],
-    )
-    .await;
-    drop_db(svc, &db).await;
-}
-
-/// `$gt $gte $lt $lte` compare in CouchDB's collation across types (a string is greater
-/// than every number, `true` greater than `false`).
-pub async fn find_comparisons_collate_across_types(svc: &Service) {
-    let db = find_corpus(svc, "find-cmp").await;
-    selects(
-        svc,
-        &db,
-        json!({"age": {"$gt": 30}}),
-        &["alice", "carol", "erin"],
-    )
-    .await;
-    selects(svc, &db, json!({"age": {"$lte": 25}}), &["bob", "frank"]).await;
-    selects(
-        svc,
-        &db,
-        json!({"age": {"$lt": "a"}}),
-        &["alice", "bob", "carol", "frank"],
-    )
-    .await;
-    selects(
-        svc,
-        &db,
-        json!({"score": {"$gte": 7.5}}),
-        &["alice", "dave"],
-    )
-    .await;
-    selects(
-        svc,
-        &db,
-        json!({"score": {"$gt": 3.0, "$lt": 10}}),
-        &["alice"],
-    )
-    .await;
-    selects(
-        svc,
-        &db,
-        json!({"active": {"$gt": false}}),
-        &["alice", "carol"],
-    )
-    .await;
-    selects(
-        svc,
-        &db,
-        json!({"_id": {"$gt": "c"}}),
-        &["carol", "dave", "erin", "frank"],
-    )
-    .await;
-    selects(svc, &db, json!({"age": {"$gt": 50, "$lt": 20}}), &[]).await;
-    drop_db(svc, &db).await;
-}
-
-/// `$in $nin $all $size $elemMatch $allMatch` (`$in`/`$nin` look into arrays).
-pub async fn find_array_operators(svc: &Service) {
-    let db = find_corpus(svc, "find-arr").await;
-    selects(svc, &db, json!({"tags": {"$in": ["z"]}}), &["dave"]).await;
-    selects(
-        svc,
-        &db,
-        json!({"tags": {"$in": ["x"]}}),
-        &["alice", "dave", "erin"],
-    )
-    .await;
-    selects(
-        svc,
-        &db,
-        json!({"age": {"$in": [25, 42]}}),
-        &["bob", "carol", "frank"],
-    )
-    .await;
-    selects(
-        svc,
-        &db,
-        json!({"tags": {"$nin": ["x"]}}),
-        &["bob", "carol"],
-    )
-    .await;
-    selects(svc, &db, json!({"tags": {"$all": ["x", "y"]}}), &["alice"]).await;
-    selects(svc, &db, json!({"tags": {"$size": 0}}), &["carol"]).await;
-    selects(svc, &db, json!({"tags": {"$size": 2}}), &["alice", "dave"]).await;
-    selects(
-        svc,
-        &db,
-        json!({"scores": {"$elemMatch": {"k": "a", "v": {"$gt": 5}}}}),
-        &["frank"],
-    )
-    .await;
-    selects(
-        svc,
-        &db,
-        json!({"scores": {"$allMatch": {"v": {"$gte": 1}}}}),
-        &["erin", "frank"],
-    )
-    .await;
-    selects(
-        svc,
-        &db,
-        json!({"scores": {"$allMatch": {"v": {"$gte": 2}}}}),
-        &["frank"],
-    )
-    .await;
-    drop_db(svc, &db).await;
-}
-
-/// `$type $exists $mod $regex`.
-pub async fn find_type_exists_mod_regex(svc: &Service) {
-    let db = find_corpus(svc, "find-type").await;
-    selects(svc, &db, json!({"age": {"$type": "string"}}), &["erin"]).await;
-    selects(
-        svc,
-        &db,
-        json!({"score": {"$type": "number"}}),
-        &["alice", "bob", "dave"],
-    )
-    .await;
-    selects(
-        svc,
-        &db,
-        json!({"tags": {"$type": "array"}}),
-        &["alice", "bob", "carol", "dave"],
-    )
-    .await;
-    selects(svc, &db, json!({"nick": {"$type": "null"}}), &["carol"]).await;
-    selects(svc, &db, json!({"age": {"$exists": false}}), &["dave"]).await;
-    selects(svc, &db, json!({"nick": {"$exists": true}}), &["carol"]).await;
-    selects(
-        svc,
-        &db,
-        json!({"age": {"$mod": [5, 0]}}),
-        &["bob", "frank"],
-    )
-    .await;
-    selects(svc, &db, json!({"age": {"$mod": [10, 2]}}), &["carol"]).await;
-    selects(
-        svc,
-        &db,
-        json!({"name": {"$regex": "^[a-c]"}}),
-        &["alice", "bob", "carol"],
-    )
-    .await;
-    selects(
-        svc,
-        &db,
-        json!({"address.zip": {"$regex": "0$"}}),
-        &["alice", "frank"],
-    )
-    .await;
-    drop_db(svc, &db).await;
-}
-
-/// `$or $nor $not`, and combinations with field conditions.
-pub async fn find_logical_operators(svc: &Service) {
-    let db = find_corpus(svc, "find-logic").await;
-    selects(
-        svc,
-        &db,
-        json!({"$or": [{"name": "bob"}, {"age": 42}]}),
-        &["bob", "carol"],
-    )
-    .await;
-    selects(
-        svc,
-        &db,
-        json!({"$nor": [{"age": 25}, {"active": true}]}),
-        &["dave", "erin"],
-    )
-    .await;
-    selects(
-        svc,
-        &db,
-        json!({"name": {"$in": ["bob", "erin", "dave"]}, "age": {"$exists": true}}),
-        &["bob", "erin"],
-    )
-    .await;
-    selects(
-        svc,
-        &db,
-        json!({"$and": [{"$or": [{"age": 25}, {"age": 31}]}, {"$not": {"name": "bob"}}]}),
-        &["alice", "frank"],
-    )
-    .await;
-    drop_db(svc, &db).await;
 }
 
 /// `fields` returns exactly the listed fields (nested ones nested), `_id`/`_rev` only if
@@ -565,6 +348,10 @@ pub async fn find_errors_are_typed(svc: &Service) {
         (json!({"selector": []}), "selector"),
         (json!({"selector": {}, "sort": [{"a": "sideways"}]}), "asc"),
         (json!({"selector": {}, "use_index": "x"}), "use_index"),
+        // Accepted by CouchDB, but answered with every document or not at all.
+        (json!({"selector": {"$text": "x"}}), "$text"),
+        (json!({"selector": {"$not": {}}}), "field name"),
+        (json!({"selector": {"": 1}}), "field name"),
     ] {
         match FindQuery::from_json(&query) {
             Err(Error::InvalidQuery { reason }) => {
@@ -607,49 +394,6 @@ pub async fn find_errors_are_typed(svc: &Service) {
     );
     assert_eq!(svc.find(&missing, &q).await.expect("exists now").len(), 0);
     drop_db(svc, &missing).await;
-}
-
-/// A missing field matches nothing but `$exists: false` — not `$ne`, not `$lt` (even when
-/// an index serves the query) — and a numeric path segment indexes arrays only (a string
-/// has no elements).
-pub async fn find_missing_fields_match_only_exists_false(svc: &Service) {
-    let db = find_corpus(svc, "find-missing").await;
-    selects(
-        svc,
-        &db,
-        json!({"age": {"$ne": 25}}),
-        &["alice", "carol", "erin"],
-    )
-    .await;
-    selects(svc, &db, json!({"nick": {"$ne": 1}}), &["carol"]).await;
-    selects(svc, &db, json!({"tags.0": "x"}), &["alice", "dave"]).await;
-    svc.ensure_index(&db, &["age"], "by-age")
-        .await
-        .expect("index");
-    assert_eq!(
-        found(
-            svc,
-            &db,
-            json!({"selector": {"age": {"$lt": 40}}, "limit": 2})
-        )
-        .await,
-        ["bob", "frank"]
-    );
-    drop_db(svc, &db).await;
-}
-
-/// `$not` inside a field (`{"age": {"$not": {"$gt": 30}}}`) negates the condition, so
-/// documents without the field match.
-pub async fn find_not_inside_a_field(svc: &Service) {
-    let db = find_corpus(svc, "find-not").await;
-    selects(
-        svc,
-        &db,
-        json!({"age": {"$not": {"$gt": 30}}}),
-        &["bob", "dave", "frank"],
-    )
-    .await;
-    drop_db(svc, &db).await;
 }
 
 /// Sorting by `_id` needs a condition on `_id` (CouchDB's `_all_docs` index rule), so
@@ -711,67 +455,51 @@ pub async fn find_sort_skips_fields_fixed_by_eq(svc: &Service) {
     drop_db(svc, &db).await;
 }
 
-/// Strings and mixed types sort and compare exactly as a genuine CouchDB 3.5 did
-/// (`testdata/couchdb-collation.json`): ICU root collation, types in CouchDB's order.
-pub async fn find_collation_matches_recorded_couchdb(svc: &Service) {
-    let data: Value =
-        serde_json::from_str(include_str!("../../../testdata/couchdb-collation.json"))
-            .expect("recorded collation parses");
-    let strings = data["strings_view_order"].as_array().expect("strings");
-    let db = unique_db("find-collate");
-    // Ids in recorded order, so ties (canonically equal strings) break the recorded way.
-    let docs: Vec<Document> = strings
-        .iter()
-        .enumerate()
-        .map(|(n, s)| doc(json!({"_id": format!("s{n:03}"), "v": s})))
-        .chain(
-            data["mixed_types_view_order"]
-                .as_array()
-                .expect("mixed")
-                .iter()
-                .enumerate()
-                .map(|(n, v)| doc(json!({"_id": format!("m{n:03}"), "m": v}))),
-        )
-        .collect();
-    for r in svc.save_many(&db, docs).await.expect("bulk") {
+/// A usable JSON index serves a query even when no condition narrows it (CouchDB tries its
+/// JSON indexes before `_all_docs`), so results come in its order; between JSON indexes the
+/// one whose leading field has an indexable condition (`$exists` counts) wins, then fewer
+/// fields, then the name.
+pub async fn find_prefers_a_usable_json_index(svc: &Service) {
+    let db = unique_db("find-choice");
+    let docs = [
+        json!({"_id": "p1", "a": 3, "b": 1}),
+        json!({"_id": "p2", "a": 1, "b": 2}),
+        json!({"_id": "p3", "a": 2}),
+        json!({"_id": "p4", "b": 3}),
+    ];
+    for r in svc
+        .save_many(&db, docs.into_iter().map(doc).collect())
+        .await
+        .expect("saves")
+    {
         r.expect("saved");
     }
-    svc.ensure_index(&db, &["v"], "by-v").await.expect("index");
-    svc.ensure_index(&db, &["m"], "by-m").await.expect("index");
-    let values = |field: &'static str, query: Value| {
-        let svc = Arc::clone(svc);
-        let db = db.clone();
-        async move {
-            let query = FindQuery::from_json(&query).expect("valid");
-            svc.find(&db, &query)
-                .await
-                .expect("find")
-                .iter()
-                .map(|d| d.get(field).cloned().unwrap_or(Value::Null))
-                .collect::<Vec<Value>>()
-        }
-    };
-    assert_eq!(
-        values("v", json!({"selector": {}, "sort": ["v"]})).await,
-        *data["strings_find_sort_order"].as_array().expect("order")
-    );
-    let mixed = values("m", json!({"selector": {}, "sort": ["m"]})).await;
-    let recorded = data["mixed_types_view_order"].as_array().expect("mixed");
-    assert_eq!(mixed.len(), recorded.len());
-    for (got, want) in mixed.iter().zip(recorded) {
-        assert_eq!(
-            crate::collate::compare(got, want),
-            std::cmp::Ordering::Equal,
-            "{got} vs {want}"
-        );
+    svc.ensure_index(&db, &["a"], "by-a").await.expect("index");
+    for (selector, expected) in [
+        (json!({"a": {"$exists": true}}), vec!["p2", "p3", "p1"]),
+        (json!({"a": {"$ne": 2}}), vec!["p2", "p1"]),
+        (json!({"$or": [{"a": 3}, {"a": 1}]}), vec!["p2", "p1"]),
+        // `b` is not required: the index cannot serve it, `_all_docs` does (id order).
+        (json!({"$or": [{"a": 3}, {"b": 3}]}), vec!["p1", "p4"]),
+    ] {
+        selects(svc, &db, selector, &expected).await;
     }
-    for (pivot, expected) in data["find_gt"].as_object().expect("find_gt") {
-        let mut got = values("v", json!({"selector": {"v": {"$gt": pivot}}})).await;
-        let mut want = expected.as_array().expect("list").clone();
-        let key = |v: &Value| v.as_str().unwrap_or("").to_owned();
-        got.sort_by_key(key);
-        want.sort_by_key(key);
-        assert_eq!(got, want, "$gt {pivot}");
-    }
+    svc.ensure_index(&db, &["b"], "by-b").await.expect("index");
+    // Both indexes usable and equally close: the name decides (by-a).
+    selects(
+        svc,
+        &db,
+        json!({"a": {"$exists": true}, "b": {"$exists": true}}),
+        &["p2", "p1"],
+    )
+    .await;
+    // Only `b` has an indexable condition: by-b, in `b` order.
+    selects(
+        svc,
+        &db,
+        json!({"$and": [{"$or": [{"a": 1}, {"a": 3}]}, {"b": {"$exists": true}}]}),
+        &["p1", "p2"],
+    )
+    .await;
     drop_db(svc, &db).await;
 }

@@ -322,6 +322,10 @@ impl DatabaseService for CouchDbProvider {
         "couchdb"
     }
 
+    fn capabilities(&self) -> crate::Capabilities {
+        crate::Capabilities::COUCHDB
+    }
+
     async fn list_databases(&self) -> Result<Vec<String>> {
         self.list_databases().await
     }

@@ -169,6 +169,10 @@ impl DatabaseService for EmbeddedProvider {
         "embedded"
     }
 
+    fn capabilities(&self) -> crate::Capabilities {
+        crate::Capabilities::STRICT
+    }
+
     async fn list_databases(&self) -> Result<Vec<String>> {
         self.run(|s| s.list_databases()).await
     }
