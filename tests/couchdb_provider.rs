@@ -157,22 +157,58 @@ async fn wrong_password_is_unauthorized_and_never_shown() {
     assert_eq!(err.http_status(), 401);
 }
 
+/// A user of its own with a random password (never a word that could occur in output by
+/// chance, whatever the server admin's password is), given in the URL: it works, and the
+/// password appears in no `Debug` output and no error.
 #[tokio::test]
 async fn credentials_in_the_url_work_and_stay_hidden() {
     let server = support::couchdb();
-    let url = server.url.replacen(
-        "://",
-        &format!("://{}:{}@", server.user, server.password),
-        1,
-    );
+    let user = format!("dsu{:x}", fastrand::u64(..));
+    let password = format!("Qz{:016x}", fastrand::u64(..));
+    let db = unique_db("url-credentials");
+    let user_doc =
+        format!(r#"{{"name":"{user}","password":"{password}","roles":[],"type":"user"}}"#);
+    let (status, body) = server
+        .request(
+            "PUT",
+            &format!("/_users/org.couchdb.user:{user}"),
+            Some(&user_doc),
+        )
+        .expect("creates the user");
+    assert!(matches!(status, 201 | 202), "{status} {body}");
+    let (status, body) = server
+        .request("PUT", &format!("/{db}"), None)
+        .expect("creates the db");
+    assert!(matches!(status, 201 | 202), "{status} {body}");
+    let security = format!(r#"{{"members":{{"names":["{user}"],"roles":[]}}}}"#);
+    let (status, body) = server
+        .request("PUT", &format!("/{db}/_security"), Some(&security))
+        .expect("sets the members");
+    assert_eq!(status, 200, "{body}");
+
+    let url = server
+        .url
+        .replacen("://", &format!("://{user}:{password}@"), 1);
     let p = CouchDbProvider::connect(CouchDbConfig::new(&url))
         .await
-        .unwrap();
-    assert!(p.list_databases().await.is_ok());
-    let debug = format!("{p:?}");
-    assert!(!debug.contains(&server.password), "{debug}");
-    let config = format!("{:?}", CouchDbConfig::new(&url));
-    assert!(!config.contains(&server.password), "{config}");
+        .expect("the user connects");
+    let written = p.save(&db, "d", doc(json!({"n": 1}))).await.unwrap();
+    assert_eq!(
+        p.get(&db, "d").await.unwrap().rev(),
+        Some(written.rev.to_string().as_str())
+    );
+    // A member may not list every database: an error, which must not show the password.
+    let denied = p.list_databases().await.unwrap_err();
+    let outputs = [
+        format!("{p:?}"),
+        format!("{:?}", CouchDbConfig::new(&url)),
+        format!("{denied} {denied:?}"),
+    ];
+    for output in outputs {
+        assert!(!output.contains(&password), "{output}");
+    }
+    let admin = provider().await;
+    admin.delete_database(&db).await.unwrap();
 }
 
 #[tokio::test]
@@ -279,6 +315,42 @@ async fn reads_are_retried_on_5xx_and_then_unavailable() {
     assert!(matches!(err, Error::Unavailable { .. }), "{err:?}");
     assert_eq!(hits.load(Ordering::SeqCst), 4, "one try and three retries");
     assert_eq!(err.http_status(), 503);
+}
+
+/// A deterministic server bug is sent once and reported as what it is: on a scripted
+/// server, and on the genuine CouchDB 3.5 with the query that crashes it (a range on an
+/// indexed field that closes at one value and then excludes it: `function_clause`).
+#[tokio::test]
+async fn a_server_crash_is_not_retried_nor_unavailable() {
+    let (url, hits) = fake_server(|_| {
+        Some((
+            500,
+            r#"{"error":"unknown_error","reason":"function_clause","ref":1}"#.into(),
+        ))
+    })
+    .await;
+    let p = CouchDbProvider::connect(fake_config(&url)).await.unwrap();
+    let err = p.get("db", "x").await.unwrap_err();
+    assert!(matches!(err, Error::Protocol { .. }), "{err:?}");
+    assert!(!err.is_retryable());
+    assert_eq!(hits.load(Ordering::SeqCst), 1, "not sent again");
+    assert!(err.to_string().contains("function_clause"), "{err}");
+
+    let p = provider().await;
+    let db = unique_db("crash");
+    p.save(&db, "d", doc(json!({"a": 1}))).await.unwrap();
+    p.ensure_index(&db, &["a"], "ia").await.unwrap();
+    for selector in [
+        json!({"$and": [{"a": null}, {"a": {"$gt": null}}]}),
+        json!({"a": {"$eq": 1, "$gt": 1}}),
+    ] {
+        let query = FindQuery::new(selector.clone()).unwrap();
+        let (result, requests) = count(&p, p.find(&db, &query)).await;
+        let err = result.unwrap_err();
+        assert!(matches!(err, Error::Protocol { .. }), "{selector}: {err:?}");
+        assert_eq!(requests, 1, "{selector}");
+    }
+    p.delete_database(&db).await.unwrap();
 }
 
 #[tokio::test]

@@ -19,15 +19,13 @@ enum Kind {
     CouchDb,
 }
 
-/// The provider of `kind`; a CouchDB target of a CouchDB source is a second server (a
-/// stand-in of its own), since a migration keeps database names.
+/// The provider of `kind`; a CouchDB target of a CouchDB source is a second server, since a
+/// migration keeps database names.
 async fn provider(kind: Kind, dir: &std::path::Path, name: &str) -> Arc<dyn DatabaseService> {
     let settings = match kind {
         Kind::Memory => Settings::memory(),
         Kind::Embedded => Settings::embedded(dir.join(name)),
-        Kind::CouchDb if name == "second" => support::start_standin()
-            .expect("a second CouchDB stand-in")
-            .settings(),
+        Kind::CouchDb if name == "second" => support::second_couchdb().settings(),
         Kind::CouchDb => support::couchdb().settings(),
     };
     get_database_service(&settings)

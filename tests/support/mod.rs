@@ -1,35 +1,39 @@
-//! Finds a real CouchDB server for the tests, in this order:
+//! Finds a genuine Apache CouchDB 3 for the tests, in this order:
 //!
 //! 1. `COUCHDB_URL` (with `COUCHDB_USER` / `COUCHDB_PASSWORD`, or credentials in the URL);
-//! 2. a `couchdb:3` container through testcontainers, when a Docker engine answers;
-//! 3. the CouchDB-compatible stand-in `pouchdb-server@4.2.0` from npm, installed once (under a
-//!    file lock) into `target/couchdb-standin` and started on a free loopback port, wrapped by
-//!    `tests/support/standin/standin.js` so it requires credentials like CouchDB 3.
+//! 2. a `couchdb:3` container started with testcontainers, when a Docker engine answers
+//!    (`DOCSTORE_REQUIRE_DOCKER=1` makes this the only way: CI sets it wherever Docker runs).
 //!
-//! If none is possible the tests fail with a message saying how to provide a server; they
-//! never silently pass. One server is shared by all tests of a test binary; each test uses its
-//! own uniquely named databases.
+//! Otherwise the tests fail, saying how to provide a server; they never silently pass. One
+//! server is shared by all tests of a test binary; each test uses its own uniquely named
+//! databases. Tests that copy between two CouchDB servers get a second one from
+//! [`second_couchdb`]: `COUCHDB_SECOND_URL` (same user and password variables), else a second
+//! container.
+//!
+//! Containers are started from a plain thread (testcontainers' blocking runner starts a
+//! runtime of its own, which may not run inside the async tests' runtime), get a random admin
+//! password, and are removed when the test process exits. bollard (testcontainers' Docker
+//! client, 0.21) sends requests without an API version prefix (it joins `/v1.53` with an
+//! absolute path, which replaces it), so any engine answers at its own API version; checked on
+//! Docker 20.10 (API 1.41).
 
 #![allow(dead_code)]
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{TcpListener, TcpStream};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::process::{Command, Stdio};
 use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use docstore::{CouchDbConfig, Secret, Settings};
 
-/// Which kind of server the tests talk to.
+/// Where a server came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ServerKind {
-    /// Given by `COUCHDB_URL`.
+    /// Given by `COUCHDB_URL` or `COUCHDB_SECOND_URL`.
     External,
     /// A `couchdb:3` container.
     Container,
-    /// The npm stand-in (`pouchdb-server`).
-    StandIn,
 }
 
 /// A running server and how to reach it.
@@ -55,38 +59,53 @@ impl CouchServer {
         Settings::couchdb(&self.url, &self.user, Secret::new(&self.password))
     }
 
-    /// `Some(reason)` when the server is the stand-in, for behaviours it cannot reproduce.
-    pub fn standin_deviation(&self, reason: &'static str) -> Option<&'static str> {
-        (self.kind == ServerKind::StandIn).then_some(reason)
+    /// One request with the admin credentials: (status, body).
+    pub fn request(
+        &self,
+        method: &str,
+        path: &str,
+        body: Option<&str>,
+    ) -> Result<(u16, String), String> {
+        let (host, port) = host_port(&self.url)?;
+        http(&host, port, method, path, &self.user, &self.password, body)
     }
 }
 
 static SERVER: OnceLock<CouchServer> = OnceLock::new();
-/// The stand-in processes; kept alive (with their stdin open) until the test process exits.
-static STANDIN: Mutex<Vec<Child>> = Mutex::new(Vec::new());
+static SECOND: OnceLock<CouchServer> = OnceLock::new();
+
+const HOW_TO: &str = "Provide one of: COUCHDB_URL=http://127.0.0.1:5984 with COUCHDB_USER and \
+    COUCHDB_PASSWORD (for instance `docker compose up -d`, or the test kit's \
+    `run-couchdb start`); or a running Docker engine with a `couchdb:3` image (pulled from a \
+    registry, or built locally by the kit's `build-couchdb-image`).";
 
 /// The shared server, found (and started) on first use.
 pub fn couchdb() -> &'static CouchServer {
-    SERVER.get_or_init(|| match find_server() {
+    SERVER.get_or_init(|| found("COUCHDB_URL", "the CouchDB tests"))
+}
+
+/// A second server, for copies between two CouchDB servers (databases keep their names).
+pub fn second_couchdb() -> &'static CouchServer {
+    SECOND.get_or_init(|| found("COUCHDB_SECOND_URL", "a second CouchDB server"))
+}
+
+fn found(variable: &str, what: &str) -> CouchServer {
+    match find_server(variable) {
         Ok(server) => {
             eprintln!(
-                "CouchDB tests run against {:?} at {}",
+                "{what} run against {:?} CouchDB at {}",
                 server.kind, server.url
             );
             server
         }
-        Err(why) => panic!(
-            "no CouchDB server for the tests: {why}\n\
-             Provide one of: COUCHDB_URL=http://127.0.0.1:5984 with COUCHDB_USER and COUCHDB_PASSWORD \
-             (e.g. after `docker compose up -d`); a running Docker engine; or Node.js 18+ with npm \
-             on PATH and access to the npm registry (the tests then install pouchdb-server@4.2.0 \
-             into target/couchdb-standin themselves)."
-        ),
-    })
+        Err(why) => panic!("no CouchDB server for {what}: {why}\n{HOW_TO}"),
+    }
 }
 
-fn find_server() -> Result<CouchServer, String> {
-    if let Ok(url) = std::env::var("COUCHDB_URL")
+fn find_server(variable: &str) -> Result<CouchServer, String> {
+    let require_docker = std::env::var("DOCSTORE_REQUIRE_DOCKER").is_ok_and(|v| v == "1");
+    if !require_docker
+        && let Ok(url) = std::env::var(variable)
         && !url.trim().is_empty()
     {
         return Ok(CouchServer {
@@ -97,14 +116,13 @@ fn find_server() -> Result<CouchServer, String> {
         });
     }
     if docker_answers() {
-        match start_container() {
-            Ok(server) => return Ok(server),
-            Err(e) => eprintln!(
-                "Docker answers, but the couchdb:3 container failed ({e}); trying the stand-in"
-            ),
-        }
+        return start_container();
     }
-    start_standin()
+    Err(if require_docker {
+        "DOCSTORE_REQUIRE_DOCKER=1 is set but no Docker engine answers".to_owned()
+    } else {
+        format!("{variable} is not set and no Docker engine answers")
+    })
 }
 
 /// Whether a Docker engine answers (`docker info`, bounded to 10 s).
@@ -131,39 +149,52 @@ pub fn docker_answers() -> bool {
     }
 }
 
-/// Starts `couchdb:3` with testcontainers, waits for `/_up`, creates the system databases.
-/// The container is removed when the test process exits.
+/// Starts a `couchdb:3` container (on a thread of its own, so it works inside async tests),
+/// waits for it to answer, and creates the system databases. Removed at process exit.
 pub fn start_container() -> Result<CouchServer, String> {
+    std::thread::spawn(start_container_here)
+        .join()
+        .map_err(|_| "starting the container panicked".to_owned())?
+}
+
+fn start_container_here() -> Result<CouchServer, String> {
     use testcontainers::core::{IntoContainerPort, WaitFor};
     use testcontainers::runners::SyncRunner;
     use testcontainers::{GenericImage, ImageExt};
 
-    let password = format!("pw-{}", std::process::id());
+    let password = format!("Tc{:016x}", fastrand::u64(..));
     let container = GenericImage::new("couchdb", "3")
         .with_exposed_port(5984.tcp())
         .with_wait_for(WaitFor::seconds(1))
         .with_env_var("COUCHDB_USER", "admin")
         .with_env_var("COUCHDB_PASSWORD", &password)
         .start()
-        .map_err(|e| e.to_string())?;
+        .map_err(|e| {
+            format!(
+                "the couchdb:3 container did not start ({e}); if the image is missing, build it \
+                 (the test kit's build-couchdb-image) or pull it (docker pull couchdb:3)"
+            )
+        })?;
     let port = container
         .get_host_port_ipv4(5984)
         .map_err(|e| e.to_string())?;
     remove_at_exit(container.id().to_owned());
+    // Dropping the handle would stop the container; it is removed at exit instead.
     std::mem::forget(container);
-    wait_until_up(port, "admin", &password, Duration::from_secs(120))?;
-    for db in ["_users", "_replicator"] {
-        let (status, _) = http(port, "PUT", &format!("/{db}"), "admin", &password)?;
-        if !matches!(status, 201 | 202 | 412) {
-            return Err(format!("creating {db} answered {status}"));
-        }
-    }
-    Ok(CouchServer {
+    let server = CouchServer {
         url: format!("http://127.0.0.1:{port}"),
         user: "admin".into(),
         password,
         kind: ServerKind::Container,
-    })
+    };
+    wait_until_up(&server, Duration::from_secs(120))?;
+    for db in ["_users", "_replicator"] {
+        let (status, body) = server.request("PUT", &format!("/{db}"), None)?;
+        if !matches!(status, 201 | 202 | 412) {
+            return Err(format!("creating {db} answered {status} {body}"));
+        }
+    }
+    Ok(server)
 }
 
 fn remove_at_exit(id: String) {
@@ -189,146 +220,42 @@ fn remove_at_exit(id: String) {
     ids.push(id);
 }
 
-fn target_dir() -> PathBuf {
-    // CARGO_TARGET_TMPDIR is <target>/tmp.
-    Path::new(env!("CARGO_TARGET_TMPDIR"))
-        .parent()
-        .map(Path::to_path_buf)
-        .unwrap_or_else(|| PathBuf::from("target"))
-}
-
-/// Installs the stand-in's npm packages into `target/couchdb-standin` once, under a lock.
-fn install_standin() -> Result<PathBuf, String> {
-    let source = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/support/standin");
-    let cache = target_dir().join("couchdb-standin");
-    std::fs::create_dir_all(&cache).map_err(|e| format!("creating {}: {e}", cache.display()))?;
-    let lock = std::fs::File::create(cache.join(".lock"))
-        .map_err(|e| format!("creating the install lock: {e}"))?;
-    lock.lock()
-        .map_err(|e| format!("taking the install lock: {e}"))?;
-    let wanted = std::fs::read(source.join("package-lock.json"))
-        .map_err(|e| format!("reading the stand-in's package-lock.json: {e}"))?;
-    let stamp = cache.join("node_modules/.docstore-installed");
-    if std::fs::read(&stamp).ok().as_deref() == Some(wanted.as_slice()) {
-        return Ok(cache);
-    }
-    for file in ["package.json", "package-lock.json"] {
-        std::fs::copy(source.join(file), cache.join(file))
-            .map_err(|e| format!("copying {file}: {e}"))?;
-    }
-    eprintln!(
-        "installing the CouchDB stand-in (pouchdb-server@4.2.0) into {} ...",
-        cache.display()
-    );
-    let output = Command::new("npm")
-        .args([
-            "ci",
-            "--ignore-scripts",
-            "--no-audit",
-            "--no-fund",
-            "--loglevel=error",
-        ])
-        .current_dir(&cache)
-        .output()
-        .map_err(|e| format!("running npm ({e}); is Node.js with npm installed?"))?;
-    if !output.status.success() {
-        return Err(format!(
-            "npm ci failed: {}",
-            String::from_utf8_lossy(&output.stderr)
-        ));
-    }
-    std::fs::write(&stamp, &wanted).map_err(|e| format!("writing the install stamp: {e}"))?;
-    Ok(cache)
-}
-
-fn free_port() -> Result<u16, String> {
-    let listener = TcpListener::bind("127.0.0.1:0").map_err(|e| e.to_string())?;
-    listener
-        .local_addr()
-        .map(|a| a.port())
-        .map_err(|e| e.to_string())
-}
-
-/// Starts the stand-in on a free loopback port; retries on another port if it cannot bind.
-/// Starts a stand-in of its own (tests that need a second server call this directly).
-pub fn start_standin() -> Result<CouchServer, String> {
-    let cache = install_standin()?;
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/support/standin/standin.js");
-    let password = format!("standin-{}-{}", std::process::id(), fastrand::u32(..));
-    let mut last_error = String::new();
-    for _ in 0..3 {
-        let port = free_port()?;
-        let dir = tempfile::Builder::new()
-            .prefix("couchdb-standin-")
-            .tempdir()
-            .map_err(|e| e.to_string())?
-            .keep();
-        let log_path = dir.join("stderr.log");
-        let log = std::fs::File::create(&log_path).map_err(|e| e.to_string())?;
-        let mut child = Command::new("node")
-            .arg(&script)
-            .args([&port.to_string(), "admin", &password])
-            .arg(&dir)
-            .env("NODE_PATH", cache.join("node_modules"))
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::from(log))
-            .spawn()
-            .map_err(|e| format!("starting node ({e}); is Node.js installed?"))?;
-        let stdout = child.stdout.take().ok_or("no stdout")?;
-        let (tx, rx) = std::sync::mpsc::channel();
-        // Reads stdout for the stand-in's whole life: the first line says it listens, the rest
-        // is its request log (a closed pipe would kill it on its next log line).
-        std::thread::spawn(move || {
-            let mut lines = BufReader::new(stdout).lines();
-            if let Some(Ok(first)) = lines.next() {
-                let _ = tx.send(first);
-            }
-            for _ in lines {}
-        });
-        match rx.recv_timeout(Duration::from_secs(60)) {
-            Ok(line) if line.trim() == format!("LISTENING {port}") => {
-                // Listening, and still alive: check it answers with the credentials.
-                if matches!(child.try_wait(), Ok(None)) {
-                    wait_until_up(port, "admin", &password, Duration::from_secs(30))?;
-                    STANDIN
-                        .lock()
-                        .unwrap_or_else(|e| e.into_inner())
-                        .push(child);
-                    return Ok(CouchServer {
-                        url: format!("http://127.0.0.1:{port}"),
-                        user: "admin".into(),
-                        password,
-                        kind: ServerKind::StandIn,
-                    });
-                }
-            }
-            _ => {}
-        }
-        let _ = child.kill();
-        let _ = child.wait();
-        let err = std::fs::read_to_string(&log_path).unwrap_or_default();
-        last_error = format!("the stand-in did not start on port {port}: {err}");
-    }
-    Err(last_error)
+/// `http://host:port` (credentials and a path ignored) → (host, port).
+fn host_port(url: &str) -> Result<(String, u16), String> {
+    let rest = url
+        .strip_prefix("http://")
+        .ok_or_else(|| format!("test support speaks plain http only: {url}"))?;
+    let authority = rest.split('/').next().unwrap_or(rest);
+    let authority = authority.rsplit('@').next().unwrap_or(authority);
+    let (host, port) = authority
+        .rsplit_once(':')
+        .ok_or_else(|| format!("no port in {url}"))?;
+    let port = port.parse().map_err(|_| format!("bad port in {url}"))?;
+    Ok((host.to_owned(), port))
 }
 
 /// A minimal blocking HTTP/1.0 request with basic auth: (status, body).
 fn http(
+    host: &str,
     port: u16,
     method: &str,
     path: &str,
     user: &str,
     password: &str,
+    body: Option<&str>,
 ) -> Result<(u16, String), String> {
-    let mut stream = TcpStream::connect(("127.0.0.1", port)).map_err(|e| e.to_string())?;
+    let mut stream = TcpStream::connect((host, port)).map_err(|e| e.to_string())?;
     stream
-        .set_read_timeout(Some(Duration::from_secs(10)))
+        .set_read_timeout(Some(Duration::from_secs(30)))
         .map_err(|e| e.to_string())?;
     let auth = base64(&format!("{user}:{password}"));
+    let body = body.unwrap_or("");
     write!(
         stream,
-        "{method} {path} HTTP/1.0\r\nHost: 127.0.0.1\r\nAuthorization: Basic {auth}\r\nAccept: application/json\r\nContent-Length: 0\r\n\r\n"
+        "{method} {path} HTTP/1.0\r\nHost: {host}\r\nAuthorization: Basic {auth}\r\n\
+         Accept: application/json\r\nContent-Type: application/json\r\n\
+         Content-Length: {}\r\n\r\n{body}",
+        body.len()
     )
     .map_err(|e| e.to_string())?;
     let mut answer = String::new();
@@ -344,11 +271,11 @@ fn http(
     Ok((status, body))
 }
 
-fn wait_until_up(port: u16, user: &str, password: &str, limit: Duration) -> Result<(), String> {
+fn wait_until_up(server: &CouchServer, limit: Duration) -> Result<(), String> {
     let deadline = Instant::now() + limit;
     let mut last = String::new();
     while Instant::now() < deadline {
-        match http(port, "GET", "/_session", user, password) {
+        match server.request("GET", "/_session", None) {
             Ok((200, _)) => return Ok(()),
             Ok((status, body)) => last = format!("{status} {body}"),
             Err(e) => last = e,
@@ -356,7 +283,8 @@ fn wait_until_up(port: u16, user: &str, password: &str, limit: Duration) -> Resu
         std::thread::sleep(Duration::from_millis(200));
     }
     Err(format!(
-        "the server on port {port} did not answer in time: {last}"
+        "the server at {} did not answer in time: {last}",
+        server.url
     ))
 }
 
