@@ -43,7 +43,7 @@ pub mod settings;
 pub use docstore_providers::{
     Capabilities, Change, ChangesPage, DEFAULT_PAGE_SIZE, DatabaseInfo, DatabaseService,
     DatabaseServiceExt, Document, Error, FindQuery, IndexDefinition, IndexStatus, Location,
-    MemoryProvider, NO_INDEX_FOR_SORT, Page, Result, Rev, RevisionOutcome, RevisionedDoc,
+    MemoryProvider, NO_INDEX_FOR_SORT, Page, Result, Rev, RevisionOutcome, RevisionedDoc, RevsDiff,
     SortDirection, WriteResult, async_trait, collate, mango, serde_json, validate,
 };
 #[cfg(feature = "couchdb")]

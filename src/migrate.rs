@@ -3,8 +3,12 @@
 //!
 //! Per database, the source's change feed is read in batches (bounded memory, whatever the
 //! database size); each batch costs one `changes` page and one `read_revisions` on the
-//! source, one `current_revisions` and at most one `put_revisions_over` (the write, judged on
-//! the winners just read) on the target. Documents
+//! source, and one `revs_diff` (CouchDB's `_revs_diff`, as its replicator uses) and at most
+//! one `put_revisions_over` (the write) on the target. The `revs_diff` asks, next to each
+//! document's revision, about a revision no document reaches, so its `possible_ancestors`
+//! list every leaf the target holds: a revision already there is skipped, a document whose
+//! leaves are all ancestors of the source's revision is extended; only a document with a
+//! leaf that is not an ancestor costs a winner lookup (`current_revisions`). Documents
 //! keep their ids, bodies, revisions and revision histories (up to CouchDB's `revs_limit`);
 //! deletions are carried as tombstones. What the target already has at the same revision is
 //! skipped, so a second run writes nothing.
@@ -32,7 +36,9 @@ use futures::StreamExt;
 use serde::Serialize;
 use serde_json::{Map, Value, json};
 
-use crate::{DatabaseService, Document, Error, Result, Rev, RevisionOutcome, RevisionedDoc};
+use crate::{
+    DatabaseService, Document, Error, Result, Rev, RevisionOutcome, RevisionedDoc, RevsDiff,
+};
 
 /// The `_local` document holding a database's migration checkpoint in the target.
 pub const CHECKPOINT_ID: &str = "docstore-migration";
@@ -427,9 +433,47 @@ pub(crate) async fn read_batch(
     }))
 }
 
-/// Writes one batch of source documents into `target` as the module doc says: looks up the
-/// target's winners, classifies each document into `report`, and writes what is missing or
-/// older (nothing on a dry run). Shared by [`migrate`] and restores from archives.
+/// A revision no document reaches: asked about in `_revs_diff` next to a document's own
+/// revision, it is always missing, so the answer's `possible_ancestors` (the leaves below a
+/// missing revision's generation) lists every leaf the target holds for the document.
+fn every_leaf_probe() -> Rev {
+    Rev::new(999_999_999, [0xff; 16])
+}
+
+/// What the target holds of one source document, and so what to do with it.
+enum Plan {
+    /// The target has the revision (as a leaf or an ancestor): nothing to write.
+    Present,
+    /// Write it; `over` is the target leaf it extends (`None`: the target has no leaf).
+    Write { over: Option<Rev> },
+    /// The target holds a leaf that is not an ancestor: decided on the target's winner.
+    Unsure,
+}
+
+/// The plan for `doc` from the target's `_revs_diff` answer (`leaves`: every target leaf).
+fn plan(doc: &RevisionedDoc, diff: &RevsDiff) -> Plan {
+    if !diff.missing.contains(&doc.rev) {
+        return Plan::Present;
+    }
+    let leaves = &diff.possible_ancestors;
+    let linked = doc.linked_history();
+    match leaves.as_slice() {
+        [] => Plan::Write { over: None },
+        [leaf] if linked.contains(leaf) => Plan::Write { over: Some(*leaf) },
+        // A source without history (an archive written before histories were kept) extends
+        // an older single leaf, given as its parent.
+        [leaf] if doc.history.is_empty() && leaf.generation() < doc.rev.generation() => {
+            Plan::Write { over: Some(*leaf) }
+        }
+        _ => Plan::Unsure,
+    }
+}
+
+/// Writes one batch of source documents into `target` as the module doc says: asks the
+/// target which revisions it lacks and which leaves it holds (one `revs_diff`), looks up the
+/// winners of only those documents whose target leaves are not all ancestors, classifies each
+/// document into `report`, and writes what is missing (nothing on a dry run). Shared by
+/// [`migrate`] and restores from archives.
 pub(crate) async fn apply_batch(
     target: &dyn DatabaseService,
     db: &str,
@@ -437,43 +481,72 @@ pub(crate) async fn apply_batch(
     options: &MigrateOptions,
     report: &mut DatabaseReport,
 ) -> Result<()> {
-    let ids: Vec<String> = docs.iter().map(|d| d.id.clone()).collect();
-    let current = target.current_revisions(db, &ids).await?;
+    let probe = every_leaf_probe();
+    let asked: Vec<(String, Vec<Rev>)> = docs
+        .iter()
+        .map(|d| (d.id.clone(), vec![d.rev, probe]))
+        .collect();
+    let diffs = target.revs_diff(db, &asked).await?;
     let mut writes = Vec::new();
     let mut over = Vec::new();
-    let mut new_edits = Vec::new();
-    for (mut doc, current) in docs.into_iter().zip(current) {
-        match current {
-            None => {
-                report.created += 1;
-                report.deleted += u64::from(doc.deleted);
-                writes.push(doc);
-                over.push(current);
-            }
-            Some((rev, _)) if rev == doc.rev => report.unchanged += 1,
-            Some((rev, _))
-                if doc.linked_history().contains(&rev)
-                    || (doc.history.is_empty() && rev.generation() < doc.rev.generation()) =>
-            {
-                // The source's revision descends from the target's. Without a history the
-                // target's revision is given as its parent (linked when one generation older).
-                if doc.history.is_empty() {
-                    doc.history = vec![rev];
+    let mut unsure = Vec::new();
+    for (mut doc, diff) in docs.into_iter().zip(diffs) {
+        match plan(&doc, &diff) {
+            Plan::Present => report.unchanged += 1,
+            Plan::Unsure => unsure.push(doc),
+            Plan::Write { over: leaf } => {
+                match leaf {
+                    None => report.created += 1,
+                    Some(leaf) => {
+                        if doc.history.is_empty() {
+                            doc.history = vec![leaf];
+                        }
+                        report.updated += 1;
+                    }
                 }
-                report.updated += 1;
                 report.deleted += u64::from(doc.deleted);
+                // A descendant replaces the leaf it extends whether or not that leaf is a
+                // deletion: the flag plays no part in the outcome.
+                over.push(leaf.map(|rev| (rev, false)));
                 writes.push(doc);
-                over.push(current);
             }
-            Some((rev, deleted)) => {
-                report.conflicts += 1;
-                note(&mut report.conflict_ids, &doc.id);
-                match options.on_conflict {
-                    ConflictPolicy::Report => {}
-                    ConflictPolicy::TargetWins => report.resolved += 1,
-                    ConflictPolicy::SourceWins => {
-                        report.resolved += 1;
-                        new_edits.push((doc, rev, deleted));
+        }
+    }
+    let mut new_edits = Vec::new();
+    if !unsure.is_empty() {
+        let ids: Vec<String> = unsure.iter().map(|d| d.id.clone()).collect();
+        let winners = target.current_revisions(db, &ids).await?;
+        for (mut doc, current) in unsure.into_iter().zip(winners) {
+            match current {
+                None => {
+                    report.created += 1;
+                    report.deleted += u64::from(doc.deleted);
+                    writes.push(doc);
+                    over.push(current);
+                }
+                Some((rev, _))
+                    if doc.linked_history().contains(&rev)
+                        || doc.history.is_empty() && rev.generation() < doc.rev.generation() =>
+                {
+                    // The winner is an ancestor; another leaf (a deleted branch) is not.
+                    if doc.history.is_empty() {
+                        doc.history = vec![rev];
+                    }
+                    report.updated += 1;
+                    report.deleted += u64::from(doc.deleted);
+                    writes.push(doc);
+                    over.push(current);
+                }
+                Some((rev, deleted)) => {
+                    report.conflicts += 1;
+                    note(&mut report.conflict_ids, &doc.id);
+                    match options.on_conflict {
+                        ConflictPolicy::Report => {}
+                        ConflictPolicy::TargetWins => report.resolved += 1,
+                        ConflictPolicy::SourceWins => {
+                            report.resolved += 1;
+                            new_edits.push((doc, rev, deleted));
+                        }
                     }
                 }
             }
@@ -483,7 +556,7 @@ pub(crate) async fn apply_batch(
         return Ok(());
     }
     let ids: Vec<String> = writes.iter().map(|d| d.id.clone()).collect();
-    // The winners were just read: the target need not look them up again.
+    // What the target holds was just read: it need not look the winners up again.
     let outcomes = target.put_revisions_over(db, writes, over).await?;
     for (id, outcome) in ids.into_iter().zip(outcomes) {
         match outcome {

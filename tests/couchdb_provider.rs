@@ -456,9 +456,10 @@ async fn design_documents_never_list() {
     p.delete_database(&db).await.unwrap();
 }
 
-/// A migration into CouchDB costs per batch one winner lookup and one `_bulk_docs` (the
-/// lookup is not repeated inside the write), plus the checkpoint; a re-run sends the same
-/// requests minus every `_bulk_docs`: it writes nothing.
+/// A migration into CouchDB costs per batch one `_revs_diff` and one `_bulk_docs` (no winner
+/// lookup), plus the checkpoint; a re-run sends the same requests minus every `_bulk_docs`:
+/// it writes nothing. Only a batch holding a document the target changed otherwise (a
+/// conflict) pays a winner lookup, for that batch alone.
 #[tokio::test]
 async fn migration_requests_and_a_rerun_that_writes_nothing() {
     use docstore::migrate::{MigrateOptions, migrate};
@@ -481,11 +482,31 @@ async fn migration_requests_and_a_rerun_that_writes_nothing() {
     let second = second.unwrap();
     assert!(second.is_success(), "{second:#?}");
     assert_eq!(second.written(), 0);
-    // Re-run, 3 batches: the checkpoint read; per batch one winner lookup and the
-    // checkpoint write; the completed checkpoint; one page of verification listing.
+    // Re-run, 3 batches: the checkpoint read; per batch one `_revs_diff` and the checkpoint
+    // write; the completed checkpoint; one page of verification listing.
     assert_eq!(n_second, 1 + 3 * 2 + 1 + 1, "a re-run sends no _bulk_docs");
     // First run: the same plus one _bulk_docs per batch, and creating the database (the
     // first _bulk_docs is refused with 404, the database created, the write sent again).
     assert_eq!(n_first, n_second + 3 + 2);
+
+    // The same document edited on both sides: an incremental run reads one change, and its
+    // one batch pays the winner lookup besides the `_revs_diff`; the conflict is reported.
+    source
+        .save(&db, "d007", doc(json!({"side": "source"})))
+        .await
+        .unwrap();
+    target
+        .save(&db, "d007", doc(json!({"side": "target"})))
+        .await
+        .unwrap();
+    let incremental = MigrateOptions {
+        incremental: true,
+        ..options.clone()
+    };
+    let (third, n_third) = count(&target, migrate(&*source, &target, &incremental)).await;
+    let third = third.unwrap();
+    assert_eq!(third.databases[0].conflicts, 1, "{third:#?}");
+    assert_eq!(third.databases[0].conflict_ids, ["d007"]);
+    assert_eq!(n_third, 1 + (1 + 1 + 1) + 1 + 1, "{third:#?}");
     target.delete_database(&db).await.unwrap();
 }

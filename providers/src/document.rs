@@ -278,6 +278,18 @@ impl RevisionedDoc {
     }
 }
 
+/// CouchDB's `_revs_diff` answer for one document: which of the revisions asked about the
+/// database lacks, and the document's leaf revisions that may be their ancestors. See
+/// [`crate::DatabaseService::revs_diff`].
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RevsDiff {
+    /// The revisions asked about that the database does not hold (none: it has them all).
+    pub missing: Vec<Rev>,
+    /// The document's leaf revisions (live or deleted) of a lower generation than some
+    /// missing revision; empty when nothing is missing or the document does not exist.
+    pub possible_ancestors: Vec<Rev>,
+}
+
 /// What [`crate::DatabaseService::put_revisions`] did with one document.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]

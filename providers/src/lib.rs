@@ -34,7 +34,8 @@ pub mod testing;
 #[cfg(feature = "couchdb")]
 pub use couchdb::{CouchDbConfig, CouchDbProvider};
 pub use document::{
-    Change, ChangesPage, DatabaseInfo, Document, Page, RevisionOutcome, RevisionedDoc, WriteResult,
+    Change, ChangesPage, DatabaseInfo, Document, Page, RevisionOutcome, RevisionedDoc, RevsDiff,
+    WriteResult,
 };
 #[cfg(feature = "embedded")]
 pub use embedded::{Durability, EmbeddedConfig, EmbeddedProvider};

@@ -22,13 +22,13 @@ use serde_json::{Map, Value};
 use crate::feed::PendingCounts;
 use crate::query::{self, Candidate};
 use crate::write::{
-    Leaf, SaveRequest, count_transition, delete_rev, history_after_edit, history_after_replication,
-    local_body, revision_outcome,
+    self, Leaf, SaveRequest, count_transition, delete_rev, history_after_edit,
+    history_after_replication, local_body, revision_outcome,
 };
 use crate::{
     Change, ChangesPage, DatabaseInfo, DatabaseService, Document, Error, FindQuery,
-    IndexDefinition, IndexStatus, Page, Result, Rev, RevisionOutcome, RevisionedDoc, WriteResult,
-    validate,
+    IndexDefinition, IndexStatus, Page, Result, Rev, RevisionOutcome, RevisionedDoc, RevsDiff,
+    WriteResult, validate,
 };
 
 /// The in-memory provider. Data lives as long as the value; cloning is not supported, share
@@ -436,6 +436,22 @@ impl DatabaseService for MemoryProvider {
         Ok(ids
             .iter()
             .map(|id| state.leaf(id).map(|l| (l.rev, l.deleted)))
+            .collect())
+    }
+
+    async fn revs_diff(&self, db: &str, asked: &[(String, Vec<Rev>)]) -> Result<Vec<RevsDiff>> {
+        validate::database_name(db)?;
+        for (id, _) in asked {
+            validate::document_id(db, id)?;
+        }
+        let state = self.existing(db)?;
+        let state = state.as_ref().map(|s| s.read());
+        Ok(asked
+            .iter()
+            .map(|(id, revs)| {
+                let stored = state.as_ref().and_then(|s| s.path(id));
+                write::revs_diff_of(stored, revs)
+            })
             .collect())
     }
 

@@ -11,7 +11,7 @@ use serde::de::DeserializeOwned;
 
 use crate::{
     ChangesPage, DatabaseInfo, Document, Error, FindQuery, IndexStatus, Page, Result, Rev,
-    RevisionOutcome, RevisionedDoc, WriteResult,
+    RevisionOutcome, RevisionedDoc, RevsDiff, WriteResult,
 };
 
 /// Page size the default [`DatabaseService::list_all`] and [`DatabaseService::list_stream`] use.
@@ -207,6 +207,14 @@ pub trait DatabaseService: Send + Sync + fmt::Debug + 'static {
     /// are `InvalidDocumentId` for the whole call.
     async fn current_revisions(&self, db: &str, ids: &[String])
     -> Result<Vec<Option<(Rev, bool)>>>;
+
+    /// CouchDB's `_revs_diff`: for each `(id, revisions)`, in input order, the revisions the
+    /// database does not hold (as a leaf or an ancestor), and the document's leaves of a lower
+    /// generation than a missing one, as possible ancestors. A missing database holds
+    /// nothing. Invalid ids are `InvalidDocumentId` for the whole call. One request on
+    /// CouchDB, whatever the number of documents: what replication uses to skip what the
+    /// target has.
+    async fn revs_diff(&self, db: &str, asked: &[(String, Vec<Rev>)]) -> Result<Vec<RevsDiff>>;
 
     /// Each document at exactly the given revision, as replication reads it: deleted or not,
     /// with its body (empty for a tombstone) and its known ancestors newest first (up to

@@ -11,7 +11,7 @@
 
 use serde_json::{Map, Value};
 
-use crate::{Document, Error, Result, Rev, RevisionOutcome, RevisionedDoc, validate};
+use crate::{Document, Error, Result, Rev, RevisionOutcome, RevisionedDoc, RevsDiff, validate};
 
 /// The current leaf of a stored document.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -59,6 +59,29 @@ pub(crate) fn revision_outcome(
         Some(c) if !wins(leaf, c) => RevisionOutcome::Lost,
         _ => RevisionOutcome::Written,
     })
+}
+
+/// CouchDB's `_revs_diff` for a document stored as one leaf and its ancestors (`stored`;
+/// `None`: the database never had it): the revisions of `asked` it lacks, in the order asked,
+/// and the leaf as a possible ancestor when its generation is below a missing one's.
+pub(crate) fn revs_diff_of(stored: Option<(Rev, &[Rev])>, asked: &[Rev]) -> RevsDiff {
+    let held =
+        |rev: &Rev| stored.is_some_and(|(leaf, ancestors)| leaf == *rev || ancestors.contains(rev));
+    let mut missing: Vec<Rev> = Vec::new();
+    for rev in asked {
+        if !held(rev) && !missing.contains(rev) {
+            missing.push(*rev);
+        }
+    }
+    let highest_missing = missing.iter().map(Rev::generation).max();
+    let possible_ancestors = match (stored, highest_missing) {
+        (Some((leaf, _)), Some(high)) if leaf.generation() < high => vec![leaf],
+        _ => Vec::new(),
+    };
+    RevsDiff {
+        missing,
+        possible_ancestors,
+    }
 }
 
 /// CouchDB's default `revs_limit`: the revisions a path keeps, the leaf itself included.

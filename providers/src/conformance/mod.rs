@@ -165,6 +165,7 @@ macro_rules! __conformance_behaviours {
             find_paths_tell_missing_from_bad,
             find_couchdb_3_5_operators,
             find_prefers_a_usable_json_index,
+            revs_diff_answers_as_couchdb,
         );
     };
 }

@@ -327,3 +327,68 @@ pub async fn revision_histories_travel(svc: &Service) {
     drop_db(svc, &src).await;
     drop_db(svc, &tgt).await;
 }
+
+/// `revs_diff` answers as CouchDB's `_revs_diff`: a revision the document holds, as its leaf or
+/// an ancestor, is not missing; the leaves below a missing revision's generation (tombstones
+/// included) are possible ancestors, so asking about a generation no document reaches lists
+/// every leaf; unknown documents and databases hold nothing.
+pub async fn revs_diff_answers_as_couchdb(svc: &Service) {
+    let db = unique_db("revs-diff");
+    let never = |generation: u64| Rev::new(generation, [0xab; 16]);
+    let asked = |id: &str, revs: &[Rev]| (id.to_owned(), revs.to_vec());
+    let none = svc
+        .revs_diff(&db, &[asked("a", &[never(1)])])
+        .await
+        .unwrap();
+    assert_eq!(
+        none[0].missing,
+        [never(1)],
+        "a missing database holds nothing"
+    );
+    assert!(none[0].possible_ancestors.is_empty());
+
+    let one = svc.save(&db, "a", doc(json!({"v": 1}))).await.unwrap();
+    let two = svc.save(&db, "a", doc(json!({"v": 2}))).await.unwrap();
+    svc.save(&db, "b", doc(json!({}))).await.unwrap();
+    let gone = svc.delete(&db, "b").await.unwrap();
+    let answers = svc
+        .revs_diff(
+            &db,
+            &[
+                asked("a", &[two.rev, one.rev]),
+                asked("a", &[never(3)]),
+                asked("a", &[never(1), never(2)]),
+                asked("a", &[never(999_999_999)]),
+                asked("b", &[never(999_999_999)]),
+                asked("unknown", &[one.rev]),
+            ],
+        )
+        .await
+        .unwrap();
+    assert!(
+        answers[0].missing.is_empty(),
+        "the leaf and an ancestor are held"
+    );
+    assert!(answers[0].possible_ancestors.is_empty());
+    assert_eq!(answers[1].missing, [never(3)]);
+    assert_eq!(answers[1].possible_ancestors, [two.rev]);
+    assert_eq!(answers[2].missing, [never(1), never(2)]);
+    assert!(
+        answers[2].possible_ancestors.is_empty(),
+        "the leaf is not below generation 2"
+    );
+    assert_eq!(answers[3].possible_ancestors, [two.rev]);
+    assert_eq!(
+        answers[4].possible_ancestors,
+        [gone.rev],
+        "tombstones are leaves"
+    );
+    assert_eq!(answers[5].missing, [one.rev]);
+    assert!(answers[5].possible_ancestors.is_empty());
+    assert_eq!(
+        kind(&svc.revs_diff(&db, &[asked("_bad", &[one.rev])]).await),
+        Kind::InvalidDocumentId
+    );
+    assert!(svc.revs_diff(&db, &[]).await.unwrap().is_empty());
+    drop_db(svc, &db).await;
+}

@@ -14,6 +14,7 @@
 //! | `delete_many`                               | 2 (revision lookup, `_bulk_docs`) |
 //! | `find` (per 1,000 matches), `ensure_index`  | 1 |
 //! | `current_revisions`                         | 1 (`POST _all_docs` with `keys`) |
+//! | `revs_diff`                                 | 1 (`POST _revs_diff`) |
 //! | `put_revisions`                             | 2 (winner lookup, `_bulk_docs` with `new_edits: false`); 1 when all are present |
 //! | `put_revisions_over` (winners given), `read_revisions` | 1 (`_bulk_docs` / `POST _bulk_get?revs=true`) |
 //! | `get_local`; `put_local` of a `_local` document seen before or new | 1 |
@@ -56,7 +57,7 @@ use self::http::{Http, Idempotency, Reply};
 use crate::write::Leaf;
 use crate::{
     ChangesPage, DatabaseInfo, DatabaseService, Document, Error, FindQuery, IndexStatus, Page,
-    Result, Rev, RevisionOutcome, RevisionedDoc, Secret, WriteResult, redact_url,
+    Result, Rev, RevisionOutcome, RevisionedDoc, RevsDiff, Secret, WriteResult, redact_url,
 };
 
 /// Typed configuration of the CouchDB provider.
@@ -413,6 +414,10 @@ impl DatabaseService for CouchDbProvider {
         current: Vec<Option<(Rev, bool)>>,
     ) -> Result<Vec<Result<RevisionOutcome>>> {
         self.put_revisions_over(db, docs, current).await
+    }
+
+    async fn revs_diff(&self, db: &str, asked: &[(String, Vec<Rev>)]) -> Result<Vec<RevsDiff>> {
+        self.revs_diff(db, asked).await
     }
 
     async fn read_revisions(

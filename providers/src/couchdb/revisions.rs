@@ -1,15 +1,16 @@
 //! Revision-preserving writes and reads on CouchDB (replication): current winners,
-//! `_bulk_docs` with `new_edits: false` and `_revisions`, and `_bulk_get?revs=true`.
+//! `_revs_diff`, `_bulk_docs` with `new_edits: false` and `_revisions`, and
+//! `_bulk_get?revs=true`.
 
 use std::collections::HashMap;
 
-use reqwest::Method;
+use reqwest::{Method, StatusCode};
 use serde_json::{Map, Value, json};
 
 use super::http::{Idempotency, Target, status_error};
 use super::{CouchDbProvider, Current, doc_json, protocol, rev_of};
-use crate::write::{Leaf, check_current_len, revision_outcome};
-use crate::{Error, Result, Rev, RevisionOutcome, RevisionedDoc, validate};
+use crate::write::{Leaf, check_current_len, revision_outcome, revs_diff_of};
+use crate::{Error, Result, Rev, RevisionOutcome, RevisionedDoc, RevsDiff, validate};
 
 impl CouchDbProvider {
     pub(super) async fn current_revisions(
@@ -67,6 +68,90 @@ impl CouchDbProvider {
             .map(|c| c.map(|(rev, deleted)| Leaf { rev, deleted }))
             .collect();
         self.send_revisions(db, &docs, current).await
+    }
+
+    pub(super) async fn revs_diff(
+        &self,
+        db: &str,
+        asked: &[(String, Vec<Rev>)],
+    ) -> Result<Vec<RevsDiff>> {
+        validate::database_name(db)?;
+        for (id, _) in asked {
+            validate::document_id(db, id)?;
+        }
+        if asked.is_empty() {
+            return Ok(Vec::new());
+        }
+        // The request is an object keyed by id: a repeated id's revisions are merged, and
+        // each input entry is answered with its own revisions below.
+        let mut request: Map<String, Value> = Map::new();
+        for (id, revs) in asked {
+            let entry = request
+                .entry(id.clone())
+                .or_insert_with(|| Value::Array(Vec::new()));
+            if let Value::Array(list) = entry {
+                list.extend(revs.iter().map(|r| Value::String(r.to_string())));
+            }
+        }
+        let url = self.http.url(&[db, "_revs_diff"], &[]);
+        let reply = self
+            .http
+            .send_json(
+                Method::POST,
+                &url,
+                &Value::Object(request),
+                Idempotency::Safe,
+            )
+            .await?;
+        if reply.status == StatusCode::NOT_FOUND {
+            // A missing database holds nothing.
+            return Ok(asked
+                .iter()
+                .map(|(_, revs)| revs_diff_of(None, revs))
+                .collect());
+        }
+        if !reply.status.is_success() {
+            return Err(status_error(&reply, Target { db, id: None }));
+        }
+        let answer = reply.json()?;
+        let answer = answer
+            .as_object()
+            .ok_or_else(|| protocol("_revs_diff", &reply))?;
+        let revs_in = |value: &Value, key: &str| -> Result<Vec<Rev>> {
+            match value.get(key) {
+                None => Ok(Vec::new()),
+                Some(Value::Array(items)) => items
+                    .iter()
+                    .map(|r| rev_of(r).ok_or_else(|| protocol("_revs_diff", &reply)))
+                    .collect(),
+                Some(_) => Err(protocol("_revs_diff", &reply)),
+            }
+        };
+        asked
+            .iter()
+            .map(|(id, revs)| {
+                // An id the answer leaves out has nothing missing.
+                let Some(found) = answer.get(id) else {
+                    return Ok(RevsDiff::default());
+                };
+                let server_missing = revs_in(found, "missing")?;
+                let mut missing: Vec<Rev> = Vec::new();
+                for rev in revs {
+                    if server_missing.contains(rev) && !missing.contains(rev) {
+                        missing.push(*rev);
+                    }
+                }
+                let highest = missing.iter().map(Rev::generation).max().unwrap_or(0);
+                let possible_ancestors = revs_in(found, "possible_ancestors")?
+                    .into_iter()
+                    .filter(|a| a.generation() < highest)
+                    .collect();
+                Ok(RevsDiff {
+                    missing,
+                    possible_ancestors,
+                })
+            })
+            .collect()
     }
 
     pub(super) async fn read_revisions(

@@ -55,7 +55,8 @@ use self::writes::map_halves;
 use crate::write::{SaveRequest, local_body, only};
 use crate::{
     ChangesPage, DatabaseInfo, DatabaseService, Document, Error, FindQuery, IndexDefinition,
-    IndexStatus, Page, Result, Rev, RevisionOutcome, RevisionedDoc, WriteResult, validate,
+    IndexStatus, Page, Result, Rev, RevisionOutcome, RevisionedDoc, RevsDiff, WriteResult,
+    validate,
 };
 
 /// How durable a commit is before the write is acknowledged.
@@ -359,6 +360,15 @@ impl DatabaseService for EmbeddedProvider {
                 .collect()
         })
         .await
+    }
+
+    async fn revs_diff(&self, db: &str, asked: &[(String, Vec<Rev>)]) -> Result<Vec<RevsDiff>> {
+        validate::database_name(db)?;
+        for (id, _) in asked {
+            validate::document_id(db, id)?;
+        }
+        let (db, asked) = (db.to_owned(), asked.to_vec());
+        self.run(move |s| s.revs_diff(&db, &asked)).await
     }
 
     async fn read_revisions(

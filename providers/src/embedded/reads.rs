@@ -7,7 +7,8 @@ use serde_json::{Map, Value};
 use super::format::{self};
 use super::store::Store;
 use super::writes::map_halves;
-use crate::{Document, Error, Page, Result, Rev, RevisionedDoc, validate};
+use crate::write::revs_diff_of;
+use crate::{Document, Error, Page, Result, Rev, RevisionedDoc, RevsDiff, validate};
 
 impl Store {
     pub(super) fn get(&self, db: &str, db_id: u64, id: &str) -> Result<Document> {
@@ -21,6 +22,37 @@ impl Store {
             return Err(Error::doc_not_found(db, id, "deleted"));
         }
         stored_document(id, &header.leaf.rev, body)
+    }
+
+    /// CouchDB's `_revs_diff` for each document, from one snapshot: see `revs_diff`.
+    pub(super) fn revs_diff(
+        &self,
+        db: &str,
+        asked: &[(String, Vec<Rev>)],
+    ) -> Result<Vec<RevsDiff>> {
+        let Some(meta) = self.meta(db)? else {
+            return Ok(asked
+                .iter()
+                .map(|(_, revs)| revs_diff_of(None, revs))
+                .collect());
+        };
+        let snapshot = self.db.snapshot();
+        asked
+            .iter()
+            .map(|(id, revs)| {
+                let value = snapshot
+                    .get(&self.docs, format::key(meta.id, id.as_bytes()))
+                    .map_err(|e| self.err("reading a document", e))?;
+                Ok(match value {
+                    None => revs_diff_of(None, revs),
+                    Some(value) => {
+                        let (header, _, history) = format::decode_record_with_history(&value)?;
+                        let ancestors = format::decode_history(&header.leaf.rev, history);
+                        revs_diff_of(Some((header.leaf.rev, &ancestors)), revs)
+                    }
+                })
+            })
+            .collect()
     }
 
     /// Documents at exactly the wanted revisions, from one snapshot: see `read_revisions`.
