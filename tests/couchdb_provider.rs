@@ -100,10 +100,11 @@ async fn request_counts_per_operation() {
     r.unwrap();
     assert_eq!(n, 2, "delete of an unseen document");
 
-    // find: one _find per page of 1,000; ensure_index one _index; info two.
+    // find: one _find per page of 1,000; ensure_index one _index and at least one GET _index
+    // (until CouchDB lists it); info two.
     let (r, n) = count(&p, p.ensure_index(&db, &["v"], "by-v")).await;
     r.unwrap();
-    assert_eq!(n, 1, "ensure_index");
+    assert!(n >= 2, "ensure_index: {n}");
     let (r, n) = count(&p, p.find(&db, &FindQuery::new(json!({})).unwrap())).await;
     assert_eq!(r.unwrap().len(), 26);
     assert_eq!(n, 1, "find with fewer matches than a page");

@@ -42,6 +42,44 @@ impl CouchDbProvider {
         }
     }
 
+    /// Each id's winning revision as `_bulk_get` answers it (`{"ok": doc}`, a tombstone for a
+    /// deleted document, or `{"error": ...}`), in input order; `Null`s when the database
+    /// does not exist. One request, whatever the number of ids (four times the rate of
+    /// `_all_docs` with `keys` and `include_docs` on CouchDB 3.5).
+    pub(super) async fn bulk_get_winners(&self, db: &str, ids: &[&str]) -> Result<Vec<Value>> {
+        let docs: Vec<Value> = ids.iter().map(|id| json!({ "id": id })).collect();
+        let url = self.http.url(&[db, "_bulk_get"], &[]);
+        let reply = self
+            .http
+            .send_json(
+                Method::POST,
+                &url,
+                &json!({ "docs": docs }),
+                Idempotency::Safe,
+            )
+            .await?;
+        if reply.status == StatusCode::NOT_FOUND {
+            return Ok(vec![Value::Null; ids.len()]);
+        }
+        if !reply.status.is_success() {
+            return Err(status_error(&reply, Target { db, id: None }));
+        }
+        let mut answer = reply.json()?;
+        let Some(Value::Array(results)) = answer.get_mut("results").map(Value::take) else {
+            return Err(protocol("_bulk_get", &reply));
+        };
+        if results.len() != ids.len() {
+            return Err(protocol("_bulk_get", &reply));
+        }
+        Ok(results
+            .into_iter()
+            .map(|mut r| match r.get_mut("docs").map(Value::take) {
+                Some(Value::Array(mut docs)) if !docs.is_empty() => docs.swap_remove(0),
+                _ => Value::Null,
+            })
+            .collect())
+    }
+
     /// The current revisions of `ids`, live or deleted, in one request.
     pub(super) async fn lookup(&self, db: &str, ids: &[&str]) -> Result<Vec<Current>> {
         let rows = self.rows_for_keys(db, ids, false).await?;
@@ -109,19 +147,41 @@ impl CouchDbProvider {
             .map(|(id, _)| id.as_str())
             .collect();
         if !wanted.is_empty() {
-            let mut rows = self.rows_for_keys(db, &wanted, true).await?.into_iter();
+            let mut answers = self.bulk_get_winners(db, &wanted).await?.into_iter();
             for (slot, id) in results.iter_mut().zip(ids) {
                 if slot.is_some() {
                     continue;
                 }
-                let mut row = rows.next().unwrap_or(Value::Null);
-                let deleted = row["value"]["deleted"] == json!(true);
-                *slot = Some(match document_from(row["doc"].take()) {
-                    Some((doc, rev)) if !deleted => {
-                        self.revs.put(db, id, rev);
-                        Ok(doc)
-                    }
-                    _ if deleted => Err(Error::doc_not_found(db, id, "deleted")),
+                let answer = answers.next().unwrap_or(Value::Null);
+                *slot = Some(match answer {
+                    Value::Object(mut found) => match found.remove("ok") {
+                        Some(doc) if doc["_deleted"] == json!(true) => {
+                            Err(Error::doc_not_found(db, id, "deleted"))
+                        }
+                        Some(doc) => match document_from(doc) {
+                            Some((doc, rev)) => {
+                                self.revs.put(db, id, rev);
+                                Ok(doc)
+                            }
+                            None => Err(Error::Protocol {
+                                reason: format!("_bulk_get returned an unreadable {id:?}"),
+                            }),
+                        },
+                        None => {
+                            let error = &found["error"];
+                            match error["error"].as_str() {
+                                Some("not_found") => Err(Error::doc_not_found(
+                                    db,
+                                    id,
+                                    error["reason"].as_str().unwrap_or("missing"),
+                                )),
+                                _ => Err(Error::Protocol {
+                                    reason: format!("_bulk_get answered {error} for {id:?}"),
+                                }),
+                            }
+                        }
+                    },
+                    // The database does not exist.
                     _ => Err(Error::doc_not_found(db, id, "missing")),
                 });
             }

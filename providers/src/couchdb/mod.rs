@@ -12,7 +12,8 @@
 //! | `delete` (known revision / unknown)         | 1 / 2 |
 //! | a listing page, `get_many`, `save_many` (new documents), a changes page | 1 |
 //! | `delete_many`                               | 2 (revision lookup, `_bulk_docs`) |
-//! | `find` (per 1,000 matches), `ensure_index`  | 1 |
+//! | `find` (per 1,000 matches)                  | 1 |
+//! | `ensure_index`                              | 2 (`_index`, then `GET _index` until CouchDB lists it; more while its index cache lags) |
 //! | `current_revisions`                         | 1 (`POST _all_docs` with `keys`) |
 //! | `revs_diff`                                 | 1 (`POST _revs_diff`) |
 //! | `put_revisions`                             | 2 (winner lookup, `_bulk_docs` with `new_edits: false`); 1 when all are present |

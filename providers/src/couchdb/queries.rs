@@ -12,6 +12,9 @@ use crate::{
 /// Documents asked for per `_find` request.
 const FIND_PAGE: usize = 1000;
 
+/// How long `ensure_index` waits for CouchDB to list a new index before giving up.
+const INDEX_VISIBLE_WITHIN: std::time::Duration = std::time::Duration::from_secs(30);
+
 impl CouchDbProvider {
     pub(super) async fn find(&self, db: &str, query: &FindQuery) -> Result<Vec<Document>> {
         validate::database_name(db)?;
@@ -98,10 +101,58 @@ impl CouchDbProvider {
         if !reply.status.is_success() {
             return Err(status_error(&reply, Target { db, id: None }));
         }
-        match reply.json()?["result"].as_str() {
-            Some("created") => Ok(IndexStatus::Created),
-            Some("exists") => Ok(IndexStatus::Exists),
-            _ => Err(protocol("_index", &reply)),
+        let status = match reply.json()?["result"].as_str() {
+            Some("created") => IndexStatus::Created,
+            Some("exists") => IndexStatus::Exists,
+            _ => return Err(protocol("_index", &reply)),
+        };
+        self.await_index_listed(db, &index).await?;
+        Ok(status)
+    }
+
+    /// Waits until CouchDB's own index list shows `index` with its fields. Mango keeps that
+    /// list in a cache (`ddoc_cache`) refreshed after the design document is written, so a
+    /// `_find` sent right after `_index` may not see the new index yet (measured on CouchDB
+    /// 3.5 under load: a sort refused, or results in another index's order). `GET _index`
+    /// reads the same cache, so once it lists the index, `_find` uses it.
+    async fn await_index_listed(&self, db: &str, index: &IndexDefinition) -> Result<()> {
+        let url = self.http.url(&[db, "_index"], &[]);
+        let started = std::time::Instant::now();
+        let mut pause = std::time::Duration::from_millis(2);
+        loop {
+            let reply = self
+                .http
+                .send(Method::GET, &url, None, Idempotency::Safe)
+                .await?;
+            if !reply.status.is_success() {
+                return Err(status_error(&reply, Target { db, id: None }));
+            }
+            let answer = reply.json()?;
+            let listed = answer["indexes"].as_array().is_some_and(|indexes| {
+                indexes.iter().any(|i| {
+                    i["name"] == json!(index.name)
+                        && i["def"]["fields"].as_array().is_some_and(|fields| {
+                            fields.len() == index.fields.len()
+                                && fields.iter().zip(&index.fields).all(|(f, want)| {
+                                    f.as_object().is_some_and(|f| f.contains_key(want))
+                                })
+                        })
+                })
+            });
+            if listed {
+                return Ok(());
+            }
+            if started.elapsed() > INDEX_VISIBLE_WITHIN {
+                return Err(Error::Unavailable {
+                    reason: format!(
+                        "CouchDB created index {:?} in database {db:?} but did not list it \
+                         within {INDEX_VISIBLE_WITHIN:?}",
+                        index.name
+                    ),
+                });
+            }
+            tokio::time::sleep(pause).await;
+            pause = (pause * 2).min(std::time::Duration::from_millis(100));
         }
     }
 }
