@@ -388,7 +388,15 @@ async fn restore_section(
         };
         if end || batch.len() >= options.batch_size.max(1) {
             current.read += batch.len() as u64;
-            migrate::apply_batch(target, db, std::mem::take(&mut batch), options, current).await?;
+            migrate::apply_batch(
+                target,
+                db,
+                std::mem::take(&mut batch),
+                false,
+                options,
+                current,
+            )
+            .await?;
         }
         if end {
             current.complete = true;

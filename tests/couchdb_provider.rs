@@ -458,9 +458,10 @@ async fn design_documents_never_list() {
 }
 
 /// A migration into CouchDB costs per batch one `_revs_diff` and one `_bulk_docs` (no winner
-/// lookup), plus the checkpoint; a re-run sends the same requests minus every `_bulk_docs`:
-/// it writes nothing. Only a batch holding a document the target changed otherwise (a
-/// conflict) pays a winner lookup, for that batch alone.
+/// lookup), plus the checkpoint and the read-back check (`_bulk_get`) of the batch; a re-run
+/// sends the same requests minus every `_bulk_docs`: it writes nothing. Only a batch holding
+/// a document the target changed otherwise (a conflict) pays a winner lookup, for that batch
+/// alone.
 #[tokio::test]
 async fn migration_requests_and_a_rerun_that_writes_nothing() {
     use docstore::migrate::{MigrateOptions, migrate};
@@ -483,15 +484,19 @@ async fn migration_requests_and_a_rerun_that_writes_nothing() {
     let second = second.unwrap();
     assert!(second.is_success(), "{second:#?}");
     assert_eq!(second.written(), 0);
-    // Re-run, 3 batches: the checkpoint read; per batch one `_revs_diff` and the checkpoint
-    // write; the completed checkpoint; one page of verification listing.
-    assert_eq!(n_second, 1 + 3 * 2 + 1 + 1, "a re-run sends no _bulk_docs");
-    // First run: the same plus one _bulk_docs per batch, and creating the database (the
-    // first _bulk_docs is refused with 404, the database created, the write sent again).
-    assert_eq!(n_first, n_second + 3 + 2);
+    // Re-run, 3 batches: the checkpoint read; per batch one `_revs_diff`, the checkpoint write
+    // and the read-back; the completed checkpoint; the target's `database_info` (2).
+    assert_eq!(n_second, 1 + 3 * 3 + 1 + 2, "a re-run sends no _bulk_docs");
+    // First run, into no database: the checkpoint read; whether the target holds documents
+    // (`GET /db`: 404), which spares every `_revs_diff`; per batch a `_bulk_docs`, the
+    // checkpoint and the read-back; creating the database (the first `_bulk_docs` is refused
+    // with 404, the database created, the write sent again); the completed checkpoint; the
+    // target's `database_info` (2).
+    assert_eq!(n_first, 1 + 1 + 3 * 3 + 2 + 1 + 2);
 
     // The same document edited on both sides: an incremental run reads one change, and its
     // one batch pays the winner lookup besides the `_revs_diff`; the conflict is reported.
+    // (Incremental: verified by walking both sides, one listing page here.)
     source
         .save(&db, "d007", doc(json!({"side": "source"})))
         .await

@@ -403,3 +403,52 @@ async fn unverified_runs_say_so() {
         .expect("verify");
     assert!(v.matches, "{v:#?}");
 }
+
+/// Verification names what differs, however it was reached: a fresh run checks each batch on
+/// the target as it goes, and a target holding documents of its own (which no batch reads
+/// back) or a document edited on both sides hands over to the full walk, which lists them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn verification_lists_what_the_target_holds_of_its_own() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    for target_kind in [Kind::Memory, Kind::Embedded, Kind::CouchDb] {
+        let source = provider(Kind::Memory, dir.path(), "source").await;
+        let target = provider(target_kind, dir.path(), &format!("{target_kind:?}")).await;
+        let db = unique_db("verify-lists");
+        let docs: Vec<Document> = (0..150)
+            .map(|i| doc(json!({"_id": format!("d{i:03}"), "i": i})))
+            .collect();
+        source.save_many(&db, docs).await.expect("source");
+
+        // Clean: matched by the batch checks, digests equal.
+        let clean = migrate(&*source, &*target, &options(std::slice::from_ref(&db)))
+            .await
+            .expect("migrate");
+        assert_verified(&clean);
+        let v = clean.databases[0].verification.as_ref().expect("verified");
+        assert_eq!((v.source.count, v.target.count), (150, 150));
+        drop_db(&target, &db).await;
+
+        // The target has a document of its own, and one edited there: listed by the walk.
+        target
+            .save(&db, "extra", doc(json!({"mine": true})))
+            .await
+            .expect("extra");
+        target
+            .save(&db, "d007", doc(json!({"edited": "target"})))
+            .await
+            .expect("edit");
+        let report = migrate(&*source, &*target, &options(std::slice::from_ref(&db)))
+            .await
+            .expect("migrate");
+        assert!(!report.is_success(), "{target_kind:?}: {report:#?}");
+        let d = &report.databases[0];
+        let v = d.verification.as_ref().expect("verified");
+        assert!(!v.matches);
+        assert_eq!(v.extra_in_target, ["extra"], "{target_kind:?}");
+        assert_eq!(v.different, ["d007"], "{target_kind:?}");
+        assert_eq!(d.conflict_ids, ["d007"], "{target_kind:?}");
+        assert!(v.missing_in_target.is_empty());
+        drop_db(&target, &db).await;
+        drop_db(&source, &db).await;
+    }
+}
