@@ -13,7 +13,7 @@ use docstore::{DatabaseService, Document, EmbeddedConfig, EmbeddedProvider};
 const DBS: [&str; 2] = ["alpha", "beta"];
 const DOCS: usize = 2000;
 
-fn migrate_command(dir: &std::path::Path, batch: &str) -> Command {
+fn migrate_command(dir: &std::path::Path, target: &str, batch: &str) -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_docstore"));
     cmd.current_dir(dir)
         .args([
@@ -21,7 +21,7 @@ fn migrate_command(dir: &std::path::Path, batch: &str) -> Command {
             "--from",
             &format!("embedded:{}", dir.join("source").display()),
             "--to",
-            &format!("embedded:{}", dir.join("target").display()),
+            &format!("embedded:{}", dir.join(target).display()),
             "--batch",
             batch,
         ])
@@ -60,13 +60,22 @@ async fn killed_migrations_resume_and_end_verified() {
         }
     }
 
+    // How long one whole run takes here (into a scratch target), so that the kills land
+    // within a run whatever the machine's speed.
+    let started = Instant::now();
+    let probe = migrate_command(dir.path(), "probe", "20")
+        .status()
+        .expect("a whole run");
+    assert!(probe.success(), "an uninterrupted run succeeds");
+    let whole = started.elapsed().as_millis().max(20) as u64;
+
     let mut rng = fastrand::Rng::with_seed(42);
     let mut killed_running = 0;
     for _ in 0..kills {
-        let mut child = migrate_command(dir.path(), "20")
+        let mut child = migrate_command(dir.path(), "target", "20")
             .spawn()
             .expect("docstore runs");
-        let deadline = Instant::now() + Duration::from_millis(rng.u64(50..1500));
+        let deadline = Instant::now() + Duration::from_millis(rng.u64(whole / 10..whole * 9 / 10));
         while Instant::now() < deadline {
             if child.try_wait().expect("wait").is_some() {
                 break;
@@ -85,7 +94,7 @@ async fn killed_migrations_resume_and_end_verified() {
         "no run was interrupted; the test proved nothing"
     );
 
-    let status = migrate_command(dir.path(), "20")
+    let status = migrate_command(dir.path(), "target", "20")
         .status()
         .expect("final run");
     assert!(status.success(), "the final run ends verified");
@@ -125,7 +134,7 @@ async fn ctrl_c_stores_the_checkpoint_and_the_next_run_resumes() {
             r.expect("saved");
         }
     }
-    let mut cmd = migrate_command(dir.path(), "2");
+    let mut cmd = migrate_command(dir.path(), "target", "2");
     cmd.stderr(Stdio::piped());
     let mut child = cmd.spawn().expect("docstore runs");
     // Wait for the first progress line, so the interrupt lands mid-migration.
@@ -141,7 +150,7 @@ async fn ctrl_c_stores_the_checkpoint_and_the_next_run_resumes() {
     assert!(!status.success(), "an interrupted run exits non-zero");
     assert!(rest.contains("interrupted"), "{rest}");
 
-    let out = migrate_command(dir.path(), "500")
+    let out = migrate_command(dir.path(), "target", "500")
         .arg("--json")
         .stdout(Stdio::piped())
         .output()
