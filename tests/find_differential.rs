@@ -101,7 +101,9 @@ fn providers() -> &'static Providers {
             .expect("a runtime");
         let server = support::couchdb();
         let all = runtime.block_on(async {
-            let path = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("find-differential");
+            // Named by process, so runners starting a process per test do not share it.
+            let path = std::path::Path::new(env!("CARGO_TARGET_TMPDIR"))
+                .join(format!("find-differential-{}", std::process::id()));
             let _ = std::fs::remove_dir_all(&path);
             let settings = [
                 Settings::memory(),
