@@ -42,9 +42,10 @@ pub mod settings;
 
 pub use docstore_providers::{
     Capabilities, Change, ChangesPage, DEFAULT_PAGE_SIZE, DatabaseInfo, DatabaseService,
-    DatabaseServiceExt, Document, Error, FindQuery, IndexDefinition, IndexStatus, Location,
-    MemoryProvider, NO_INDEX_FOR_SORT, Page, Result, Rev, RevisionOutcome, RevisionedDoc, RevsDiff,
-    SortDirection, WriteResult, async_trait, collate, mango, serde_json, validate,
+    DatabaseServiceExt, Document, Error, FindQuery, GetOptions, IndexDefinition, IndexStatus,
+    Location, MemoryProvider, NO_INDEX_FOR_SORT, OpenRev, OpenRevs, Page, Resolution, Result, Rev,
+    RevId, RevisionOutcome, RevisionedDoc, RevsDiff, SortDirection, WriteResult, async_trait,
+    collate, mango, serde_json, validate,
 };
 #[cfg(feature = "couchdb")]
 pub use docstore_providers::{CouchDbConfig, CouchDbProvider};

@@ -126,14 +126,14 @@ async fn deleting_a_database_frees_its_space_after_compaction() {
             r.unwrap();
         }
     }
-    store.compact().await.unwrap();
+    store.compact_store().await.unwrap();
     let full = store.disk_space().await.unwrap();
     assert!(
         full > 4_000_000,
         "8 MB of random text took only {full} bytes of tables"
     );
     store.delete_database("big").await.unwrap();
-    store.compact().await.unwrap();
+    store.compact_store().await.unwrap();
     let after = store.disk_space().await.unwrap();
     assert!(
         after < full / 2,

@@ -9,7 +9,7 @@
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
-use crate::{Error, Result, Rev};
+use crate::{Error, Result, Rev, RevId};
 
 /// A JSON document: an ordered JSON object, optionally carrying `_id` and `_rev`.
 ///
@@ -216,8 +216,66 @@ pub struct Change {
     pub id: String,
     /// The document's current (winning) revision.
     pub rev: Rev,
-    /// Whether the document is deleted (a tombstone).
+    /// Whether the document is deleted (its winner is a tombstone).
     pub deleted: bool,
+    /// The document's other leaf revisions (conflicts, then deleted ones, each highest first:
+    /// CouchDB's `style=all_docs` order); empty for a document without branches.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub other_leaves: Vec<Rev>,
+}
+
+/// What [`crate::DatabaseService::get_with`] adds to a document, as CouchDB's `GET` query
+/// parameters do.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct GetOptions {
+    /// Read this revision instead of the winner: a leaf, or an ancestor whose body the
+    /// database still holds (until compaction). A deleted revision reads as its tombstone.
+    pub rev: Option<Rev>,
+    /// `_conflicts`: the other live leaves, highest first (when there are any).
+    pub conflicts: bool,
+    /// `_deleted_conflicts`: the deleted leaves other than the winner, highest first.
+    pub deleted_conflicts: bool,
+    /// `_revisions`: the revision's ancestors the database knows, `{start, ids}`.
+    pub revs: bool,
+    /// `_revs_info`: each of those revisions with `available`, `deleted` or `missing`.
+    pub revs_info: bool,
+}
+
+impl GetOptions {
+    /// Every option but `rev`: what CouchDB's `conflicts&deleted_conflicts&revs&revs_info`
+    /// shows.
+    pub fn everything() -> Self {
+        Self {
+            rev: None,
+            conflicts: true,
+            deleted_conflicts: true,
+            revs: true,
+            revs_info: true,
+        }
+    }
+}
+
+/// Which revisions [`crate::DatabaseService::open_revs`] reads.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum OpenRevs {
+    /// Every leaf (CouchDB's `open_revs=all`).
+    All,
+    /// These revisions (CouchDB's `open_revs=[...]`); with `latest`, the leaves under each.
+    Revs {
+        /// The revisions asked for.
+        revs: Vec<Rev>,
+        /// Read the leaves below each revision instead (CouchDB's `latest=true`).
+        latest: bool,
+    },
+}
+
+/// One answer of [`crate::DatabaseService::open_revs`].
+#[derive(Debug, Clone, PartialEq)]
+pub enum OpenRev {
+    /// The revision, with `_deleted` for a tombstone (and `_revisions` when asked for).
+    Found(Document),
+    /// The database does not hold this revision's body.
+    Missing(Rev),
 }
 
 /// One page of a changes feed.
@@ -254,7 +312,7 @@ pub struct RevisionedDoc {
     pub rev: Rev,
     /// Whether this revision is a deletion (tombstone).
     pub deleted: bool,
-    /// The body, without `_id`/`_rev` (empty for a tombstone).
+    /// The body, without `_id`/`_rev` (a tombstone's fields, usually none).
     pub body: Map<String, Value>,
     /// Known ancestors of `rev`, newest first (may be empty). When the target's current
     /// revision is among them, `rev` extends it (no conflict), as in CouchDB's revision tree.
@@ -262,6 +320,86 @@ pub struct RevisionedDoc {
 }
 
 impl RevisionedDoc {
+    /// A revision as CouchDB's `_bulk_docs` with `new_edits: false` takes it (and
+    /// `_bulk_get?revs=true` gives it): `_id`, the revision in `_revisions` (`{start, ids}`,
+    /// newest first) or else in `_rev` (then without ancestors), `_deleted`, and the body's
+    /// other fields, a tombstone's included. As on CouchDB, `_revisions` decides the revision
+    /// when both are given, an id of 32 characters must be hex, and a document with neither is
+    /// refused. Errors are `InvalidDocument` (or `InvalidDocumentId`) naming `db`.
+    pub fn from_couchdb_json(db: &str, mut map: Map<String, Value>) -> Result<Self> {
+        let id = match map.shift_remove("_id") {
+            Some(Value::String(id)) => id,
+            _ => {
+                return Err(Error::InvalidDocumentId {
+                    db: db.into(),
+                    id: String::new(),
+                    reason: "a revision to store must carry its _id as a string".into(),
+                });
+            }
+        };
+        let bad = |reason: String| Error::invalid_document(db, Some(&id), reason);
+        let rev_field = match map.shift_remove("_rev") {
+            None => None,
+            Some(Value::String(text)) => Some(Rev::parse(&text).map_err(|e| bad(e.to_string()))?),
+            Some(other) => return Err(bad(format!("_rev must be a string, not {other}"))),
+        };
+        let deleted = match map.shift_remove("_deleted") {
+            None | Some(Value::Bool(false)) => false,
+            Some(Value::Bool(true)) => true,
+            Some(other) => return Err(bad(format!("_deleted must be true or false, not {other}"))),
+        };
+        let (rev, history) = match map.shift_remove("_revisions") {
+            Some(revisions) => revisions_of(&revisions).map_err(bad)?,
+            None => match rev_field {
+                Some(rev) => (rev, Vec::new()),
+                None => {
+                    return Err(bad(
+                        "a revision to store needs _rev or _revisions (CouchDB's new_edits: false)"
+                            .into(),
+                    ));
+                }
+            },
+        };
+        if let Some(key) = map.keys().find(|k| k.starts_with('_')) {
+            return Err(bad(format!(
+                "top-level field {key:?} is reserved (a revision to store may carry _id, _rev, \
+                 _revisions and _deleted)"
+            )));
+        }
+        Ok(Self {
+            id,
+            rev,
+            deleted,
+            body: map,
+            history,
+        })
+    }
+
+    /// The document as CouchDB's `_bulk_docs` with `new_edits: false` takes it: `_id`,
+    /// `_rev`, `_deleted` for a tombstone, `_revisions` with the linked history (when there
+    /// is one), then the body.
+    pub fn to_couchdb_json(&self) -> Map<String, Value> {
+        let mut map = Map::with_capacity(self.body.len() + 4);
+        map.insert("_id".into(), Value::String(self.id.clone()));
+        map.insert("_rev".into(), Value::String(self.rev.to_string()));
+        if self.deleted {
+            map.insert("_deleted".into(), Value::Bool(true));
+        }
+        let linked = self.linked_history();
+        if !linked.is_empty() {
+            let ids: Vec<Value> = std::iter::once(&self.rev)
+                .chain(linked)
+                .map(|r| Value::String(r.id().to_string()))
+                .collect();
+            let mut revisions = Map::new();
+            revisions.insert("start".into(), Value::from(self.rev.generation()));
+            revisions.insert("ids".into(), Value::Array(ids));
+            map.insert("_revisions".into(), Value::Object(revisions));
+        }
+        map.extend(self.body.iter().map(|(k, v)| (k.clone(), v.clone())));
+        map
+    }
+
     /// The ancestors a revision tree can link `rev` to: the leading run of `history` whose
     /// generations count down one by one from `rev`'s (CouchDB's `_revisions` can express
     /// nothing else).
@@ -276,6 +414,16 @@ impl RevisionedDoc {
             .count();
         &self.history[..run]
     }
+}
+
+/// What [`crate::DatabaseServiceExt::resolve_conflicts`] did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Resolution {
+    /// The document's winning revision now: the merge, or the winner as it was when there
+    /// was nothing to resolve.
+    pub rev: Rev,
+    /// The losing leaves deleted.
+    pub removed: Vec<Rev>,
 }
 
 /// CouchDB's `_revs_diff` answer for one document: which of the revisions asked about the
@@ -296,10 +444,35 @@ pub struct RevsDiff {
 pub enum RevisionOutcome {
     /// The revision was stored and is now the document's winning revision.
     Written,
-    /// The target already had exactly this revision as its winner; nothing was written.
+    /// The database already held this revision (as a leaf or an ancestor); nothing was
+    /// written.
     Present,
-    /// The current revision wins over this one (CouchDB's rule), so it did not become the
-    /// winner: CouchDB keeps it as a losing conflict branch, memory and embedded (which keep
-    /// winners only) drop it.
-    Lost,
+    /// The revision was stored as a leaf of its own, but another leaf wins (CouchDB's rule):
+    /// the document now has a conflict, which [`crate::GetOptions::conflicts`] shows.
+    Losing,
+}
+
+/// The revision and its ancestors (newest first) that CouchDB's `_revisions` names.
+fn revisions_of(revisions: &Value) -> std::result::Result<(Rev, Vec<Rev>), String> {
+    let start = revisions
+        .get("start")
+        .and_then(Value::as_u64)
+        .ok_or("_revisions.start must be a non-negative integer")?;
+    let ids = revisions
+        .get("ids")
+        .and_then(Value::as_array)
+        .filter(|ids| !ids.is_empty())
+        .ok_or("_revisions.ids must be a non-empty list of revision ids")?;
+    let mut revs = Vec::with_capacity(ids.len());
+    for (back, id) in ids.iter().enumerate() {
+        let text = id.as_str().ok_or("_revisions.ids must hold strings")?;
+        let generation = start
+            .checked_sub(back as u64)
+            .ok_or("_revisions has more ids than its start generation allows")?;
+        let id =
+            RevId::parse(text).map_err(|why| format!("_revisions.ids holds {text:?}: {why}"))?;
+        revs.push(Rev::with_id(generation, id));
+    }
+    let rev = revs.remove(0);
+    Ok((rev, revs))
 }

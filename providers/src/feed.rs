@@ -70,6 +70,7 @@ impl<K: Eq + Hash> PendingCounts<K> {
     }
 
     /// Forgets a database (deleted).
+    #[cfg_attr(not(feature = "embedded"), allow(dead_code))]
     pub fn forget(&self, db: &K) {
         self.0.lock().remove(db);
     }

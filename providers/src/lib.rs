@@ -21,8 +21,10 @@ pub mod mango;
 pub mod memory;
 mod query;
 mod rev;
+mod rev_tree;
 mod secret;
 mod service;
+mod tree_read;
 pub mod validate;
 mod write;
 
@@ -34,15 +36,15 @@ pub mod testing;
 #[cfg(feature = "couchdb")]
 pub use couchdb::{CouchDbConfig, CouchDbProvider};
 pub use document::{
-    Change, ChangesPage, DatabaseInfo, Document, Page, RevisionOutcome, RevisionedDoc, RevsDiff,
-    WriteResult,
+    Change, ChangesPage, DatabaseInfo, Document, GetOptions, OpenRev, OpenRevs, Page, Resolution,
+    RevisionOutcome, RevisionedDoc, RevsDiff, WriteResult,
 };
 #[cfg(feature = "embedded")]
 pub use embedded::{Durability, EmbeddedConfig, EmbeddedProvider};
 pub use error::{Error, Location, Result};
 pub use memory::MemoryProvider;
 pub use query::{FindQuery, IndexDefinition, IndexStatus, NO_INDEX_FOR_SORT, SortDirection};
-pub use rev::Rev;
+pub use rev::{Rev, RevId};
 pub use secret::{Secret, redact_url};
 pub use service::{Capabilities, DEFAULT_PAGE_SIZE, DatabaseService, DatabaseServiceExt};
 

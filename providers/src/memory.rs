@@ -1,14 +1,16 @@
-//! The in-memory provider: a `DashMap` of databases, each a lock-protected ordered map.
+//! The in-memory provider: a `DashMap` of databases, each a lock-protected ordered map of
+//! documents, each document its revision tree (`rev_tree`).
 //!
 //! Invariants of one database (`MemoryDb`), all changed together under its write lock, so a
 //! conditional write is atomic per document and conflicts behave as on CouchDB:
-//! - `docs` holds every document ever written, live or tombstone, keyed by id (byte order);
+//! - `docs` holds every document ever written, keyed by id (byte order), with its tree;
 //! - `by_seq` maps each document's latest sequence number to its id, one entry per document;
 //! - `seq` is the highest sequence number handed out (the database's update sequence);
-//! - `live`/`deleted` count the live documents and tombstones in `docs`.
+//! - `live`/`deleted` count the documents whose winner is live / a tombstone.
 //!
 //! Bodies are stored behind `Arc` and cloned into every returned `Document`, so callers never
-//! share state with the store. Sequence tokens are decimal numbers.
+//! share state with the store. Ancestors keep their bodies until `compact`. Sequence tokens
+//! are decimal numbers.
 
 use std::collections::{BTreeMap, HashMap};
 use std::ops::Bound;
@@ -21,14 +23,16 @@ use serde_json::{Map, Value};
 
 use crate::feed::PendingCounts;
 use crate::query::{self, Candidate};
+use crate::rev_tree::RevTree;
+use crate::tree_read::{self, InTree};
 use crate::write::{
-    self, Leaf, SaveRequest, count_transition, delete_rev, history_after_edit,
-    history_after_replication, local_body, revision_outcome,
+    Edit, Leaf, REVS_LIMIT, SaveRequest, check_revisioned, count_transition, local_body,
+    merge_revision,
 };
 use crate::{
-    Change, ChangesPage, DatabaseInfo, DatabaseService, Document, Error, FindQuery,
-    IndexDefinition, IndexStatus, Page, Result, Rev, RevisionOutcome, RevisionedDoc, RevsDiff,
-    WriteResult, validate,
+    ChangesPage, DatabaseInfo, DatabaseService, Document, Error, FindQuery, GetOptions,
+    IndexDefinition, IndexStatus, OpenRev, OpenRevs, Page, Result, Rev, RevisionOutcome,
+    RevisionedDoc, RevsDiff, WriteResult, validate,
 };
 
 /// The in-memory provider. Data lives as long as the value; cloning is not supported, share
@@ -38,7 +42,7 @@ pub struct MemoryProvider {
     dbs: DashMap<String, Arc<RwLock<MemoryDb>>>,
 }
 
-#[derive(Debug, Default)]
+#[derive(Debug)]
 struct MemoryDb {
     docs: BTreeMap<String, StoredDoc>,
     by_seq: BTreeMap<u64, String>,
@@ -49,85 +53,131 @@ struct MemoryDb {
     seq: u64,
     live: u64,
     deleted: u64,
+    revs_limit: u64,
     /// The last changes page's `pending` (see `feed`).
     pending_counts: PendingCounts<()>,
 }
 
+impl Default for MemoryDb {
+    fn default() -> Self {
+        Self {
+            docs: BTreeMap::new(),
+            by_seq: BTreeMap::new(),
+            local: HashMap::new(),
+            indexes: BTreeMap::new(),
+            seq: 0,
+            live: 0,
+            deleted: 0,
+            revs_limit: REVS_LIMIT,
+            pending_counts: PendingCounts::default(),
+        }
+    }
+}
+
 #[derive(Debug)]
 struct StoredDoc {
-    leaf: Leaf,
+    tree: RevTree,
     seq: u64,
-    body: Arc<Map<String, Value>>,
-    /// Ancestors of `leaf.rev`, newest first, consecutive generations (`write::REVS_LIMIT`).
-    history: Vec<Rev>,
+}
+
+/// A document taken out of its database for an edit in place.
+struct Taken {
+    tree: Option<RevTree>,
+    winner: Option<Leaf>,
+    seq: Option<u64>,
 }
 
 impl StoredDoc {
-    fn to_document(&self, id: &str) -> Document {
-        Document::assemble(id, &self.leaf.rev, (*self.body).clone())
+    /// The winner's revision and body when it is live.
+    fn live(&self) -> Option<(Rev, &Arc<Map<String, Value>>)> {
+        let winner = self.tree.winner()?;
+        match (winner.deleted, winner.body) {
+            (false, Some(body)) => Some((winner.rev, body)),
+            _ => None,
+        }
+    }
+
+    fn to_document(&self, id: &str) -> Option<Document> {
+        self.live()
+            .map(|(rev, body)| Document::assemble(id, &rev, (**body).clone()))
     }
 }
 
 impl MemoryDb {
-    fn leaf(&self, id: &str) -> Option<Leaf> {
-        self.docs.get(id).map(|d| d.leaf)
+    fn tree(&self, id: &str) -> Option<&RevTree> {
+        self.docs.get(id).map(|d| &d.tree)
     }
 
-    /// The current revision of `id` and its ancestors.
-    fn path(&self, id: &str) -> Option<(Rev, &[Rev])> {
-        self.docs
-            .get(id)
-            .map(|d| (d.leaf.rev, d.history.as_slice()))
-    }
-
-    /// Records a new leaf for `id`, keeping `by_seq` and the counters consistent.
-    fn commit(&mut self, id: &str, leaf: Leaf, body: Map<String, Value>, history: Vec<Rev>) {
-        self.seq += 1;
-        let seq = self.seq;
-        let new = StoredDoc {
-            leaf,
-            seq,
-            body: Arc::new(body),
-            history,
-        };
-        let old = self.docs.insert(id.to_owned(), new);
-        if let Some(old) = &old {
-            self.by_seq.remove(&old.seq);
+    /// Takes `id`'s document out for an edit in place (see `commit`).
+    fn take(&mut self, id: &str) -> Taken {
+        match self.docs.remove(id) {
+            Some(old) => {
+                self.by_seq.remove(&old.seq);
+                Taken {
+                    winner: Leaf::winner_of(&old.tree),
+                    seq: Some(old.seq),
+                    tree: Some(old.tree),
+                }
+            }
+            None => Taken {
+                tree: None,
+                winner: None,
+                seq: None,
+            },
         }
-        count_transition(&mut self.live, &mut self.deleted, old.map(|o| o.leaf), leaf);
+    }
+
+    /// Puts a document taken with `take` back: a changed one gets the next sequence number,
+    /// an unchanged one its old; the counters follow its winner.
+    fn commit(
+        &mut self,
+        id: &str,
+        tree: RevTree,
+        taken_winner: Option<Leaf>,
+        keep_seq: Option<u64>,
+    ) {
+        let Some(new) = Leaf::winner_of(&tree) else {
+            return;
+        };
+        let seq = keep_seq.unwrap_or_else(|| {
+            self.seq += 1;
+            self.seq
+        });
+        count_transition(&mut self.live, &mut self.deleted, taken_winner, new);
+        self.docs.insert(id.to_owned(), StoredDoc { tree, seq });
         self.by_seq.insert(seq, id.to_owned());
     }
 
     fn save(&mut self, db: &str, id: &str, req: SaveRequest) -> Result<WriteResult> {
-        let rev = req.next_rev(db, id, self.leaf(id))?;
-        let leaf = Leaf {
-            rev,
-            deleted: false,
-        };
-        let history = history_after_edit(self.path(id));
-        self.commit(id, leaf, req.body, history);
-        Ok(WriteResult {
-            id: id.to_owned(),
-            rev,
-        })
+        let edit = req.plan(db, id, self.tree(id))?;
+        self.apply(id, edit, req.body)
     }
 
     fn delete(&mut self, db: &str, id: &str, expected: Option<&Rev>) -> Result<WriteResult> {
-        let rev = delete_rev(db, id, self.leaf(id), expected)?;
-        let leaf = Leaf { rev, deleted: true };
-        let history = history_after_edit(self.path(id));
-        self.commit(id, leaf, Map::new(), history);
+        let edit = Edit::delete(db, id, self.tree(id), expected)?;
+        self.apply(id, edit, Map::new())
+    }
+
+    fn apply(&mut self, id: &str, edit: Edit, body: Map<String, Value>) -> Result<WriteResult> {
+        let Taken {
+            mut tree, winner, ..
+        } = self.take(id);
+        edit.apply(&mut tree, body, self.revs_limit);
+        if let Some(tree) = tree {
+            self.commit(id, tree, winner, None);
+        }
         Ok(WriteResult {
             id: id.to_owned(),
-            rev,
+            rev: edit.rev,
         })
     }
 
     fn get(&self, db: &str, id: &str) -> Result<Document> {
         match self.docs.get(id) {
             None => Err(Error::doc_not_found(db, id, "missing")),
-            Some(d) if d.leaf.deleted => Err(Error::doc_not_found(db, id, "deleted")),
-            Some(d) => Ok(d.to_document(id)),
+            Some(d) => d
+                .to_document(id)
+                .ok_or_else(|| Error::doc_not_found(db, id, "deleted")),
         }
     }
 }
@@ -199,6 +249,66 @@ impl DatabaseService for MemoryProvider {
         }
     }
 
+    async fn get_with(&self, db: &str, id: &str, options: &GetOptions) -> Result<Document> {
+        validate::document_id(db, id)?;
+        let state = self.existing(db)?.ok_or_else(|| Error::db_not_found(db))?;
+        let state = state.read();
+        let tree = state
+            .tree(id)
+            .ok_or_else(|| Error::doc_not_found(db, id, "missing"))?;
+        tree_read::get_with(db, id, tree, options, state.revs_limit, &InTree)
+    }
+
+    async fn open_revs(
+        &self,
+        db: &str,
+        id: &str,
+        which: &OpenRevs,
+        revs: bool,
+    ) -> Result<Vec<OpenRev>> {
+        validate::document_id(db, id)?;
+        let state = self.existing(db)?.ok_or_else(|| Error::db_not_found(db))?;
+        let state = state.read();
+        tree_read::open_revs(
+            db,
+            id,
+            state.tree(id),
+            which,
+            revs,
+            state.revs_limit,
+            &InTree,
+        )
+    }
+
+    async fn create(&self, db: &str, id: &str, doc: Document) -> Result<WriteResult> {
+        let req = SaveRequest::for_create(db, id, doc)?;
+        let state = self.create_if_missing(db)?;
+        let mut state = state.write();
+        state.save(db, id, req)
+    }
+
+    async fn revs_limit(&self, db: &str) -> Result<u64> {
+        let state = self.existing(db)?.ok_or_else(|| Error::db_not_found(db))?;
+        let limit = state.read().revs_limit;
+        Ok(limit)
+    }
+
+    async fn set_revs_limit(&self, db: &str, limit: u64) -> Result<()> {
+        validate::revs_limit(limit)?;
+        let state = self.create_if_missing(db)?;
+        state.write().revs_limit = limit;
+        Ok(())
+    }
+
+    async fn compact(&self, db: &str) -> Result<()> {
+        let state = self.existing(db)?.ok_or_else(|| Error::db_not_found(db))?;
+        let mut state = state.write();
+        for doc in state.docs.values_mut() {
+            doc.tree.compact();
+        }
+        Ok(())
+    }
+
     async fn save(&self, db: &str, id: &str, doc: Document) -> Result<WriteResult> {
         let req = SaveRequest::new(db, id, doc)?;
         let state = self.create_if_missing(db)?;
@@ -236,12 +346,8 @@ impl DatabaseService for MemoryProvider {
         let mut live = state
             .docs
             .range::<str, _>((lower, Bound::Unbounded))
-            .filter(|(_, d)| !d.leaf.deleted);
-        let docs: Vec<Document> = live
-            .by_ref()
-            .take(limit)
-            .map(|(id, d)| d.to_document(id))
-            .collect();
+            .filter_map(|(id, d)| d.to_document(id));
+        let docs: Vec<Document> = live.by_ref().take(limit).collect();
         let more = live.next().is_some();
         let next = if more {
             docs.last().and_then(|d| d.id().map(str::to_owned))
@@ -313,16 +419,12 @@ impl DatabaseService for MemoryProvider {
         let mut after = state
             .by_seq
             .range((Bound::Excluded(since), Bound::Unbounded));
-        let results: Vec<Change> = after
+        let results: Vec<crate::Change> = after
             .by_ref()
             .take(limit)
             .filter_map(|(seq, id)| {
-                state.docs.get(id).map(|d| Change {
-                    seq: seq.to_string(),
-                    id: id.clone(),
-                    rev: d.leaf.rev,
-                    deleted: d.leaf.deleted,
-                })
+                let doc = state.docs.get(id)?;
+                tree_read::change(id, seq.to_string(), &doc.tree)
             })
             .collect();
         let known = state.pending_counts.known(&(), since, state.seq);
@@ -369,17 +471,15 @@ impl DatabaseService for MemoryProvider {
         let state = state.read();
         let indexes: Vec<IndexDefinition> = state.indexes.values().cloned().collect();
         let plan = query::plan(query, &indexes)?;
-        let candidates = state
-            .docs
-            .iter()
-            .filter(|(_, d)| !d.leaf.deleted)
-            .map(|(id, d)| {
+        let candidates = state.docs.iter().filter_map(|(id, d)| {
+            d.live().map(|(rev, body)| {
                 Ok(Candidate {
                     id: id.clone(),
-                    rev: d.leaf.rev,
-                    body: Arc::clone(&d.body),
+                    rev,
+                    body: Arc::clone(body),
                 })
-            });
+            })
+        });
         query::execute(query, &plan, candidates)
     }
 
@@ -405,21 +505,33 @@ impl DatabaseService for MemoryProvider {
         }
         let state = self.create_if_missing(db)?;
         let mut state = state.write();
+        let limit = state.revs_limit;
         Ok(docs
             .into_iter()
             .map(|doc| {
-                let outcome = revision_outcome(db, &doc, state.leaf(&doc.id))?;
-                if outcome == RevisionOutcome::Written {
-                    let leaf = Leaf {
-                        rev: doc.rev,
-                        deleted: doc.deleted,
-                    };
-                    let history = history_after_replication(&doc, state.path(&doc.id));
-                    let body = if doc.deleted { Map::new() } else { doc.body };
-                    state.commit(&doc.id, leaf, body, history);
+                check_revisioned(db, &doc)?;
+                let id = doc.id.clone();
+                let Taken {
+                    mut tree,
+                    winner,
+                    seq,
+                } = state.take(&id);
+                let (outcome, changed) = merge_revision(&mut tree, doc, limit);
+                if let Some(tree) = tree {
+                    let keep = if changed { None } else { seq };
+                    state.commit(&id, tree, winner, keep);
                 }
                 Ok(outcome)
             })
+            .collect())
+    }
+
+    async fn write_revisions(&self, db: &str, docs: Vec<RevisionedDoc>) -> Result<Vec<Result<()>>> {
+        Ok(self
+            .put_revisions(db, docs)
+            .await?
+            .into_iter()
+            .map(|r| r.map(|_| ()))
             .collect())
     }
 
@@ -435,7 +547,12 @@ impl DatabaseService for MemoryProvider {
         let state = state.read();
         Ok(ids
             .iter()
-            .map(|id| state.leaf(id).map(|l| (l.rev, l.deleted)))
+            .map(|id| {
+                state
+                    .tree(id)
+                    .and_then(Leaf::winner_of)
+                    .map(|l| (l.rev, l.deleted))
+            })
             .collect())
     }
 
@@ -448,9 +565,9 @@ impl DatabaseService for MemoryProvider {
         let state = state.as_ref().map(|s| s.read());
         Ok(asked
             .iter()
-            .map(|(id, revs)| {
-                let stored = state.as_ref().and_then(|s| s.path(id));
-                write::revs_diff_of(stored, revs)
+            .map(|(id, revs)| match state.as_ref().and_then(|s| s.tree(id)) {
+                Some(tree) => tree.revs_diff(revs),
+                None => RevTree::default().revs_diff(revs),
             })
             .collect())
     }
@@ -466,16 +583,10 @@ impl DatabaseService for MemoryProvider {
             .iter()
             .map(|(id, rev)| {
                 validate::document_id(db, id)?;
-                match state.docs.get(id) {
-                    Some(d) if d.leaf.rev == *rev => Ok(RevisionedDoc {
-                        id: id.clone(),
-                        rev: *rev,
-                        deleted: d.leaf.deleted,
-                        body: (*d.body).clone(),
-                        history: d.history.clone(),
-                    }),
-                    _ => Err(Error::doc_not_found(db, id, "missing")),
-                }
+                let tree = state
+                    .tree(id)
+                    .ok_or_else(|| Error::doc_not_found(db, id, "missing"))?;
+                tree_read::revisioned(db, id, tree, rev, state.revs_limit, &InTree)
             })
             .collect())
     }

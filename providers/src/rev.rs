@@ -24,10 +24,11 @@ use serde_json::{Map, Number, Value};
 
 use crate::{Error, Result};
 
-/// A CouchDB revision id, `N-<32 lowercase hex>`.
+/// A CouchDB revision, `N-<id>`: the generation `N` (1 for a new document, +1 per write,
+/// deletes included) and an id, normally 32 lowercase hex digits.
 ///
 /// Ordered as CouchDB picks a winner among leaves of equal deletedness: higher generation
-/// first, then the greater hash.
+/// first, then the greater id.
 ///
 /// ```
 /// use docstore_providers::{Document, Rev};
@@ -44,56 +45,173 @@ use crate::{Error, Result};
 #[derive(Clone, Copy, PartialEq, Eq, Hash)]
 pub struct Rev {
     generation: u64,
-    hash: [u8; 16],
+    id: RevId,
+}
+
+/// The id part of a revision, as CouchDB keeps it: 32 hex digits are the 16 bytes they spell
+/// (CouchDB's own ids are MD5s), any other text its raw bytes (replication may bring ids
+/// such as `abc`). Any 16-byte id is written as 32 lowercase hex digits, as CouchDB writes
+/// it. Ids compare as Erlang binaries: byte by byte, a prefix first. docstore keeps at most
+/// 16 bytes, so an id that is not 32 hex digits may have at most 16 bytes.
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+pub struct RevId {
+    bytes: [u8; 16],
+    len: u8,
+}
+
+impl RevId {
+    /// The id of 16 raw bytes (an MD5).
+    pub const fn hash(bytes: [u8; 16]) -> Self {
+        Self { bytes, len: 16 }
+    }
+
+    /// Parses an id as CouchDB does: 32 characters must be hex digits (either case), any
+    /// other text (1 to 16 bytes here) is kept as it is.
+    pub fn parse(text: &str) -> std::result::Result<Self, &'static str> {
+        if text.len() == 32 {
+            let mut bytes = [0u8; 16];
+            for (i, chunk) in text.as_bytes().chunks(2).enumerate() {
+                let hi = hex_val(chunk[0]).ok_or("32 characters that are not hex digits")?;
+                let lo = hex_val(chunk[1]).ok_or("32 characters that are not hex digits")?;
+                bytes[i] = (hi << 4) | lo;
+            }
+            return Ok(Self::hash(bytes));
+        }
+        if text.is_empty() {
+            return Err("an empty id");
+        }
+        if text.len() > 16 {
+            return Err("an id that is not 32 hex digits and longer than 16 bytes");
+        }
+        let mut bytes = [0u8; 16];
+        bytes[..text.len()].copy_from_slice(text.as_bytes());
+        Ok(Self {
+            bytes,
+            len: text.len() as u8,
+        })
+    }
+
+    /// The id's bytes (16 for an MD5).
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.bytes[..usize::from(self.len)]
+    }
+
+    /// An id from stored bytes (1 to 16 of them).
+    #[cfg_attr(not(feature = "embedded"), allow(dead_code))]
+    pub(crate) fn from_bytes(bytes: &[u8]) -> Option<Self> {
+        if bytes.is_empty() || bytes.len() > 16 {
+            return None;
+        }
+        let mut out = [0u8; 16];
+        out[..bytes.len()].copy_from_slice(bytes);
+        Some(Self {
+            bytes: out,
+            len: bytes.len() as u8,
+        })
+    }
+
+    /// Writes the id as CouchDB does into `out`; returns the number of bytes written (at
+    /// most 32).
+    fn write(&self, out: &mut [u8; 32]) -> usize {
+        const HEX: &[u8; 16] = b"0123456789abcdef";
+        if self.len == 16 {
+            for (i, b) in self.bytes.iter().enumerate() {
+                out[2 * i] = HEX[usize::from(b >> 4)];
+                out[2 * i + 1] = HEX[usize::from(b & 0xf)];
+            }
+            32
+        } else {
+            let n = usize::from(self.len);
+            out[..n].copy_from_slice(&self.bytes[..n]);
+            n
+        }
+    }
+}
+
+impl PartialOrd for RevId {
+    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for RevId {
+    fn cmp(&self, other: &Self) -> Ordering {
+        self.as_bytes().cmp(other.as_bytes())
+    }
+}
+
+impl fmt::Display for RevId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut buf = [0u8; 32];
+        let n = self.write(&mut buf);
+        // Hex digits, or the bytes of the text the id was parsed from.
+        f.write_str(std::str::from_utf8(&buf[..n]).map_err(|_| fmt::Error)?)
+    }
+}
+
+impl fmt::Debug for RevId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "RevId({self})")
+    }
 }
 
 impl Rev {
-    /// Builds a revision from its parts.
+    /// Builds a revision from a generation and an MD5.
     pub fn new(generation: u64, hash: [u8; 16]) -> Self {
-        Self { generation, hash }
+        Self {
+            generation,
+            id: RevId::hash(hash),
+        }
     }
 
-    /// The generation `N` (1 for a new document).
+    /// A revision of a generation no document reaches (999,999,999). Asked about in
+    /// [`crate::DatabaseService::revs_diff`] next to a document's revision, it is always
+    /// missing, so the answer's `possible_ancestors` (the leaves below a missing
+    /// revision's generation) lists every leaf the database holds for the document.
+    pub fn beyond_every_leaf() -> Self {
+        Self::new(999_999_999, [0xff; 16])
+    }
+
+    /// Builds a revision from a generation and an id.
+    pub fn with_id(generation: u64, id: RevId) -> Self {
+        Self { generation, id }
+    }
+
+    /// The generation `N` (1 for a new document; 0 only for a root a replication brought
+    /// with more ancestors than its generation counts).
     pub fn generation(&self) -> u64 {
         self.generation
     }
 
-    /// The 16 raw hash bytes.
-    pub fn hash(&self) -> &[u8; 16] {
-        &self.hash
+    /// The id part.
+    pub fn id(&self) -> &RevId {
+        &self.id
     }
 
-    /// Parses `N-<32 hex>`.
+    /// Parses `N-<id>` as CouchDB does (see [`RevId`]).
     pub fn parse(text: &str) -> Result<Self> {
         let bad = |why: &str| Error::InvalidDocument {
             location: crate::error::Location::db(""),
-            reason: format!("invalid revision {text:?}: {why} (expected N-<32 lowercase hex>)"),
+            reason: format!("invalid revision {text:?}: {why} (expected N-<32 hex digits>)"),
         };
-        let (gen_text, hex) = text.split_once('-').ok_or_else(|| bad("no '-'"))?;
+        let (gen_text, id) = text.split_once('-').ok_or_else(|| bad("no '-'"))?;
+        if gen_text.is_empty() || !gen_text.bytes().all(|b| b.is_ascii_digit()) {
+            return Err(bad("the generation is not a number"));
+        }
         let generation: u64 = gen_text
             .parse()
-            .map_err(|_| bad("generation is not a number"))?;
-        if generation == 0 {
-            return Err(bad("generation must be at least 1"));
-        }
-        if hex.len() != 32 {
-            return Err(bad("hash is not 32 hex digits"));
-        }
-        let mut hash = [0u8; 16];
-        for (i, chunk) in hex.as_bytes().chunks(2).enumerate() {
-            let hi = hex_val(chunk[0]).ok_or_else(|| bad("hash is not lowercase hex"))?;
-            let lo = hex_val(chunk[1]).ok_or_else(|| bad("hash is not lowercase hex"))?;
-            hash[i] = (hi << 4) | lo;
-        }
-        Ok(Self { generation, hash })
+            .map_err(|_| bad("the generation is not a number"))?;
+        let id = RevId::parse(id).map_err(bad)?;
+        Ok(Self { generation, id })
     }
 
     /// The revision CouchDB assigns to a write of `body` (without `_id`/`_rev`) on top of
-    /// `parent` (`None` for a new document). A delete passes `deleted = true` and an empty body.
+    /// `parent` (`None` for a new document). A delete passes `deleted = true` and its body
+    /// (empty unless the deletion carries fields).
     pub fn compute(parent: Option<&Rev>, deleted: bool, body: &Map<String, Value>) -> Rev {
         let mut term = Sink::new();
         term.push(131); // external term format version
-        // [Deleted, ParentGen, ParentHash, Body, Atts]: a proper list of 5 elements.
+        // [Deleted, ParentGen, ParentRevId, Body, Atts]: a proper list of 5 elements.
         term.push(LIST_EXT);
         term.extend(&5u32.to_be_bytes());
         write_atom(&mut term, if deleted { "true" } else { "false" });
@@ -104,17 +222,14 @@ impl Rev {
             }
             Some(p) => {
                 write_u64(&mut term, p.generation);
-                write_binary(&mut term, &p.hash);
+                write_binary(&mut term, p.id.as_bytes());
             }
         }
         write_object(&mut term, body);
         term.push(NIL_EXT); // no attachments
         term.push(NIL_EXT); // list tail
         let hash = term.finish();
-        Rev {
-            generation: parent.map_or(1, |p| p.generation + 1),
-            hash,
-        }
+        Rev::new(parent.map_or(1, |p| p.generation + 1), hash)
     }
 }
 
@@ -122,15 +237,15 @@ fn hex_val(c: u8) -> Option<u8> {
     match c {
         b'0'..=b'9' => Some(c - b'0'),
         b'a'..=b'f' => Some(c - b'a' + 10),
+        b'A'..=b'F' => Some(c - b'A' + 10),
         _ => None,
     }
 }
 
 impl fmt::Display for Rev {
-    /// `N-<32 hex>`, assembled in a stack buffer and written at once: revisions are
-    /// formatted on every read and write, and `write!` per byte cost ten times more.
+    /// `N-<id>`, assembled in a stack buffer and written at once: revisions are formatted on
+    /// every read and write, and `write!` per byte cost ten times more.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        const HEX: &[u8; 16] = b"0123456789abcdef";
         let mut buf = [0u8; 20 + 1 + 32];
         let mut at = 20;
         let mut n = self.generation;
@@ -143,12 +258,10 @@ impl fmt::Display for Rev {
             }
         }
         buf[20] = b'-';
-        for (i, b) in self.hash.iter().enumerate() {
-            buf[21 + 2 * i] = HEX[usize::from(b >> 4)];
-            buf[22 + 2 * i] = HEX[usize::from(b & 0xf)];
-        }
-        // Only ASCII digits, '-' and hex digits were written.
-        f.write_str(std::str::from_utf8(&buf[at..]).map_err(|_| fmt::Error)?)
+        let mut id = [0u8; 32];
+        let len = self.id.write(&mut id);
+        buf[21..21 + len].copy_from_slice(&id[..len]);
+        f.write_str(std::str::from_utf8(&buf[at..21 + len]).map_err(|_| fmt::Error)?)
     }
 }
 
@@ -175,7 +288,7 @@ impl Ord for Rev {
     fn cmp(&self, other: &Self) -> Ordering {
         self.generation
             .cmp(&other.generation)
-            .then_with(|| self.hash.cmp(&other.hash))
+            .then_with(|| self.id.cmp(&other.id))
     }
 }
 
@@ -428,13 +541,32 @@ mod tests {
         for bad in [
             "",
             "1",
-            "0-0785e9eb543380151003dc452c3a001a",
             "x-0785e9eb543380151003dc452c3a001a",
-            "1-0785E9EB543380151003DC452C3A001A",
-            "1-abc",
+            "-0785e9eb543380151003dc452c3a001a",
+            "1-",
+            // 32 characters must be hex digits (CouchDB: "Invalid rev format").
+            "1-zzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzz",
+            // Longer than docstore keeps.
+            "1-abcdefghijklmnopq",
         ] {
             assert!(Rev::parse(bad).is_err(), "{bad} parsed");
         }
+        // CouchDB reads uppercase hex and writes it lowercase; other ids stay as they are;
+        // a root a replication brought may be generation 0.
+        let upper = Rev::parse("1-0785E9EB543380151003DC452C3A001A").unwrap();
+        assert_eq!(upper.to_string(), "1-0785e9eb543380151003dc452c3a001a");
+        assert_eq!(Rev::parse("2-abc").unwrap().to_string(), "2-abc");
+        assert_eq!(
+            Rev::parse("0-aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa")
+                .unwrap()
+                .generation(),
+            0
+        );
+        // Any 16-byte id is written as hex, as CouchDB writes it.
+        assert_eq!(
+            Rev::parse("3-abcdefghijklmnop").unwrap().to_string(),
+            "3-6162636465666768696a6b6c6d6e6f70"
+        );
     }
 
     #[test]
@@ -443,6 +575,16 @@ mod tests {
         let b = Rev::parse("2-f0000000000000000000000000000000").unwrap();
         let c = Rev::parse("10-00000000000000000000000000000000").unwrap();
         assert!(a < b && b < c);
+        // Erlang binary order: 0x99.. > "z" (0x7a); "ab" < "abc" < "abd".
+        let hex = Rev::parse("2-99999999999999999999999999999999").unwrap();
+        let z = Rev::parse("2-zzz").unwrap();
+        assert!(z < hex);
+        let (ab, abc, abd) = (
+            Rev::parse("2-ab").unwrap(),
+            Rev::parse("2-abc").unwrap(),
+            Rev::parse("2-abd").unwrap(),
+        );
+        assert!(ab < abc && abc < abd);
     }
 
     #[test]

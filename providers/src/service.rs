@@ -10,8 +10,8 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use crate::{
-    ChangesPage, DatabaseInfo, Document, Error, FindQuery, IndexStatus, Page, Result, Rev,
-    RevisionOutcome, RevisionedDoc, RevsDiff, WriteResult,
+    ChangesPage, DatabaseInfo, Document, Error, FindQuery, GetOptions, IndexStatus, OpenRev,
+    OpenRevs, Page, Resolution, Result, Rev, RevisionOutcome, RevisionedDoc, RevsDiff, WriteResult,
 };
 
 /// Page size the default [`DatabaseService::list_all`] and [`DatabaseService::list_stream`] use.
@@ -38,6 +38,16 @@ pub const DEFAULT_PAGE_SIZE: usize = 1000;
 /// 1 and grows by one per write, and a document re-created after a delete continues the count.
 /// Providers that compute revisions themselves produce the very ids CouchDB would for the same
 /// history. Reads return the body with `_id` and `_rev` set, `_id` and `_rev` first.
+///
+/// **Revision trees.** A document is CouchDB's tree of revisions: replication
+/// ([`put_revisions`](Self::put_revisions)) may add branches, and every leaf is kept, live or
+/// deleted, each path stemmed to the database's [`revs_limit`](Self::revs_limit). The winner
+/// is the highest leaf by (live before deleted, generation, revision id); [`get`](Self::get)
+/// reads it, [`get_with`](Self::get_with) adds `_conflicts` and the rest, and
+/// [`open_revs`](Self::open_revs) reads any leaf. An edit with `_rev` may extend any leaf,
+/// live or deleted, while the winner is live; once every leaf is deleted only a write without
+/// `_rev` re-creates the document, as a child of the winning tombstone. Ancestors keep their
+/// bodies until [`compact`](Self::compact).
 ///
 /// **Writes.** [`save`](Self::save) without `_rev` is an upsert: the provider writes on top of
 /// the current revision itself and retries internally under contention (only when bounded
@@ -86,16 +96,58 @@ pub trait DatabaseService: Send + Sync + fmt::Debug + 'static {
     /// Deletes a database and everything in it; `NotFound` if it does not exist.
     async fn delete_database(&self, db: &str) -> Result<()>;
 
+    /// How many revisions each path of a document keeps (CouchDB's `_revs_limit`, 1,000 by
+    /// default); `NotFound` if the database does not exist.
+    async fn revs_limit(&self, db: &str) -> Result<u64>;
+
+    /// Sets [`revs_limit`](Self::revs_limit) (at least 1); later writes stem to it. Creates
+    /// the database lazily, like any write.
+    async fn set_revs_limit(&self, db: &str, limit: u64) -> Result<()>;
+
+    /// Compacts a database: the bodies of revisions that are not leaves are dropped (their
+    /// `_revs_info` becomes `missing`), as CouchDB's compaction does; returns once done (on
+    /// CouchDB, which compacts each shard in the background and reports only whether one is
+    /// running, once the compaction has shown and settled, or after a few seconds in which
+    /// nothing showed). `NotFound` if the database does not exist.
+    async fn compact(&self, db: &str) -> Result<()>;
+
     /// The current revision of a live document, with `_id` and `_rev` set.
     async fn get(&self, db: &str, id: &str) -> Result<Document>;
 
-    /// Writes a document: upsert without `_rev`, optimistic concurrency with it.
+    /// The document as CouchDB's `GET` with query parameters returns it: the winner (or the
+    /// revision `options.rev`, a tombstone included), with `_conflicts`,
+    /// `_deleted_conflicts`, `_revisions` and `_revs_info` as asked (after the body, in that
+    /// order). `NotFound` when the winner is deleted and no revision is named, or the named
+    /// revision's body is not held.
+    async fn get_with(&self, db: &str, id: &str, options: &GetOptions) -> Result<Document>;
+
+    /// CouchDB's `open_revs`: the revisions asked for (every leaf, or a list, or the leaves
+    /// under a list), tombstones with `_deleted: true`, each with `_revisions` when `revs` is
+    /// set: those found in ascending revision order, then those missing, ascending. A missing
+    /// document is `NotFound`.
+    async fn open_revs(
+        &self,
+        db: &str,
+        id: &str,
+        which: &OpenRevs,
+        revs: bool,
+    ) -> Result<Vec<OpenRev>>;
+
+    /// Writes a document: upsert without `_rev`, optimistic concurrency with it. A body with
+    /// `_deleted: true` writes a tombstone (keeping its other fields), as CouchDB does.
     async fn save(&self, db: &str, id: &str, doc: Document) -> Result<WriteResult>;
+
+    /// Creates a document (CouchDB's `PUT` without `_rev`): a new document, or a deleted one
+    /// re-created on top of its winning tombstone; `Conflict` when the document is live. The
+    /// body may not carry `_rev`.
+    async fn create(&self, db: &str, id: &str, doc: Document) -> Result<WriteResult>;
 
     /// Deletes the current revision of a live document (tombstone with a new revision).
     async fn delete(&self, db: &str, id: &str) -> Result<WriteResult>;
 
-    /// Deletes a document only if `rev` is its current revision, else `Conflict`.
+    /// Deletes the leaf `rev` (a tombstone on top of it): `rev` may be any leaf, live or
+    /// deleted, while the document's winner is live (`Conflict` otherwise); `NotFound` when
+    /// the document is deleted or missing.
     async fn delete_rev(&self, db: &str, id: &str, rev: &Rev) -> Result<WriteResult>;
 
     /// Up to `limit` live documents with ids greater than `after`, in id order.
@@ -175,32 +227,25 @@ pub trait DatabaseService: Send + Sync + fmt::Debug + 'static {
     async fn ensure_index(&self, db: &str, fields: &[&str], name: &str) -> Result<IndexStatus>;
 
     /// Stores documents at the revisions they carry, as replication does (CouchDB's
-    /// `_bulk_docs` with `new_edits: false`): a revision the database already has as its
-    /// winner is [`RevisionOutcome::Present`] and writes nothing; otherwise the winner is
-    /// chosen by CouchDB's rule (live before deleted, then higher generation, then greater
-    /// hash) and the outcome says whether the new revision won. One result per document, in
-    /// input order; creates the database lazily when something is written.
+    /// `_bulk_docs` with `new_edits: false`): each revision and its linked history are merged
+    /// into the document's tree, joining it where they meet and branching where they do not,
+    /// then stemmed to `revs_limit`. A revision the database already holds (leaf or
+    /// ancestor) is [`RevisionOutcome::Present`] and writes nothing; otherwise the outcome
+    /// says whether it became the winner ([`RevisionOutcome::Written`]) or a losing leaf, a
+    /// conflict ([`RevisionOutcome::Losing`]). One result per document, in input order;
+    /// creates the database lazily when something is written.
     async fn put_revisions(
         &self,
         db: &str,
         docs: Vec<RevisionedDoc>,
     ) -> Result<Vec<Result<RevisionOutcome>>>;
 
-    /// [`put_revisions`](Self::put_revisions) for a caller that has just read the winners
-    /// with [`current_revisions`](Self::current_revisions) (`current`: one per document, in
-    /// order), so a provider that would look them up again (CouchDB: one request) judges the
-    /// outcomes on these instead. A write that raced in between is still merged by the
-    /// revision rules (nothing is lost); only the outcome reported for it may be stale.
-    /// `current` of the wrong length is `InvalidDocument`.
-    async fn put_revisions_over(
-        &self,
-        db: &str,
-        docs: Vec<RevisionedDoc>,
-        current: Vec<Option<(Rev, bool)>>,
-    ) -> Result<Vec<Result<RevisionOutcome>>> {
-        crate::write::check_current_len(db, &docs, &current)?;
-        self.put_revisions(db, docs).await
-    }
+    /// CouchDB's `_bulk_docs` with `new_edits: false` as it is, for a caller that has already
+    /// asked [`revs_diff`](Self::revs_diff) what the database lacks (replication): each
+    /// revision is merged into its tree as [`put_revisions`](Self::put_revisions) does, and
+    /// only refusals are reported (one result per document, in input order). One request on
+    /// CouchDB; creates the database lazily.
+    async fn write_revisions(&self, db: &str, docs: Vec<RevisionedDoc>) -> Result<Vec<Result<()>>>;
 
     /// The winning revision of each id and whether it is a deletion (`None`: the database
     /// never had the document), in input order; a missing database has none. Invalid ids
@@ -210,17 +255,19 @@ pub trait DatabaseService: Send + Sync + fmt::Debug + 'static {
 
     /// CouchDB's `_revs_diff`: for each `(id, revisions)`, in input order, the revisions the
     /// database does not hold (as a leaf or an ancestor), and the document's leaves of a lower
-    /// generation than a missing one, as possible ancestors. A missing database holds
-    /// nothing. Invalid ids are `InvalidDocumentId` for the whole call. One request on
-    /// CouchDB, whatever the number of documents: what replication uses to skip what the
-    /// target has.
+    /// generation than a missing one (in leaf order, the winner first), as possible
+    /// ancestors. The missing list is CouchDB's exactly: revisions of lower generations move
+    /// ahead, and a held revision asked twice is reported missing once (ask each revision
+    /// once). Give each id once; an id given in several entries gets, in each, the missing
+    /// revisions of its own without repeats. A missing database holds nothing. Invalid ids
+    /// are `InvalidDocumentId` for the whole call. One request on CouchDB, whatever the
+    /// number of documents: what replication uses to skip what the target has.
     async fn revs_diff(&self, db: &str, asked: &[(String, Vec<Rev>)]) -> Result<Vec<RevsDiff>>;
 
     /// Each document at exactly the given revision, as replication reads it: deleted or not,
-    /// with its body (empty for a tombstone) and its known ancestors newest first (up to
-    /// CouchDB's `revs_limit` of 1,000 revisions with the leaf), in input order. A revision
-    /// the database does not hold is `NotFound` for that document; memory and embedded hold
-    /// only winners, so a superseded revision is `NotFound` there. A missing database is
+    /// with its body (a tombstone's fields) and its known ancestors newest first, in input
+    /// order. A revision whose body the database does not hold (an unknown revision, or an
+    /// ancestor after compaction) is `NotFound` for that document. A missing database is
     /// `NotFound` for the whole call.
     async fn read_revisions(
         &self,
@@ -321,6 +368,96 @@ pub trait DatabaseServiceExt: DatabaseService {
                     attempt += 1;
                 }
                 other => return other,
+            }
+        }
+    }
+
+    /// Every live leaf of a document, the winner first, then the other live leaves highest
+    /// first (CouchDB's `_conflicts` order): what an application merges to resolve a
+    /// conflict. One read (`open_revs=all` on CouchDB). `NotFound` when the document is
+    /// missing or deleted.
+    async fn live_leaves(&self, db: &str, id: &str) -> Result<Vec<Document>> {
+        let mut leaves: Vec<(Rev, Document)> = self
+            .open_revs(db, id, &OpenRevs::All, false)
+            .await?
+            .into_iter()
+            .filter_map(|leaf| match leaf {
+                OpenRev::Found(doc)
+                    if doc.get("_deleted") != Some(&serde_json::Value::Bool(true)) =>
+                {
+                    let rev = doc.rev().and_then(|r| r.parse().ok())?;
+                    Some((rev, doc))
+                }
+                _ => None,
+            })
+            .collect();
+        if leaves.is_empty() {
+            return Err(Error::doc_not_found(db, id, "deleted"));
+        }
+        leaves.sort_by_key(|leaf| std::cmp::Reverse(leaf.0));
+        Ok(leaves.into_iter().map(|(_, doc)| doc).collect())
+    }
+
+    /// Resolves a document's conflicts the way CouchDB recommends: `merge` gets every live
+    /// leaf ([`live_leaves`](Self::live_leaves): the winner first) and returns the merged
+    /// document; the merge is written on the winner and every other live leaf is deleted,
+    /// all in one batch (one `_bulk_docs` on CouchDB, one atomic commit on memory and
+    /// embedded). A document without conflicts is left as it is (`merge` is not called). If a
+    /// leaf changed meanwhile (another writer or a replication), the leaves are read again and
+    /// `merge` called again, up to 64 times. `merge` may return an error to abort; `NotFound`
+    /// when the document is missing or deleted.
+    async fn resolve_conflicts<F>(&self, db: &str, id: &str, mut merge: F) -> Result<Resolution>
+    where
+        F: FnMut(&[Document]) -> Result<Document> + Send,
+    {
+        let mut attempt = 0;
+        let mut removed: Vec<Rev> = Vec::new();
+        loop {
+            let leaves = self.live_leaves(db, id).await?;
+            let revs: Vec<Rev> = leaves
+                .iter()
+                .map(|d| {
+                    d.rev()
+                        .and_then(|r| r.parse().ok())
+                        .ok_or_else(|| Error::storage("a leaf read without its _rev"))
+                })
+                .collect::<Result<_>>()?;
+            let winner = revs[0];
+            if leaves.len() == 1 {
+                return Ok(Resolution {
+                    rev: winner,
+                    removed,
+                });
+            }
+            let mut merged = merge(&leaves)?;
+            merged.insert("_id", id);
+            merged.set_rev(&winner);
+            let mut batch = vec![merged];
+            for loser in &revs[1..] {
+                let mut tombstone = Document::new();
+                tombstone.insert("_id", id);
+                tombstone.set_rev(loser);
+                tombstone.insert("_deleted", true);
+                batch.push(tombstone);
+            }
+            let results = self.save_many(db, batch).await?;
+            let mut written = None;
+            let mut retry = false;
+            for (n, result) in results.into_iter().enumerate() {
+                match result {
+                    Ok(w) if n == 0 => written = Some(w.rev),
+                    Ok(_) => removed.push(revs[n]),
+                    Err(e) if e.is_conflict() => retry = true,
+                    Err(e) => return Err(e),
+                }
+            }
+            match written {
+                Some(rev) if !retry => return Ok(Resolution { rev, removed }),
+                _ if attempt + 1 < UPDATE_ATTEMPTS => {
+                    tokio::time::sleep(backoff(attempt)).await;
+                    attempt += 1;
+                }
+                _ => return Err(Error::conflict(db, id)),
             }
         }
     }

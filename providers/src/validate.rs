@@ -98,9 +98,32 @@ pub fn sequence_token(since: Option<&str>, provider: &str) -> Result<u64> {
     })
 }
 
-/// Checks a body to be written as document `id`, and returns the `_rev` it carries, if any.
-pub fn body(db: &str, id: &str, doc: &Document) -> Result<Option<Rev>> {
+/// Checks a `revs_limit`: at least 1 (CouchDB refuses 0 and negative values).
+pub fn revs_limit(limit: u64) -> Result<()> {
+    if limit == 0 {
+        return Err(Error::InvalidQuery {
+            reason: "revs_limit must be at least 1".into(),
+        });
+    }
+    Ok(())
+}
+
+/// What a body's reserved fields ask for: the revision it edits (`_rev`) and whether it is a
+/// deletion (`_deleted: true`, which CouchDB allows with other fields).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct BodyFields {
+    /// `_rev`, when given.
+    pub rev: Option<Rev>,
+    /// `_deleted: true`.
+    pub deleted: bool,
+}
+
+/// Checks a document body written as `id`: a JSON object whose only top-level `_` fields are
+/// `_id` (equal to `id`), `_rev` (a revision) and `_deleted` (a boolean), with numbers
+/// CouchDB can store.
+pub fn body(db: &str, id: &str, doc: &Document) -> Result<BodyFields> {
     let invalid = |reason: String| Error::invalid_document(db, Some(id), reason);
+    let mut fields = BodyFields::default();
     for (key, value) in doc.as_map() {
         match key.as_str() {
             "_id" => match value.as_str() {
@@ -112,22 +135,28 @@ pub fn body(db: &str, id: &str, doc: &Document) -> Result<Option<Rev>> {
                 }
                 None => return Err(invalid("_id must be a string".into())),
             },
-            "_rev" => {}
+            "_rev" => match value {
+                Value::String(text) => {
+                    fields.rev = Some(Rev::parse(text).map_err(|_| {
+                        invalid(format!("_rev {text:?} is not a revision (N-<32 hex>)"))
+                    })?);
+                }
+                _ => return Err(invalid("_rev must be a string".into())),
+            },
+            "_deleted" => match value {
+                Value::Bool(deleted) => fields.deleted = *deleted,
+                _ => return Err(invalid("_deleted must be true or false".into())),
+            },
             k if k.starts_with('_') => {
                 return Err(invalid(format!(
-                    "top-level field {k:?} is reserved (only _id and _rev may start with '_')"
+                    "top-level field {k:?} is reserved (only _id, _rev and _deleted may start \
+                     with '_')"
                 )));
             }
             _ => check_numbers(value).map_err(invalid)?,
         }
     }
-    match doc.get("_rev") {
-        None => Ok(None),
-        Some(Value::String(text)) => Rev::parse(text)
-            .map(Some)
-            .map_err(|_| invalid(format!("_rev {text:?} is not a revision (N-<32 hex>)"))),
-        Some(_) => Err(invalid("_rev must be a string".into())),
-    }
+    Ok(fields)
 }
 
 /// Rejects numbers JSON text can carry but CouchDB cannot store (overflowing to infinity).

@@ -1,144 +1,49 @@
-//! CouchDB's revision rules for one write, shared by the providers that store documents
-//! themselves (memory, embedded), so both decide conflicts and new revisions identically.
+//! CouchDB's rules for one write on a document's revision tree, shared by the providers that
+//! keep trees themselves (memory, embedded), so both decide conflicts and revisions
+//! identically. Checked against CouchDB 3.5 (`testdata/couchdb-conflicts.json`):
 //!
-//! A stored document is a single leaf: its current revision and whether it is a tombstone.
-//! Rules:
-//! - save without `_rev`: writes on top of whatever is current (live or tombstone), so a
-//!   re-created document continues the generation count;
-//! - save with `_rev`: the document must be live at exactly that revision;
-//! - delete: the document must be live (`NotFound` otherwise) and, for the strict form, at
-//!   exactly the given revision (`Conflict` otherwise).
+//! - an edit with `_rev` (`save`, `delete_rev`) needs a live winner, and `_rev` must name a
+//!   leaf, live or deleted: the new revision becomes its child. Anything else (an ancestor,
+//!   an unknown revision, a document whose leaves are all deleted) is `Conflict`; a deletion
+//!   of a deleted or missing document is `NotFound`;
+//! - `save` without `_rev` is docstore's upsert: a child of the winner (live or deleted), or
+//!   a new document;
+//! - `create` (CouchDB's `PUT` without `_rev`) makes a new document, or a child of a deleted
+//!   winner; `Conflict` when the winner is live;
+//! - `delete` without a revision tombstones a live winner; `NotFound` otherwise;
+//! - a replicated revision (`put_revisions`) and its linked history are merged into the tree.
+//!
+//! Every write then stems the tree to the database's `revs_limit`.
+
+use std::sync::Arc;
 
 use serde_json::{Map, Value};
 
-use crate::{Document, Error, Result, Rev, RevisionOutcome, RevisionedDoc, RevsDiff, validate};
+use crate::rev_tree::{Merged, RevTree, Stored};
+use crate::{Document, Error, Result, Rev, RevisionOutcome, RevisionedDoc, validate};
 
-/// The current leaf of a stored document.
+/// The winning leaf of a stored document: its revision and whether it is a deletion.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct Leaf {
     pub rev: Rev,
     pub deleted: bool,
 }
 
-/// CouchDB's choice of winning revision between two leaves: a live one beats a tombstone,
-/// then the higher generation, then the greater hash.
-pub(crate) fn wins(candidate: Leaf, current: Leaf) -> bool {
-    (
-        !candidate.deleted,
-        candidate.rev.generation(),
-        candidate.rev.hash(),
-    ) > (
-        !current.deleted,
-        current.rev.generation(),
-        current.rev.hash(),
-    )
-}
-
-/// What a revision-preserving write of `doc` does over `current`, after validating it.
-pub(crate) fn revision_outcome(
-    db: &str,
-    doc: &RevisionedDoc,
-    current: Option<Leaf>,
-) -> Result<RevisionOutcome> {
-    validate::document_id(db, &doc.id)?;
-    if let Some(key) = doc.body.keys().find(|k| k.starts_with('_')) {
-        return Err(Error::invalid_document(
-            db,
-            Some(&doc.id),
-            format!("the body of a revision may not hold {key:?}"),
-        ));
-    }
-    let leaf = Leaf {
-        rev: doc.rev,
-        deleted: doc.deleted,
-    };
-    Ok(match current {
-        Some(c) if c.rev == doc.rev => RevisionOutcome::Present,
-        // A descendant of the current revision replaces it, whatever the winner rule says.
-        Some(c) if doc.linked_history().contains(&c.rev) => RevisionOutcome::Written,
-        Some(c) if !wins(leaf, c) => RevisionOutcome::Lost,
-        _ => RevisionOutcome::Written,
-    })
-}
-
-/// CouchDB's `_revs_diff` for a document stored as one leaf and its ancestors (`stored`;
-/// `None`: the database never had it): the revisions of `asked` it lacks, in the order asked,
-/// and the leaf as a possible ancestor when its generation is below a missing one's.
-pub(crate) fn revs_diff_of(stored: Option<(Rev, &[Rev])>, asked: &[Rev]) -> RevsDiff {
-    let held =
-        |rev: &Rev| stored.is_some_and(|(leaf, ancestors)| leaf == *rev || ancestors.contains(rev));
-    let mut missing: Vec<Rev> = Vec::new();
-    for rev in asked {
-        if !held(rev) && !missing.contains(rev) {
-            missing.push(*rev);
-        }
-    }
-    let highest_missing = missing.iter().map(Rev::generation).max();
-    let possible_ancestors = match (stored, highest_missing) {
-        (Some((leaf, _)), Some(high)) if leaf.generation() < high => vec![leaf],
-        _ => Vec::new(),
-    };
-    RevsDiff {
-        missing,
-        possible_ancestors,
+impl Leaf {
+    /// The winner of `tree`.
+    pub fn winner_of(tree: &RevTree) -> Option<Leaf> {
+        tree.winner().map(|l| Leaf {
+            rev: l.rev,
+            deleted: l.deleted,
+        })
     }
 }
 
 /// CouchDB's default `revs_limit`: the revisions a path keeps, the leaf itself included.
-pub const REVS_LIMIT: usize = 1000;
+pub const REVS_LIMIT: u64 = 1000;
 
-/// The ancestors stored with a new edit on top of `current` (its revision and its stored
-/// ancestors): newest first, consecutive generations, at most `REVS_LIMIT - 1`.
-pub(crate) fn history_after_edit(current: Option<(Rev, &[Rev])>) -> Vec<Rev> {
-    match current {
-        None => Vec::new(),
-        Some((rev, ancestors)) => std::iter::once(rev)
-            .chain(ancestors.iter().copied())
-            .take(REVS_LIMIT - 1)
-            .collect(),
-    }
-}
-
-/// The ancestors stored with a replicated revision that won: the ones it brings, joined to
-/// the stored ones when it extends `current` (as CouchDB merges the paths of its tree).
-pub(crate) fn history_after_replication(
-    doc: &RevisionedDoc,
-    current: Option<(Rev, &[Rev])>,
-) -> Vec<Rev> {
-    let linked = doc.linked_history();
-    let mut history: Vec<Rev> = linked.iter().copied().take(REVS_LIMIT - 1).collect();
-    if let Some((rev, ancestors)) = current
-        && let Some(at) = linked.iter().position(|a| *a == rev)
-    {
-        // Beyond `rev` the stored path is at least as long as what the source sent.
-        history.truncate(at + 1);
-        history.extend(ancestors.iter().copied());
-        history.truncate(REVS_LIMIT - 1);
-    }
-    history
-}
-
-/// `put_revisions_over` takes one current winner per document.
-pub(crate) fn check_current_len(
-    db: &str,
-    docs: &[RevisionedDoc],
-    current: &[Option<(Rev, bool)>],
-) -> Result<()> {
-    if current.len() == docs.len() {
-        return Ok(());
-    }
-    Err(Error::invalid_document(
-        db,
-        None,
-        format!(
-            "put_revisions_over was given {} current revisions for {} documents",
-            current.len(),
-            docs.len()
-        ),
-    ))
-}
-
-/// Live and deleted document counts of a database, kept in step with every write.
+/// Live and deleted document counts of a database, kept in step with every write from the
+/// document's winner before and after.
 pub(crate) fn count_transition(live: &mut u64, deleted: &mut u64, old: Option<Leaf>, new: Leaf) {
     if let Some(old) = old {
         if old.deleted {
@@ -154,22 +59,47 @@ pub(crate) fn count_transition(live: &mut u64, deleted: &mut u64, old: Option<Le
     }
 }
 
-/// A save, validated: the body to store (without `_id`/`_rev`) and the expected revision.
+/// A save, validated: the body to store (without `_id`/`_rev`/`_deleted`), the revision it
+/// edits, whether it is a deletion, and whether it may only create.
 #[derive(Debug)]
 pub(crate) struct SaveRequest {
     pub body: Map<String, Value>,
     pub expected: Option<Rev>,
+    pub deleted: bool,
+    pub create_only: bool,
 }
 
 impl SaveRequest {
     /// Validates a save of `doc` as `id` in `db`, taking the body without copying it.
     pub fn new(db: &str, id: &str, doc: Document) -> Result<Self> {
         validate::document_id(db, id)?;
-        let expected = validate::body(db, id, &doc)?;
+        let fields = validate::body(db, id, &doc)?;
         let mut body = doc.into_map();
         body.shift_remove("_id");
         body.shift_remove("_rev");
-        Ok(Self { body, expected })
+        body.shift_remove("_deleted");
+        Ok(Self {
+            body,
+            expected: fields.rev,
+            deleted: fields.deleted,
+            create_only: false,
+        })
+    }
+
+    /// Validates a `create` (no `_rev` allowed).
+    pub fn for_create(db: &str, id: &str, doc: Document) -> Result<Self> {
+        let request = Self::new(db, id, doc)?;
+        if request.expected.is_some() {
+            return Err(Error::invalid_document(
+                db,
+                Some(id),
+                "create takes no _rev; use save to edit a revision",
+            ));
+        }
+        Ok(Self {
+            create_only: true,
+            ..request
+        })
     }
 
     /// Validates one document of a bulk save, which must carry its `_id`; returns the id too.
@@ -179,34 +109,148 @@ impl SaveRequest {
         Ok((id, request))
     }
 
-    /// The revision this save produces on top of `current`, or `Conflict`.
-    pub fn next_rev(&self, db: &str, id: &str, current: Option<Leaf>) -> Result<Rev> {
-        match (self.expected, current) {
-            (None, None) => Ok(Rev::compute(None, false, &self.body)),
-            (None, Some(leaf)) => Ok(Rev::compute(Some(&leaf.rev), false, &self.body)),
-            (Some(expected), Some(leaf)) if !leaf.deleted && leaf.rev == expected => {
-                Ok(Rev::compute(Some(&leaf.rev), false, &self.body))
+    /// The edit this save makes on `tree` (`None`: the database never had the document), or
+    /// `Conflict` (see the module doc).
+    pub fn plan(&self, db: &str, id: &str, tree: Option<&RevTree>) -> Result<Edit> {
+        let winner = tree.and_then(Leaf::winner_of);
+        let parent = match (self.expected, winner) {
+            (Some(_), None) => return Err(Error::conflict(db, id)),
+            (Some(_), Some(w)) if w.deleted => return Err(Error::conflict(db, id)),
+            (Some(expected), Some(_)) => {
+                let is_leaf = tree.is_some_and(|t| t.leaves().iter().any(|l| l.rev == expected));
+                if !is_leaf {
+                    return Err(Error::conflict(db, id));
+                }
+                Some(expected)
             }
-            (Some(_), _) => Err(Error::conflict(db, id)),
+            (None, Some(w)) if self.create_only && !w.deleted => {
+                return Err(Error::conflict(db, id));
+            }
+            // Only a live body re-creates a deleted document.
+            (None, Some(w)) if w.deleted && self.deleted => return Err(Error::conflict(db, id)),
+            (None, winner) => winner.map(|w| w.rev),
+        };
+        Ok(Edit {
+            parent,
+            rev: Rev::compute(parent.as_ref(), self.deleted, &self.body),
+            deleted: self.deleted,
+        })
+    }
+}
+
+/// One interactive edit, decided: the leaf it extends (`None`: a new document), the revision
+/// it makes and whether that is a deletion.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Edit {
+    pub parent: Option<Rev>,
+    pub rev: Rev,
+    pub deleted: bool,
+}
+
+impl Edit {
+    /// A deletion of `tree`'s winner, or of the leaf `expected` (see the module doc).
+    pub fn delete(
+        db: &str,
+        id: &str,
+        tree: Option<&RevTree>,
+        expected: Option<&Rev>,
+    ) -> Result<Self> {
+        let winner = tree
+            .and_then(Leaf::winner_of)
+            .ok_or_else(|| Error::doc_not_found(db, id, "missing"))?;
+        if winner.deleted {
+            return Err(Error::doc_not_found(db, id, "deleted"));
+        }
+        let parent = match expected {
+            None => winner.rev,
+            Some(rev) if tree.is_some_and(|t| t.leaves().iter().any(|l| l.rev == *rev)) => *rev,
+            Some(_) => return Err(Error::conflict(db, id)),
+        };
+        Ok(Self {
+            parent: Some(parent),
+            rev: Rev::compute(Some(&parent), true, &Map::new()),
+            deleted: true,
+        })
+    }
+
+    /// Applies the edit to `tree` (created for a new document) with `body`, then stems it to
+    /// `revs_limit`. The edit must have been planned on this tree.
+    pub fn apply(&self, tree: &mut Option<RevTree>, body: Map<String, Value>, revs_limit: u64) {
+        let value = Stored::Body {
+            deleted: self.deleted,
+            body: Arc::new(body),
+        };
+        match (tree.as_mut(), &self.parent) {
+            (Some(t), Some(parent)) => {
+                t.add_child(parent, *self.rev.id(), value);
+            }
+            _ => *tree = Some(RevTree::single(&self.rev, value)),
+        }
+        if let Some(t) = tree.as_mut() {
+            stem(t, revs_limit);
         }
     }
 }
 
-/// The revision a delete produces on top of `current`, or `NotFound` / `Conflict`.
-pub(crate) fn delete_rev(
-    db: &str,
-    id: &str,
-    current: Option<Leaf>,
-    expected: Option<&Rev>,
-) -> Result<Rev> {
-    match current {
-        None => Err(Error::doc_not_found(db, id, "missing")),
-        Some(leaf) if leaf.deleted => Err(Error::doc_not_found(db, id, "deleted")),
-        Some(leaf) => match expected {
-            Some(rev) if *rev != leaf.rev => Err(Error::conflict(db, id)),
-            _ => Ok(Rev::compute(Some(&leaf.rev), true, &Map::new())),
-        },
+/// Stems `tree` to `revs_limit` when it may exceed it (a tree of at most `revs_limit`
+/// revisions cannot hold a longer path).
+pub(crate) fn stem(tree: &mut RevTree, revs_limit: u64) {
+    if tree.len() as u64 > revs_limit {
+        tree.stem(revs_limit as usize);
     }
+}
+
+/// Checks a revision a replication brings.
+pub(crate) fn check_revisioned(db: &str, doc: &RevisionedDoc) -> Result<()> {
+    validate::document_id(db, &doc.id)?;
+    if let Some(key) = doc.body.keys().find(|k| k.starts_with('_')) {
+        return Err(Error::invalid_document(
+            db,
+            Some(&doc.id),
+            format!("the body of a revision may not hold {key:?}"),
+        ));
+    }
+    Ok(())
+}
+
+/// Merges a replicated revision and its linked history into `tree` (created when `None`),
+/// stems it, and says what that did (see [`RevisionOutcome`]) and whether the tree changed:
+/// a revision the tree held without a body ([`Stored::Missing`], an ancestor a replication
+/// only named) takes the body brought now, as CouchDB's merge keeps a body over none, so a
+/// `Present` revision can still change the tree (and is stored, with a new sequence number).
+pub(crate) fn merge_revision(
+    tree: &mut Option<RevTree>,
+    doc: RevisionedDoc,
+    revs_limit: u64,
+) -> (RevisionOutcome, bool) {
+    let filling = tree
+        .as_ref()
+        .and_then(|t| t.get(&doc.rev))
+        .is_some_and(|n| !n.value.has_body());
+    let linked = doc.linked_history().len();
+    let start = doc.rev.generation() - linked as u64;
+    let mut path: Vec<(crate::RevId, Stored)> = doc.history[..linked]
+        .iter()
+        .rev()
+        .map(|r| (*r.id(), Stored::Missing))
+        .collect();
+    path.push((
+        *doc.rev.id(),
+        Stored::Body {
+            deleted: doc.deleted,
+            body: Arc::new(doc.body),
+        },
+    ));
+    let t = tree.get_or_insert_with(RevTree::default);
+    if t.merge(start, path) == Merged::InternalNode {
+        return (RevisionOutcome::Present, filling);
+    }
+    stem(t, revs_limit);
+    let outcome = match Leaf::winner_of(t) {
+        Some(w) if w.rev == doc.rev => RevisionOutcome::Written,
+        _ => RevisionOutcome::Losing,
+    };
+    (outcome, true)
 }
 
 /// The one result of a one-document batch (batches return one result per input; an empty
@@ -254,46 +298,104 @@ pub(crate) fn local_body(db: &str, id: &str, doc: &Document) -> Result<Map<Strin
 mod tests {
     use super::*;
 
-    fn rev(generation: u64) -> Rev {
-        let mut hash = [0u8; 16];
-        hash[..8].copy_from_slice(&generation.to_be_bytes());
-        Rev::new(generation, hash)
+    fn req(body: &str, rev: Option<&Rev>, create: bool) -> SaveRequest {
+        let mut doc = Document::from_json(body).unwrap();
+        if let Some(rev) = rev {
+            doc.set_rev(rev);
+        }
+        if create {
+            SaveRequest::for_create("db", "d", doc).unwrap()
+        } else {
+            SaveRequest::new("db", "d", doc).unwrap()
+        }
     }
 
-    /// The path a chain of edits stores: the leaf's ancestors, newest first.
-    fn path_of(generations: u64) -> Vec<Rev> {
-        (1..generations).rev().map(rev).collect()
-    }
-
-    #[test]
-    fn edits_keep_revs_limit_ancestors() {
-        assert_eq!(history_after_edit(None), []);
-        let long = path_of(1500);
-        let next = history_after_edit(Some((rev(1500), &long)));
-        assert_eq!(next.len(), REVS_LIMIT - 1);
-        assert_eq!(next[0], rev(1500));
-        assert_eq!(next[REVS_LIMIT - 2], rev(1500 - (REVS_LIMIT as u64 - 2)));
+    fn write(tree: &mut Option<RevTree>, r: &SaveRequest) -> Result<Rev> {
+        let edit = r.plan("db", "d", tree.as_ref())?;
+        edit.apply(tree, r.body.clone(), REVS_LIMIT);
+        Ok(edit.rev)
     }
 
     #[test]
-    fn replication_joins_the_stored_path_or_starts_its_own() {
-        let stored = path_of(5); // at 5: [4, 3, 2, 1]
-        let doc = |generation: u64, history: Vec<Rev>| RevisionedDoc {
-            id: "a".into(),
-            rev: rev(generation),
+    fn edits_follow_couchdb_rules() {
+        let mut tree = None;
+        let one = write(&mut tree, &req(r#"{"v":1}"#, None, true)).unwrap();
+        assert!(
+            write(&mut tree, &req(r#"{"v":1}"#, None, true))
+                .unwrap_err()
+                .is_conflict()
+        );
+        let two = write(&mut tree, &req(r#"{"v":2}"#, Some(&one), false)).unwrap();
+        assert!(
+            write(&mut tree, &req("{}", Some(&one), false))
+                .unwrap_err()
+                .is_conflict(),
+            "an ancestor"
+        );
+        let gone = Edit::delete("db", "d", tree.as_ref(), Some(&two)).unwrap();
+        gone.apply(&mut tree, Map::new(), REVS_LIMIT);
+        assert!(
+            Edit::delete("db", "d", tree.as_ref(), None)
+                .unwrap_err()
+                .is_not_found()
+        );
+        assert!(
+            write(&mut tree, &req("{}", Some(&gone.rev), false))
+                .unwrap_err()
+                .is_conflict(),
+            "all deleted"
+        );
+        // Re-created on top of the tombstone.
+        let back = write(&mut tree, &req(r#"{"v":3}"#, None, true)).unwrap();
+        assert_eq!(back.generation(), 4);
+    }
+
+    #[test]
+    fn replicated_revisions_branch_and_report_the_winner() {
+        let mut tree = None;
+        let first = Rev::parse("1-aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa").unwrap();
+        let doc = |rev: &str, history: Vec<Rev>| RevisionedDoc {
+            id: "d".into(),
+            rev: Rev::parse(rev).unwrap(),
             deleted: false,
             body: Map::new(),
             history,
         };
-        // Brings 7 ← 6 ← 5: joined to what lies below 5.
-        let joined =
-            history_after_replication(&doc(7, vec![rev(6), rev(5)]), Some((rev(5), &stored)));
-        assert_eq!(joined, path_of(7));
-        // A gap (6 missing) links nothing: a branch with no known ancestors.
-        let gap = history_after_replication(&doc(7, vec![rev(5)]), Some((rev(5), &stored)));
-        assert_eq!(gap, []);
-        // Not an extension of the stored leaf: only what it brings.
-        let other = history_after_replication(&doc(3, vec![rev(2)]), Some((rev(5), &stored)));
-        assert_eq!(other, [rev(2)]);
+        assert_eq!(
+            merge_revision(
+                &mut tree,
+                doc("1-aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa", vec![]),
+                REVS_LIMIT
+            )
+            .0,
+            RevisionOutcome::Written
+        );
+        assert_eq!(
+            merge_revision(
+                &mut tree,
+                doc("2-ffffffffffffffffffffffffffffffff", vec![first]),
+                REVS_LIMIT
+            )
+            .0,
+            RevisionOutcome::Written
+        );
+        assert_eq!(
+            merge_revision(
+                &mut tree,
+                doc("2-bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb", vec![first]),
+                REVS_LIMIT
+            )
+            .0,
+            RevisionOutcome::Losing
+        );
+        assert_eq!(
+            merge_revision(
+                &mut tree,
+                doc("1-aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa", vec![]),
+                REVS_LIMIT
+            ),
+            (RevisionOutcome::Present, false)
+        );
+        assert_eq!(tree.unwrap().leaves().len(), 2);
     }
 }

@@ -4,16 +4,7 @@
 use serde_json::Value;
 
 use super::{ConflictPolicy, DatabaseReport, LISTED_IDS, MigrateOptions, note};
-use crate::{
-    DatabaseService, Document, Error, Result, Rev, RevisionOutcome, RevisionedDoc, RevsDiff,
-};
-
-/// A revision no document reaches: asked about in `_revs_diff` next to a document's own
-/// revision, it is always missing, so the answer's `possible_ancestors` (the leaves below a
-/// missing revision's generation) lists every leaf the target holds for the document.
-fn every_leaf_probe() -> Rev {
-    Rev::new(999_999_999, [0xff; 16])
-}
+use crate::{DatabaseService, Document, Error, Result, Rev, RevisionedDoc, RevsDiff};
 
 /// What the target holds of one source document, and so what to do with it.
 enum Plan {
@@ -66,7 +57,7 @@ pub(crate) async fn apply_batch(
             })
             .collect()
     } else {
-        let probe = every_leaf_probe();
+        let probe = Rev::beyond_every_leaf();
         let asked: Vec<(String, Vec<Rev>)> = docs
             .iter()
             .map(|d| (d.id.clone(), vec![d.rev, probe]))
@@ -74,7 +65,6 @@ pub(crate) async fn apply_batch(
         target.revs_diff(db, &asked).await?
     };
     let mut writes = Vec::new();
-    let mut over = Vec::new();
     let mut unsure = Vec::new();
     for (mut doc, diff) in docs.into_iter().zip(diffs) {
         match plan(&doc, &diff) {
@@ -91,9 +81,6 @@ pub(crate) async fn apply_batch(
                     }
                 }
                 report.deleted += u64::from(doc.deleted);
-                // A descendant replaces the leaf it extends whether or not that leaf is a
-                // deletion: the flag plays no part in the outcome.
-                over.push(leaf.map(|rev| (rev, false)));
                 writes.push(doc);
             }
         }
@@ -108,7 +95,6 @@ pub(crate) async fn apply_batch(
                     report.created += 1;
                     report.deleted += u64::from(doc.deleted);
                     writes.push(doc);
-                    over.push(current);
                 }
                 Some((rev, _))
                     if doc.linked_history().contains(&rev)
@@ -121,7 +107,6 @@ pub(crate) async fn apply_batch(
                     report.updated += 1;
                     report.deleted += u64::from(doc.deleted);
                     writes.push(doc);
-                    over.push(current);
                 }
                 Some((rev, deleted)) => {
                     report.conflicts += 1;
@@ -142,15 +127,11 @@ pub(crate) async fn apply_batch(
         return Ok(());
     }
     let ids: Vec<String> = writes.iter().map(|d| d.id.clone()).collect();
-    // What the target holds was just read: it need not look the winners up again.
-    let outcomes = target.put_revisions_over(db, writes, over).await?;
+    // What the target lacks was just asked: the revisions go in as they are, one request.
+    let outcomes = target.write_revisions(db, writes).await?;
     for (id, outcome) in ids.into_iter().zip(outcomes) {
-        match outcome {
-            Err(e) => report.failed.push((id, e.to_string())),
-            Ok(RevisionOutcome::Lost) => report
-                .failed
-                .push((id, "the target kept a winning revision".into())),
-            Ok(_) => {}
+        if let Err(e) = outcome {
+            report.failed.push((id, e.to_string()));
         }
     }
     for (doc, rev, deleted) in new_edits {

@@ -133,13 +133,15 @@ pub async fn awkward_ids_round_trip(svc: &Service) {
     drop_db(svc, &db).await;
 }
 
-/// Top-level `_` fields other than `_id`/`_rev`, and an `_id` that differs from the id
-/// argument, are `InvalidDocument`; nested `_` fields are ordinary data.
+/// Top-level `_` fields other than `_id`/`_rev`/`_deleted` (a boolean), and an `_id` that
+/// differs from the id argument, are `InvalidDocument`; `_deleted: true` writes a tombstone;
+/// nested `_` fields are ordinary data.
 pub async fn reserved_fields_are_rejected(svc: &Service) {
     let db = unique_db("reserved");
     for body in [
         json!({"_attachments": {}}),
-        json!({"_deleted": true}),
+        json!({"_deleted": 1}),
+        json!({"_deleted": null}),
         json!({"_custom": 1}),
         json!({"_id": "other"}),
         json!({"_id": 7}),
@@ -152,6 +154,20 @@ pub async fn reserved_fields_are_rejected(svc: &Service) {
         );
     }
     assert_eq!(kind(&svc.get(&db, "x").await), Kind::NotFound);
+    // `_deleted: true` is no reserved field but a deletion, other fields kept: CouchDB's
+    // revision of exactly this tombstone.
+    let tombstone = svc
+        .save(&db, "t", doc(json!({"_deleted": true, "a": 1})))
+        .await
+        .unwrap();
+    assert_eq!(
+        tombstone.rev.to_string(),
+        "1-d753478db6d9401dc7197af10c51e5ac"
+    );
+    assert_eq!(
+        svc.get(&db, "t").await.unwrap_err().to_string(),
+        Error::doc_not_found(&db, "t", "deleted").to_string()
+    );
     let ok = svc
         .save(
             &db,

@@ -14,8 +14,8 @@
 //! The rules live in one file per area: `documents` (names, ids, bodies, revisions, save and
 //! delete), `bulk`, `listing` (listings, pagination, changes, databases), `selectors` (what a
 //! `find` selector matches), `queries` (how `find` serves it: index choice, sort, limit,
-//! `ensure_index`), `replication` (local documents and replication writes) and
-//! `concurrency`. The list of behaviours is written once, in `__conformance_behaviours!`
+//! `ensure_index`), `replication` (local documents and replication writes), `trees`
+//! (revision trees, against scenarios recorded from CouchDB) and `concurrency`. The list of behaviours is written once, in `__conformance_behaviours!`
 //! below; a new rule is a function in its area's file and a name in that list.
 
 use std::sync::Arc;
@@ -31,6 +31,7 @@ mod listing;
 mod queries;
 mod replication;
 mod selectors;
+mod trees;
 
 pub use bulk::*;
 pub use concurrency::*;
@@ -39,6 +40,7 @@ pub use listing::*;
 pub use queries::*;
 pub use replication::*;
 pub use selectors::*;
+pub use trees::*;
 
 /// The service under test.
 pub type Service = Arc<dyn DatabaseService>;
@@ -138,6 +140,8 @@ macro_rules! __conformance_behaviours {
             large_documents_round_trip,
             unicode_bodies_round_trip,
             numbers_round_trip,
+            conflict_scenarios_match_recorded_couchdb,
+            conflicts_resolve_to_one_live_leaf,
             returned_documents_are_copies,
             typed_helpers_round_trip,
             find_selects_by_equality_and_paths,

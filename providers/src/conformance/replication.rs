@@ -42,10 +42,10 @@ pub async fn local_documents_are_invisible(svc: &Service) {
 }
 
 /// `put_revisions` stores revisions as they are (replication): a revision already present
-/// writes nothing; a descendant (its history holds the current revision) replaces it; other
-/// revisions compete by CouchDB's rule (live before deleted, higher generation, greater
-/// hash); deletions carry; bad ids and bodies fail alone. `current_revisions` reports the
-/// winners.
+/// writes nothing; a descendant (its history holds the current revision) extends it; other
+/// revisions branch, every leaf is kept, and the winner is CouchDB's (live before deleted,
+/// higher generation, greater revision id), the others listed as `_conflicts`; deletions
+/// carry; bad ids and bodies fail alone. `current_revisions` reports the winners.
 pub async fn put_revisions_keep_couchdb_winners(svc: &Service) {
     use crate::{RevisionOutcome as O, RevisionedDoc};
     let rev = |generation: u64, c: char| -> Rev {
@@ -108,7 +108,7 @@ pub async fn put_revisions_keep_couchdb_winners(svc: &Service) {
     );
     assert_eq!(
         put(vec![rd("a", rev(2, 'a'), false, json!({}), vec![])]).await,
-        [Ok(O::Lost)]
+        [Ok(O::Losing)]
     );
     assert_eq!(
         current("a").await.expect("live").rev(),
@@ -116,7 +116,16 @@ pub async fn put_revisions_keep_couchdb_winners(svc: &Service) {
     );
     assert_eq!(
         put(vec![rd("a", rev(1, 'f'), false, json!({}), vec![])]).await,
-        [Ok(O::Lost)]
+        [Ok(O::Losing)]
+    );
+    let with_conflicts = svc
+        .get_with(&db, "a", &crate::GetOptions::everything())
+        .await
+        .expect("a with its conflicts");
+    assert_eq!(
+        with_conflicts.get("_conflicts"),
+        Some(&json!([rev(2, 'a').to_string(), rev(1, 'f').to_string()])),
+        "losing leaves, highest first"
     );
 
     // A deletion that extends the current revision carries; one that does not loses to the
@@ -131,7 +140,12 @@ pub async fn put_revisions_keep_couchdb_winners(svc: &Service) {
     .await;
     assert_eq!(
         out,
-        [Ok(O::Written), Ok(O::Written), Ok(O::Written), Ok(O::Lost)]
+        [
+            Ok(O::Written),
+            Ok(O::Written),
+            Ok(O::Written),
+            Ok(O::Losing)
+        ]
     );
     assert_eq!(kind(&current("b").await), Kind::NotFound);
     assert!(current("c").await.is_ok());
@@ -196,9 +210,8 @@ pub async fn put_revisions_keep_couchdb_winners(svc: &Service) {
 /// revision, edits and deletions alike, with its ancestors newest first; `put_revisions` of a
 /// later revision with its history extends what the target stored (no branch), however many
 /// edits lie between; a revision that brings only the recent part of its path keeps the
-/// stored rest; `put_revisions_over` (winners given) writes as `put_revisions` does; an
-/// unknown revision is `NotFound` (a superseded one too, unless the provider
-/// still keeps its body, as CouchDB does until compaction).
+/// stored rest; `write_revisions` (after `revs_diff`) writes as `put_revisions` does; a
+/// superseded revision keeps its body until compaction; an unknown revision is `NotFound`.
 pub async fn revision_histories_travel(svc: &Service) {
     use crate::{RevisionOutcome as O, RevisionedDoc};
     let src = unique_db("revs-src");
@@ -235,12 +248,12 @@ pub async fn revision_histories_travel(svc: &Service) {
     let got = read(src.clone(), vec![("a", r1), ("zz", r1), ("_bad", r1)])
         .await
         .expect("read");
-    // A superseded revision: CouchDB keeps its body until compaction, memory and embedded
-    // keep winners only. Either way nothing but that revision comes back.
-    match &got[0] {
-        Ok(old) => assert_eq!((old.rev, old.body.get("v")), (r1, Some(&json!(1)))),
-        Err(_) => assert_eq!(kind(&got[0]), Kind::NotFound, "a superseded revision"),
-    }
+    // A superseded revision keeps its body until compaction.
+    let old = got[0]
+        .as_ref()
+        .expect("a superseded revision before compaction");
+    assert_eq!((old.rev, old.body.get("v")), (r1, Some(&json!(1))));
+    assert!(old.history.is_empty());
     assert_eq!(kind(&got[1]), Kind::NotFound, "an unknown document");
     assert_eq!(kind(&got[2]), Kind::InvalidDocumentId);
     assert_eq!(
@@ -283,26 +296,19 @@ pub async fn revision_histories_travel(svc: &Service) {
         put(vec![at(r2, false, json!({"v": 2}), vec![r1])]).await,
         [Ok(O::Written)]
     );
-    // Written over the winner just read, as a migration does (no second lookup).
-    let winners = svc
-        .current_revisions(&tgt, &["a".to_owned()])
+    // Written as replication does, after asking what the target lacks.
+    let diff = svc
+        .revs_diff(&tgt, &[("a".to_owned(), vec![r4])])
         .await
-        .expect("winners");
-    assert_eq!(winners, [Some((r2, false))]);
-    assert_eq!(
-        kind(
-            &svc.put_revisions_over(&tgt, vec![tombstone.clone()], Vec::new())
-                .await
-        ),
-        Kind::InvalidDocument,
-        "one winner per document"
-    );
-    let over = svc
-        .put_revisions_over(&tgt, vec![tombstone.clone()], winners)
+        .expect("revs_diff");
+    assert_eq!(diff[0].missing, [r4]);
+    assert_eq!(diff[0].possible_ancestors, [r2]);
+    let written = svc
+        .write_revisions(&tgt, vec![tombstone.clone()])
         .await
-        .expect("put over");
-    assert_eq!(over.len(), 1);
-    assert_eq!(over[0].as_ref().ok(), Some(&O::Written));
+        .expect("write_revisions");
+    assert_eq!(written.len(), 1);
+    assert!(written[0].is_ok(), "{:?}", written[0]);
     assert_eq!(kind(&svc.get(&tgt, "a").await), Kind::NotFound);
     let copied = read(tgt.clone(), vec![("a", r4)]).await.expect("read");
     assert_eq!(copied[0].as_ref().expect("r4").history, [r3, r2, r1]);

@@ -209,7 +209,10 @@ impl CouchDbProvider {
         let mut queue = Vec::new();
         for (slot, doc) in docs.into_iter().enumerate() {
             match SaveRequest::for_bulk(db, doc) {
-                Ok((id, req)) => {
+                Ok((id, mut req)) => {
+                    if req.deleted {
+                        req.body.insert("_deleted".into(), Value::Bool(true));
+                    }
                     queue.push(Pending {
                         slot,
                         id,

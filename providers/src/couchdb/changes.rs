@@ -6,7 +6,7 @@ use serde_json::{Value, json};
 
 use super::http::{Idempotency, Target, status_error};
 use super::{CouchDbProvider, document_from, protocol, rev_of};
-use crate::{Change, ChangesPage, Page, Result, validate};
+use crate::{Change, ChangesPage, Page, Result, Rev, validate};
 
 impl CouchDbProvider {
     pub(super) async fn list_page(
@@ -79,7 +79,8 @@ impl CouchDbProvider {
         validate::database_name(db)?;
         validate::limit(limit)?;
         let limit_text = limit.to_string();
-        let mut query = vec![("limit", limit_text.as_str())];
+        // Every leaf of each document, the winner first (CouchDB's `style=all_docs`).
+        let mut query = vec![("limit", limit_text.as_str()), ("style", "all_docs")];
         if let Some(since) = since {
             query.push(("since", since));
         }
@@ -103,13 +104,20 @@ impl CouchDbProvider {
             if id.starts_with("_design/") {
                 continue;
             }
-            let rev =
-                rev_of(&row["changes"][0]["rev"]).ok_or_else(|| protocol("_changes", &reply))?;
+            let mut leaves = row["changes"]
+                .as_array()
+                .ok_or_else(|| protocol("_changes", &reply))?
+                .iter()
+                .map(|c| rev_of(&c["rev"]).ok_or_else(|| protocol("_changes", &reply)));
+            let rev = leaves
+                .next()
+                .ok_or_else(|| protocol("_changes", &reply))??;
             results.push(Change {
                 seq: seq_text(&row["seq"]),
                 id: id.to_owned(),
                 rev,
                 deleted: row["deleted"] == json!(true),
+                other_leaves: leaves.collect::<Result<Vec<Rev>>>()?,
             });
         }
         Ok(ChangesPage {

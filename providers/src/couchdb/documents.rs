@@ -8,12 +8,35 @@ use super::http::{Idempotency, Target, status_error};
 use super::{CouchDbProvider, Current, UPSERT_ATTEMPTS, doc_json, document_from, protocol, rev_of};
 use crate::service::backoff;
 use crate::write::{SaveRequest, local_body, only};
-use crate::{Document, Error, Result, Rev, WriteResult, validate};
+use crate::{Document, Error, GetOptions, OpenRev, OpenRevs, Result, Rev, WriteResult, validate};
 
 /// A path segment that URL parsers would resolve away (`.`/`..`): such ids go through the
 /// bulk endpoints, where the id travels in the body.
 fn is_dot_segment(id: &str) -> bool {
     id == "." || id == ".."
+}
+
+/// Reads that only `GET /db/id` answers cannot address the ids `.` and `..` (URL parsers
+/// resolve such segments away, percent-encoded or not).
+fn refuse_dot_segment(db: &str, id: &str) -> Result<()> {
+    if is_dot_segment(id) {
+        return Err(Error::InvalidDocumentId {
+            db: db.into(),
+            id: id.into(),
+            reason: "CouchDB cannot address this id in a URL path, which this read needs (get \
+                     and the bulk reads can)"
+                .into(),
+        });
+    }
+    Ok(())
+}
+
+/// A body as CouchDB takes it: a deletion carries `_deleted: true` next to its fields.
+fn body_to_send(mut body: Map<String, Value>, deleted: bool) -> Map<String, Value> {
+    if deleted {
+        body.insert("_deleted".into(), Value::Bool(true));
+    }
+    body
 }
 
 impl CouchDbProvider {
@@ -100,8 +123,9 @@ impl CouchDbProvider {
     pub(super) async fn save(&self, db: &str, id: &str, doc: Document) -> Result<WriteResult> {
         validate::database_name(db)?;
         let req = SaveRequest::new(db, id, doc)?;
+        let body = body_to_send(req.body, req.deleted);
         if is_dot_segment(id) {
-            let mut doc = Document::from(req.body);
+            let mut doc = Document::from(body);
             doc.insert("_id", id);
             if let Some(rev) = req.expected {
                 doc.set_rev(&rev);
@@ -109,13 +133,122 @@ impl CouchDbProvider {
             return only(self.save_many(db, vec![doc]).await?);
         }
         let rev = match req.expected {
-            Some(expected) => self.put_doc(db, id, Some(&expected), &req.body).await?,
-            None => self.upsert(db, id, &req.body).await?,
+            Some(expected) => self.put_doc(db, id, Some(&expected), &body).await?,
+            None => self.upsert(db, id, &body).await?,
         };
         Ok(WriteResult {
             id: id.to_owned(),
             rev,
         })
+    }
+
+    /// `PUT` without `_rev`: CouchDB creates, re-creates a deleted document, or answers 409.
+    pub(super) async fn create(&self, db: &str, id: &str, doc: Document) -> Result<WriteResult> {
+        validate::database_name(db)?;
+        let req = SaveRequest::for_create(db, id, doc)?;
+        let body = body_to_send(req.body, req.deleted);
+        let rev = if is_dot_segment(id) {
+            // One `_bulk_docs` entry without `_rev`: created, or a conflict, as a PUT would.
+            only(
+                self.bulk_docs(db, vec![doc_json(Some(id), None, &body)?])
+                    .await?,
+            )?
+        } else {
+            self.put_doc(db, id, None, &body).await?
+        };
+        Ok(WriteResult {
+            id: id.to_owned(),
+            rev,
+        })
+    }
+
+    /// `GET /db/id` with CouchDB's query parameters, the answer kept as CouchDB writes it.
+    pub(super) async fn get_with(
+        &self,
+        db: &str,
+        id: &str,
+        options: &GetOptions,
+    ) -> Result<Document> {
+        validate::database_name(db)?;
+        validate::document_id(db, id)?;
+        refuse_dot_segment(db, id)?;
+        let rev = options.rev.map(|r| r.to_string());
+        let mut query: Vec<(&str, &str)> = Vec::new();
+        if let Some(rev) = &rev {
+            query.push(("rev", rev));
+        }
+        for (set, name) in [
+            (options.conflicts, "conflicts"),
+            (options.deleted_conflicts, "deleted_conflicts"),
+            (options.revs, "revs"),
+            (options.revs_info, "revs_info"),
+        ] {
+            if set {
+                query.push((name, "true"));
+            }
+        }
+        let url = self.http.url(&[db, id], &query);
+        let reply = self
+            .http
+            .send(Method::GET, &url, None, Idempotency::Safe)
+            .await?;
+        if !reply.status.is_success() {
+            return Err(status_error(&reply, Target { db, id: Some(id) }));
+        }
+        match reply.json()? {
+            Value::Object(map) => Ok(Document::from(map)),
+            _ => Err(protocol("a get", &reply)),
+        }
+    }
+
+    /// `GET /db/id?open_revs=...` (JSON), the answers kept in CouchDB's order.
+    pub(super) async fn open_revs(
+        &self,
+        db: &str,
+        id: &str,
+        which: &OpenRevs,
+        revs: bool,
+    ) -> Result<Vec<OpenRev>> {
+        validate::database_name(db)?;
+        validate::document_id(db, id)?;
+        refuse_dot_segment(db, id)?;
+        let list = match which {
+            OpenRevs::All => "all".to_owned(),
+            OpenRevs::Revs { revs, .. } => {
+                let texts: Vec<String> = revs.iter().map(Rev::to_string).collect();
+                serde_json::to_string(&texts).map_err(Error::storage)?
+            }
+        };
+        let mut query: Vec<(&str, &str)> = vec![("open_revs", &list)];
+        if matches!(which, OpenRevs::Revs { latest: true, .. }) {
+            query.push(("latest", "true"));
+        }
+        if revs {
+            query.push(("revs", "true"));
+        }
+        let url = self.http.url(&[db, id], &query);
+        let reply = self
+            .http
+            .send(Method::GET, &url, None, Idempotency::Safe)
+            .await?;
+        if !reply.status.is_success() {
+            return Err(status_error(&reply, Target { db, id: Some(id) }));
+        }
+        let Value::Array(items) = reply.json()? else {
+            return Err(protocol("open_revs", &reply));
+        };
+        items
+            .into_iter()
+            .map(|mut item| {
+                if let Some(Value::Object(doc)) = item.get_mut("ok").map(Value::take) {
+                    return Ok(OpenRev::Found(Document::from(doc)));
+                }
+                item.get("missing")
+                    .and_then(rev_of)
+                    .map(OpenRev::Missing)
+                    .ok_or_else(|| protocol("open_revs", &reply))
+            })
+            .collect()
     }
 
     pub(super) async fn delete(&self, db: &str, id: &str) -> Result<WriteResult> {

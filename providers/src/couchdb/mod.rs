@@ -16,8 +16,10 @@
 //! | `ensure_index`                              | 2 (`_index`, then `GET _index` until CouchDB lists it; more while its index cache lags) |
 //! | `current_revisions`                         | 1 (`POST _all_docs` with `keys`) |
 //! | `revs_diff`                                 | 1 (`POST _revs_diff`) |
-//! | `put_revisions`                             | 2 (winner lookup, `_bulk_docs` with `new_edits: false`); 1 when all are present |
-//! | `put_revisions_over` (winners given), `read_revisions` | 1 (`_bulk_docs` / `POST _bulk_get?revs=true`) |
+//! | `put_revisions`                             | 2 (`_revs_diff`, `_bulk_docs` with `new_edits: false`); 1 when all are present; + 1 winner lookup when a revision may lose to a leaf it does not extend |
+//! | `write_revisions`, `read_revisions`         | 1 (`_bulk_docs` with `new_edits: false` / `POST _bulk_get?revs=true`) |
+//! | `get_with`, `open_revs`, `create`, `revs_limit`, `set_revs_limit` | 1 |
+//! | `compact`                                   | 1 + polls of `GET /db` until compaction ends |
 //! | `get_local`; `put_local` of a `_local` document seen before or new | 1 |
 //! | `database_info`                             | 2 (`GET /db`, design documents to leave out of `doc_count`) |
 //! | the first write to a missing database       | + 2 (`PUT /db`, then the write again) |
@@ -57,8 +59,9 @@ use serde_json::{Map, Value};
 use self::http::{Http, Idempotency, Reply};
 use crate::write::Leaf;
 use crate::{
-    ChangesPage, DatabaseInfo, DatabaseService, Document, Error, FindQuery, IndexStatus, Page,
-    Result, Rev, RevisionOutcome, RevisionedDoc, RevsDiff, Secret, WriteResult, redact_url,
+    ChangesPage, DatabaseInfo, DatabaseService, Document, Error, FindQuery, GetOptions,
+    IndexStatus, OpenRev, OpenRevs, Page, Result, Rev, RevisionOutcome, RevisionedDoc, RevsDiff,
+    Secret, WriteResult, redact_url,
 };
 
 /// Typed configuration of the CouchDB provider.
@@ -340,12 +343,42 @@ impl DatabaseService for CouchDbProvider {
         self.delete_database(db).await
     }
 
+    async fn revs_limit(&self, db: &str) -> Result<u64> {
+        self.revs_limit(db).await
+    }
+
+    async fn set_revs_limit(&self, db: &str, limit: u64) -> Result<()> {
+        self.set_revs_limit(db, limit).await
+    }
+
+    async fn compact(&self, db: &str) -> Result<()> {
+        self.compact(db).await
+    }
+
     async fn get(&self, db: &str, id: &str) -> Result<Document> {
         self.get(db, id).await
     }
 
+    async fn get_with(&self, db: &str, id: &str, options: &GetOptions) -> Result<Document> {
+        self.get_with(db, id, options).await
+    }
+
+    async fn open_revs(
+        &self,
+        db: &str,
+        id: &str,
+        which: &OpenRevs,
+        revs: bool,
+    ) -> Result<Vec<OpenRev>> {
+        self.open_revs(db, id, which, revs).await
+    }
+
     async fn save(&self, db: &str, id: &str, doc: Document) -> Result<WriteResult> {
         self.save(db, id, doc).await
+    }
+
+    async fn create(&self, db: &str, id: &str, doc: Document) -> Result<WriteResult> {
+        self.create(db, id, doc).await
     }
 
     async fn delete(&self, db: &str, id: &str) -> Result<WriteResult> {
@@ -408,13 +441,8 @@ impl DatabaseService for CouchDbProvider {
         self.put_revisions(db, docs).await
     }
 
-    async fn put_revisions_over(
-        &self,
-        db: &str,
-        docs: Vec<RevisionedDoc>,
-        current: Vec<Option<(Rev, bool)>>,
-    ) -> Result<Vec<Result<RevisionOutcome>>> {
-        self.put_revisions_over(db, docs, current).await
+    async fn write_revisions(&self, db: &str, docs: Vec<RevisionedDoc>) -> Result<Vec<Result<()>>> {
+        self.write_revisions(db, docs).await
     }
 
     async fn revs_diff(&self, db: &str, asked: &[(String, Vec<Rev>)]) -> Result<Vec<RevsDiff>> {

@@ -8,8 +8,9 @@ use reqwest::{Method, StatusCode};
 use serde_json::{Map, Value, json};
 
 use super::http::{Idempotency, Target, status_error};
-use super::{CouchDbProvider, Current, doc_json, protocol, rev_of};
-use crate::write::{Leaf, check_current_len, revision_outcome, revs_diff_of};
+use super::{CouchDbProvider, protocol, rev_of};
+use crate::rev_tree::RevTree;
+use crate::write::check_revisioned;
 use crate::{Error, Result, Rev, RevisionOutcome, RevisionedDoc, RevsDiff, validate};
 
 impl CouchDbProvider {
@@ -31,6 +32,11 @@ impl CouchDbProvider {
             .collect())
     }
 
+    /// Presence and every leaf from one `_revs_diff` (with the probe revision no document
+    /// reaches), every revision in one `_bulk_docs` (a present one too: CouchDB keeps the
+    /// body it brings for an ancestor that had none), and, only for documents that already
+    /// had a leaf the new revision does not extend, one winner lookup afterwards to say
+    /// whether it won.
     pub(super) async fn put_revisions(
         &self,
         db: &str,
@@ -40,34 +46,120 @@ impl CouchDbProvider {
         if docs.is_empty() {
             return Ok(Vec::new());
         }
-        // One lookup of the current winners, then one `_bulk_docs` with `new_edits: false`
-        // for what is not there yet (nothing is sent when everything is present).
-        let ids: Vec<&str> = docs.iter().map(|d| d.id.as_str()).collect();
-        let current = self
-            .lookup(db, &ids)
-            .await?
-            .into_iter()
-            .map(Current::leaf)
+        let mut results: Vec<Option<Result<RevisionOutcome>>> = docs
+            .iter()
+            .map(|d| check_revisioned(db, d).err().map(Err))
             .collect();
-        self.send_revisions(db, &docs, current).await
+        let probe = Rev::beyond_every_leaf();
+        let asked: Vec<(String, Vec<Rev>)> = docs
+            .iter()
+            .zip(&results)
+            .filter(|(_, r)| r.is_none())
+            .map(|(d, _)| (d.id.clone(), vec![d.rev, probe]))
+            .collect();
+        let mut diffs = self.revs_diff(db, &asked).await?.into_iter();
+        // Documents to send, and whether each may have lost to a leaf it does not extend.
+        let mut to_send: Vec<(usize, bool)> = Vec::new();
+        let mut present: Vec<usize> = Vec::new();
+        for (slot, doc) in docs.iter().enumerate() {
+            if results[slot].is_some() {
+                continue;
+            }
+            let diff = diffs.next().unwrap_or_default();
+            if !diff.missing.contains(&doc.rev) {
+                results[slot] = Some(Ok(RevisionOutcome::Present));
+                present.push(slot);
+                continue;
+            }
+            let linked = doc.linked_history();
+            // A leaf the revision does not extend, or an earlier revision of the same
+            // document in this batch, may win over it.
+            let contested = diff.possible_ancestors.iter().any(|l| !linked.contains(l))
+                || to_send
+                    .iter()
+                    .any(|(earlier, _)| docs[*earlier].id == doc.id);
+            to_send.push((slot, contested));
+        }
+        let sending: Vec<&RevisionedDoc> = to_send
+            .iter()
+            .map(|(slot, _)| &docs[*slot])
+            .chain(present.iter().map(|slot| &docs[*slot]))
+            .collect();
+        let mut written = self.bulk_new_edits_false(db, &sending).await?;
+        // A present revision is reported present, whatever CouchDB did with its body.
+        written.truncate(to_send.len());
+        let mut contested_ids: Vec<String> = Vec::new();
+        for ((slot, contested), result) in to_send.iter().zip(written) {
+            results[*slot] = Some(match result {
+                Err(e) => Err(e),
+                Ok(()) if *contested => {
+                    contested_ids.push(docs[*slot].id.clone());
+                    continue;
+                }
+                Ok(()) => Ok(RevisionOutcome::Written),
+            });
+        }
+        if !contested_ids.is_empty() {
+            let winners = self.current_revisions(db, &contested_ids).await?;
+            let winners: HashMap<&str, Option<(Rev, bool)>> = contested_ids
+                .iter()
+                .map(String::as_str)
+                .zip(winners)
+                .collect();
+            for (slot, _) in to_send.iter().filter(|(_, c)| *c) {
+                if results[*slot].is_some() {
+                    continue;
+                }
+                let doc = &docs[*slot];
+                let won = winners
+                    .get(doc.id.as_str())
+                    .copied()
+                    .flatten()
+                    .is_some_and(|(rev, _)| rev == doc.rev);
+                results[*slot] = Some(Ok(if won {
+                    RevisionOutcome::Written
+                } else {
+                    RevisionOutcome::Losing
+                }));
+            }
+        }
+        for (slot, _) in &to_send {
+            let doc = &docs[*slot];
+            match &results[*slot] {
+                Some(Ok(RevisionOutcome::Written)) if !doc.deleted => {
+                    self.revs.put(db, &doc.id, doc.rev)
+                }
+                _ => self.revs.forget(db, &doc.id),
+            }
+        }
+        Ok(results
+            .into_iter()
+            .map(|r| r.unwrap_or_else(|| Err(Error::storage("a revision write lost a result"))))
+            .collect())
     }
 
-    pub(super) async fn put_revisions_over(
+    pub(super) async fn write_revisions(
         &self,
         db: &str,
         docs: Vec<RevisionedDoc>,
-        current: Vec<Option<(Rev, bool)>>,
-    ) -> Result<Vec<Result<RevisionOutcome>>> {
+    ) -> Result<Vec<Result<()>>> {
         validate::database_name(db)?;
-        check_current_len(db, &docs, &current)?;
-        if docs.is_empty() {
-            return Ok(Vec::new());
-        }
-        let current = current
-            .into_iter()
-            .map(|c| c.map(|(rev, deleted)| Leaf { rev, deleted }))
+        let mut results: Vec<Option<Result<()>>> = docs
+            .iter()
+            .map(|d| check_revisioned(db, d).err().map(Err))
             .collect();
-        self.send_revisions(db, &docs, current).await
+        let slots: Vec<usize> = (0..docs.len()).filter(|s| results[*s].is_none()).collect();
+        let sending: Vec<&RevisionedDoc> = slots.iter().map(|s| &docs[*s]).collect();
+        let written = self.bulk_new_edits_false(db, &sending).await?;
+        for (slot, result) in slots.into_iter().zip(written) {
+            // The winner is unknown without a lookup: the cache must not guess it.
+            self.revs.forget(db, &docs[slot].id);
+            results[slot] = Some(result);
+        }
+        Ok(results
+            .into_iter()
+            .map(|r| r.unwrap_or_else(|| Err(Error::storage("a revision write lost a result"))))
+            .collect())
     }
 
     pub(super) async fn revs_diff(
@@ -93,6 +185,7 @@ impl CouchDbProvider {
                 list.extend(revs.iter().map(|r| Value::String(r.to_string())));
             }
         }
+        let repeated_ids = request.len() < asked.len();
         let url = self.http.url(&[db, "_revs_diff"], &[]);
         let reply = self
             .http
@@ -107,7 +200,7 @@ impl CouchDbProvider {
             // A missing database holds nothing.
             return Ok(asked
                 .iter()
-                .map(|(_, revs)| revs_diff_of(None, revs))
+                .map(|(_, revs)| RevTree::default().revs_diff(revs))
                 .collect());
         }
         if !reply.status.is_success() {
@@ -134,21 +227,29 @@ impl CouchDbProvider {
                 let Some(found) = answer.get(id) else {
                     return Ok(RevsDiff::default());
                 };
-                let server_missing = revs_in(found, "missing")?;
-                let mut missing: Vec<Rev> = Vec::new();
+                let missing = revs_in(found, "missing")?;
+                let possible_ancestors = revs_in(found, "possible_ancestors")?;
+                if !repeated_ids {
+                    return Ok(RevsDiff {
+                        missing,
+                        possible_ancestors,
+                    });
+                }
+                // An id asked in several entries was asked once with all their revisions:
+                // each entry gets the missing ones of its own, and the leaves below them.
+                let mut own: Vec<Rev> = Vec::new();
                 for rev in revs {
-                    if server_missing.contains(rev) && !missing.contains(rev) {
-                        missing.push(*rev);
+                    if missing.contains(rev) && !own.contains(rev) {
+                        own.push(*rev);
                     }
                 }
-                let highest = missing.iter().map(Rev::generation).max().unwrap_or(0);
-                let possible_ancestors = revs_in(found, "possible_ancestors")?
-                    .into_iter()
-                    .filter(|a| a.generation() < highest)
-                    .collect();
+                let highest = own.iter().map(Rev::generation).max().unwrap_or(0);
                 Ok(RevsDiff {
-                    missing,
-                    possible_ancestors,
+                    missing: own,
+                    possible_ancestors: possible_ancestors
+                        .into_iter()
+                        .filter(|a| a.generation() < highest)
+                        .collect(),
                 })
             })
             .collect()
@@ -190,7 +291,7 @@ impl CouchDbProvider {
         if !reply.status.is_success() {
             return Err(status_error(&reply, Target { db, id: None }));
         }
-        let mut found: HashMap<(String, Rev), RevisionedDoc> = HashMap::new();
+        let mut found: HashMap<(String, Rev), Result<RevisionedDoc>> = HashMap::new();
         if !asked.is_empty() {
             let mut body = reply.json()?;
             let Some(Value::Array(entries)) = body.get_mut("results").map(Value::take) else {
@@ -204,9 +305,9 @@ impl CouchDbProvider {
                 };
                 for mut doc in docs {
                     if let Some(ok) = doc.get_mut("ok").map(Value::take) {
-                        let doc =
-                            revisioned_from(ok).ok_or_else(|| protocol("_bulk_get", &reply))?;
-                        found.insert((doc.id.clone(), doc.rev), doc);
+                        let (key, doc) =
+                            revisioned_from(db, ok).ok_or_else(|| protocol("_bulk_get", &reply))?;
+                        found.insert(key, doc);
                     }
                 }
             }
@@ -218,62 +319,27 @@ impl CouchDbProvider {
                 Some(invalid) => invalid,
                 None => found
                     .remove(&(id.clone(), *rev))
-                    .ok_or_else(|| Error::doc_not_found(db, id, "missing")),
+                    .unwrap_or_else(|| Err(Error::doc_not_found(db, id, "missing"))),
             })
             .collect())
     }
 
-    /// The `_bulk_docs` (`new_edits: false`) of a revision-preserving write, outcomes judged
-    /// on the given winners (one per document, in order).
-    async fn send_revisions(
+    /// One `_bulk_docs` with `new_edits: false` (nothing sent for no documents): one result
+    /// per document, in order; CouchDB answers only the documents it refused.
+    async fn bulk_new_edits_false(
         &self,
         db: &str,
-        docs: &[RevisionedDoc],
-        current: Vec<Option<Leaf>>,
-    ) -> Result<Vec<Result<RevisionOutcome>>> {
-        let mut winners: HashMap<&str, Leaf> = HashMap::new();
-        let mut results = Vec::with_capacity(docs.len());
-        let mut to_send: Vec<(usize, &RevisionedDoc)> = Vec::new();
-        for (slot, (doc, cur)) in docs.iter().zip(current).enumerate() {
-            let cur = winners.get(doc.id.as_str()).copied().or(cur);
-            // Judged on what CouchDB will link: a gap in the history makes a branch.
-            let outcome = revision_outcome(db, doc, cur);
-            match outcome {
-                Ok(RevisionOutcome::Written) => {
-                    winners.insert(
-                        &doc.id,
-                        Leaf {
-                            rev: doc.rev,
-                            deleted: doc.deleted,
-                        },
-                    );
-                    to_send.push((slot, doc));
-                }
-                // CouchDB keeps a losing revision as a conflict branch.
-                Ok(RevisionOutcome::Lost) => to_send.push((slot, doc)),
-                _ => {}
-            }
-            results.push(outcome);
-        }
-        if to_send.is_empty() {
-            return Ok(results);
+        docs: &[&RevisionedDoc],
+    ) -> Result<Vec<Result<()>>> {
+        if docs.is_empty() {
+            return Ok(Vec::new());
         }
         let mut body = b"{\"new_edits\":false,\"docs\":[".to_vec();
-        for (n, (_, doc)) in to_send.iter().enumerate() {
+        for (n, doc) in docs.iter().enumerate() {
             if n > 0 {
                 body.push(b',');
             }
-            let mut map = Map::new();
-            if doc.deleted {
-                map.insert("_deleted".into(), Value::Bool(true));
-            }
-            if let Some(revisions) = revisions_field(doc) {
-                map.insert("_revisions".into(), revisions);
-            }
-            if !doc.deleted {
-                map.extend(doc.body.iter().map(|(k, v)| (k.clone(), v.clone())));
-            }
-            let json = doc_json(Some(&doc.id), Some(&doc.rev), &map)?;
+            let json = serde_json::to_vec(&doc.to_couchdb_json()).map_err(Error::storage)?;
             body.extend_from_slice(&json);
         }
         body.extend_from_slice(b"]}");
@@ -282,20 +348,20 @@ impl CouchDbProvider {
         if !reply.status.is_success() {
             return Err(status_error(&reply, Target { db, id: None }));
         }
-        // With new_edits false CouchDB lists only the documents it refused.
         let rows = reply.json()?;
         let rows = rows
             .as_array()
             .ok_or_else(|| protocol("_bulk_docs with new_edits false", &reply))?;
+        let mut results: Vec<Result<()>> = docs.iter().map(|_| Ok(())).collect();
         for row in rows {
             let Some(error) = row["error"].as_str() else {
                 continue;
             };
             let id = row["id"].as_str().unwrap_or("");
             let reason = row["reason"].as_str().unwrap_or("");
-            for (slot, doc) in &to_send {
+            for (slot, doc) in docs.iter().enumerate() {
                 if doc.id == id {
-                    results[*slot] = Err(Error::invalid_document(
+                    results[slot] = Err(Error::invalid_document(
                         db,
                         Some(id),
                         format!("{error}: {reason}"),
@@ -303,75 +369,28 @@ impl CouchDbProvider {
                 }
             }
         }
-        for (slot, doc) in &to_send {
-            if matches!(results[*slot], Ok(RevisionOutcome::Written)) {
-                if doc.deleted {
-                    self.revs.forget(db, &doc.id);
-                } else {
-                    self.revs.put(db, &doc.id, doc.rev);
-                }
-            }
-        }
         Ok(results)
     }
 }
 
-/// A document `_bulk_get?revs=true` returned, as replication carries it: `_revisions` become
-/// the history, `_deleted` the flag, other `_` fields (attachments, conflicts) are dropped.
-fn revisioned_from(value: Value) -> Option<RevisionedDoc> {
+/// A document `_bulk_get?revs=true` returned, keyed by the id and revision it was asked
+/// for, as replication carries it ([`RevisionedDoc::from_couchdb_json`]). A document the
+/// conversion refuses (one with attachments, which replication does not carry yet) is an
+/// error for that document only; one without `_id` or `_rev` is a protocol error (`None`).
+fn revisioned_from(db: &str, value: Value) -> Option<((String, Rev), Result<RevisionedDoc>)> {
     let Value::Object(mut map) = value else {
         return None;
     };
-    let id = match map.shift_remove("_id") {
-        Some(Value::String(id)) => id,
-        _ => return None,
-    };
-    let rev = rev_of(&map.shift_remove("_rev")?)?;
-    let deleted = map.shift_remove("_deleted") == Some(Value::Bool(true));
-    let history = match map.shift_remove("_revisions") {
-        Some(revisions) if revisions["start"].as_u64() == Some(rev.generation()) => {
-            revisions["ids"]
-                .as_array()?
-                .iter()
-                .skip(1)
-                .zip(1..)
-                .map(|(hash, back)| {
-                    let generation = rev.generation().checked_sub(back)?;
-                    Rev::parse(&format!("{generation}-{}", hash.as_str()?)).ok()
-                })
-                .collect::<Option<Vec<Rev>>>()?
-        }
-        _ => Vec::new(),
-    };
-    map.retain(|k, _| !k.starts_with('_'));
-    if deleted {
-        map.clear();
+    let id = map.get("_id")?.as_str()?.to_owned();
+    let rev = rev_of(map.get("_rev")?)?;
+    // Metadata CouchDB adds on request; not part of the revision.
+    for key in [
+        "_conflicts",
+        "_deleted_conflicts",
+        "_revs_info",
+        "_local_seq",
+    ] {
+        map.shift_remove(key);
     }
-    Some(RevisionedDoc {
-        id,
-        rev,
-        deleted,
-        body: map,
-        history,
-    })
-}
-
-/// CouchDB's `_revisions` for a revision and its known ancestors (newest first): the
-/// consecutive run of generations the history gives, so CouchDB links the revision to them.
-fn revisions_field(doc: &RevisionedDoc) -> Option<Value> {
-    let linked = doc.linked_history();
-    if linked.is_empty() {
-        return None;
-    }
-    let ids: Vec<Value> = std::iter::once(&doc.rev)
-        .chain(linked)
-        .map(|r| Value::String(hex_hash(r)))
-        .collect();
-    Some(json!({"start": doc.rev.generation(), "ids": ids}))
-}
-
-fn hex_hash(rev: &Rev) -> String {
-    let text = rev.to_string();
-    text.split_once('-')
-        .map_or(text.clone(), |(_, h)| h.to_owned())
+    Some(((id, rev), RevisionedDoc::from_couchdb_json(db, map)))
 }

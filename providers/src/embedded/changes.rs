@@ -3,20 +3,15 @@
 
 use fjall::Readable;
 
-use super::format::{self, DbMeta};
+use super::format;
 use super::store::Store;
-use crate::{Change, ChangesPage, Error, Result};
+use crate::{Change, ChangesPage, Result};
 
 impl Store {
     pub(super) fn changes(&self, db: &str, since: u64, limit: usize) -> Result<ChangesPage> {
         // Metadata and feed from one snapshot, so the update seq names exactly what is read.
         let snapshot = self.db.snapshot();
-        let meta = snapshot
-            .get(&self.databases, db)
-            .map_err(|e| self.err("reading database metadata", e))?
-            .map(|v| DbMeta::decode(&v))
-            .transpose()?
-            .ok_or_else(|| Error::db_not_found(db))?;
+        let meta = self.snapshot_meta(&snapshot, db)?;
         let known = self.pending_counts.known(&meta.id, since, meta.seq);
         let start = format::key(meta.id, &(since.saturating_add(1)).to_be_bytes());
         let end = format::end_of(meta.id);
@@ -33,12 +28,13 @@ impl Store {
             let (key, value) = item
                 .into_inner()
                 .map_err(|e| self.err("reading changes", e))?;
-            let (leaf, id) = format::decode_change(&value)?;
+            let (leaf, other_leaves, id) = format::decode_change(&value)?;
             results.push(Change {
                 seq: format::be_u64(&key[8..]).to_string(),
                 id,
                 rev: leaf.rev,
                 deleted: leaf.deleted,
+                other_leaves,
             });
         }
         let last = results

@@ -231,7 +231,7 @@ impl Store {
             let (key, value) = item
                 .into_inner()
                 .map_err(|e| self.err("building an index", e))?;
-            let (header, body) = format::decode_record(&value)?;
+            let (header, body) = format::decode_head(&value)?;
             if header.leaf.deleted {
                 continue;
             }
@@ -268,7 +268,7 @@ impl Store {
                         let (key, value) = item
                             .into_inner()
                             .map_err(|e| self.err("reading documents", e))?;
-                        let (header, body) = format::decode_record(&value)?;
+                        let (header, body) = format::decode_head(&value)?;
                         if header.leaf.deleted {
                             return Ok(None);
                         }
@@ -307,7 +307,7 @@ impl Store {
                 .get(&self.docs, format::key(meta.id, id.as_bytes()))
                 .map_err(|e| self.err("reading a document", e))?
                 .ok_or_else(|| format::corrupt("an index entry names a missing document"))?;
-            let (header, body) = format::decode_record(&value)?;
+            let (header, body) = format::decode_head(&value)?;
             if header.leaf.deleted {
                 return Err(format::corrupt("an index entry names a deleted document"));
             }

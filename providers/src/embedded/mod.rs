@@ -1,11 +1,12 @@
 //! The embedded provider: documents on local disk in fjall 3, crash-safe, single-process.
 //!
-//! One fjall `Database` holds five keyspaces shared by all databases. Writes are serialized by
+//! One fjall `Database` holds six keyspaces shared by all databases. Writes are serialized by
 //! one writer lock (the single-writer transaction model): under it, a write reads the
-//! document's current leaf, checks the revision rules ([`crate::write`]), and puts the new
-//! record, the move of its `changes` entry to the new sequence number and the database's new
-//! metadata (and the moves of its secondary index entries) into one atomic cross-keyspace
-//! `WriteBatch`, committed with `PersistMode::SyncAll`
+//! document's record (its revision tree), checks the revision rules ([`crate::write`]), and
+//! puts the new record, the move of its `changes` entry to the new sequence number, the
+//! bodies of revisions that stopped being leaves, the database's new metadata (and the moves
+//! of its secondary index entries) into one atomic cross-keyspace `WriteBatch`, committed
+//! with `PersistMode::SyncAll`
 //! unless the configuration relaxes durability. A bulk call is one batch. So a write is either
 //! wholly on disk or not at all, even under `SIGKILL`. (fjall's `SingleWriterTxDatabase` gives
 //! the same guarantees but copies every write through a transaction-local memtable first;
@@ -20,11 +21,12 @@
 //!
 //! | keyspace    | key                                   | value                                  |
 //! |-------------|---------------------------------------|----------------------------------------|
-//! | `databases` | database name (UTF-8)                 | `DbMeta`: id, seq, live, deleted (4 x u64) |
+//! | `databases` | database name (UTF-8)                 | `DbMeta`: id, seq, live, deleted, revs_limit (5 x u64) |
 //! | `databases` | `\0next_id`                           | next database id (u64)                 |
 //! | `databases` | `\0purge\0` + id (u64)                | empty: a deleted database still to purge |
-//! | `docs`      | db id (u64) + document id (UTF-8)     | record: version, flags, generation, hash, seq, body JSON, ancestors' hashes, their count (u16) |
-//! | `changes`   | db id (u64) + seq (u64)               | flags, generation, hash, document id   |
+//! | `docs`      | db id (u64) + document id (UTF-8)     | record: seq, winner and its body, the revision tree with every leaf's body (see `format`) |
+//! | `changes`   | db id (u64) + seq (u64)               | winner, other leaves, document id      |
+//! | `revbodies` | db id (u64) + id length (u32) + id + revision | body JSON of a revision that is no longer a leaf |
 //! | `local`     | db id (u64) + local id (UTF-8)        | body JSON                              |
 //! | `indexes`   | db id (u64) + kind + …                | index definitions and entries (see `index`) |
 //!
@@ -32,7 +34,9 @@
 //! never reused, so the data of a deleted database is unreachable even before it is purged.
 //! Invariants kept by every write transaction: each document has exactly one `changes` entry,
 //! at the `seq` its record holds; `DbMeta.seq` is the highest seq handed out; `live`/`deleted`
-//! count the records by their deleted flag.
+//! count the records by their winner's deleted flag; a tree node marked as having its body
+//! elsewhere has exactly one `revbodies` entry, and no other `revbodies` entry exists (the
+//! id length in the key keeps one document's bodies apart from another whose id extends it).
 //!
 //! fjall is single-process: it holds a file lock, and a second open of the same path (from
 //! another process or this one) fails with a `Storage` error naming the path.
@@ -54,9 +58,9 @@ use self::store::Store;
 use self::writes::map_halves;
 use crate::write::{SaveRequest, local_body, only};
 use crate::{
-    ChangesPage, DatabaseInfo, DatabaseService, Document, Error, FindQuery, IndexDefinition,
-    IndexStatus, Page, Result, Rev, RevisionOutcome, RevisionedDoc, RevsDiff, WriteResult,
-    validate,
+    ChangesPage, DatabaseInfo, DatabaseService, Document, Error, FindQuery, GetOptions,
+    IndexDefinition, IndexStatus, OpenRev, OpenRevs, Page, Result, Rev, RevisionOutcome,
+    RevisionedDoc, RevsDiff, WriteResult, validate,
 };
 
 /// How durable a commit is before the write is acknowledged.
@@ -136,7 +140,9 @@ impl EmbeddedProvider {
 
     /// Flushes every keyspace to tables and compacts them fully, reclaiming the space of
     /// deleted documents and databases now rather than when background compaction gets to it.
-    pub async fn compact(&self) -> Result<()> {
+    /// (Dropping ancestors' bodies, CouchDB's database compaction, is
+    /// [`DatabaseService::compact`].)
+    pub async fn compact_store(&self) -> Result<()> {
         self.run(|s| {
             for ks in s.keyspaces() {
                 ks.rotate_memtable_and_wait()
@@ -199,6 +205,30 @@ impl DatabaseService for EmbeddedProvider {
         self.run(move |s| s.delete_database(&name)).await
     }
 
+    async fn revs_limit(&self, db: &str) -> Result<u64> {
+        validate::database_name(db)?;
+        let db = db.to_owned();
+        self.run(move |s| {
+            Ok(s.meta(&db)?
+                .ok_or_else(|| Error::db_not_found(&db))?
+                .revs_limit)
+        })
+        .await
+    }
+
+    async fn set_revs_limit(&self, db: &str, limit: u64) -> Result<()> {
+        validate::database_name(db)?;
+        validate::revs_limit(limit)?;
+        let db = db.to_owned();
+        self.run(move |s| s.set_revs_limit(&db, limit)).await
+    }
+
+    async fn compact(&self, db: &str) -> Result<()> {
+        validate::database_name(db)?;
+        let db = db.to_owned();
+        self.run(move |s| s.compact_db(&db)).await
+    }
+
     async fn get(&self, db: &str, id: &str) -> Result<Document> {
         validate::database_name(db)?;
         validate::document_id(db, id)?;
@@ -208,6 +238,36 @@ impl DatabaseService for EmbeddedProvider {
             s.get(&db, meta.id, &id)
         })
         .await
+    }
+
+    async fn get_with(&self, db: &str, id: &str, options: &GetOptions) -> Result<Document> {
+        validate::database_name(db)?;
+        validate::document_id(db, id)?;
+        let (db, id, options) = (db.to_owned(), id.to_owned(), options.clone());
+        self.run(move |s| s.get_with(&db, &id, &options)).await
+    }
+
+    async fn open_revs(
+        &self,
+        db: &str,
+        id: &str,
+        which: &OpenRevs,
+        revs: bool,
+    ) -> Result<Vec<OpenRev>> {
+        validate::database_name(db)?;
+        validate::document_id(db, id)?;
+        let (db, id, which) = (db.to_owned(), id.to_owned(), which.clone());
+        self.run(move |s| s.open_revs(&db, &id, &which, revs)).await
+    }
+
+    async fn create(&self, db: &str, id: &str, doc: Document) -> Result<WriteResult> {
+        validate::database_name(db)?;
+        let req = SaveRequest::for_create(db, id, doc)?;
+        let (db, id) = (db.to_owned(), id.to_owned());
+        only(
+            self.run(move |s| s.save_batch(&db, vec![Ok((id, req))]))
+                .await?,
+        )
     }
 
     async fn save(&self, db: &str, id: &str, doc: Document) -> Result<WriteResult> {
@@ -333,6 +393,15 @@ impl DatabaseService for EmbeddedProvider {
         self.run(move |s| s.revisions_batch(&db, docs)).await
     }
 
+    async fn write_revisions(&self, db: &str, docs: Vec<RevisionedDoc>) -> Result<Vec<Result<()>>> {
+        Ok(self
+            .put_revisions(db, docs)
+            .await?
+            .into_iter()
+            .map(|outcome| outcome.map(|_| ()))
+            .collect())
+    }
+
     async fn current_revisions(
         &self,
         db: &str,
@@ -340,26 +409,7 @@ impl DatabaseService for EmbeddedProvider {
     ) -> Result<Vec<Option<(Rev, bool)>>> {
         validate::database_and_ids(db, ids)?;
         let (db, ids) = (db.to_owned(), ids.to_vec());
-        self.run(move |s| {
-            let Some(meta) = s.meta(&db)? else {
-                return Ok(vec![None; ids.len()]);
-            };
-            ids.iter()
-                .map(|id| {
-                    let value = s
-                        .docs
-                        .get(format::key(meta.id, id.as_bytes()))
-                        .map_err(|e| s.err("reading a document", e))?;
-                    value
-                        .map(|v| {
-                            let (header, _) = format::decode_record(&v)?;
-                            Ok((header.leaf.rev, header.leaf.deleted))
-                        })
-                        .transpose()
-                })
-                .collect()
-        })
-        .await
+        self.run(move |s| s.current_revisions(&db, &ids)).await
     }
 
     async fn revs_diff(&self, db: &str, asked: &[(String, Vec<Rev>)]) -> Result<Vec<RevsDiff>> {

@@ -1,14 +1,51 @@
-//! Reads of the embedded provider: one document, documents at exact revisions, listing pages
-//! and `_local` documents, and the decoding of stored bodies.
+//! Reads of the embedded provider: one document (its winner, or with `_conflicts` and the
+//! rest), `open_revs`, documents at exact revisions, `_revs_diff`, listing pages and `_local`
+//! documents, and the decoding of stored bodies. Tree reads take one snapshot, so a
+//! record and the ancestors' bodies it points to in `revbodies` are read consistently.
 
-use fjall::Readable;
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use fjall::{Readable, Snapshot};
 use serde_json::{Map, Value};
 
-use super::format::{self};
+use super::format::{self, DecodedRecord};
 use super::store::Store;
 use super::writes::map_halves;
-use crate::write::revs_diff_of;
-use crate::{Document, Error, Page, Result, Rev, RevisionedDoc, RevsDiff, validate};
+use crate::rev_tree::RevTree;
+use crate::tree_read::{self, Bodies};
+use crate::{
+    Document, Error, GetOptions, OpenRev, OpenRevs, Page, Result, Rev, RevisionedDoc, RevsDiff,
+    validate,
+};
+
+/// The bodies of one document's revisions as a snapshot holds them: leaves' in its record,
+/// ancestors' in `revbodies`.
+struct SnapshotBodies<'a> {
+    store: &'a Store,
+    snapshot: &'a Snapshot,
+    db_id: u64,
+    id: &'a str,
+    inline: &'a HashMap<Rev, &'a [u8]>,
+}
+
+impl Bodies for SnapshotBodies<'_> {
+    fn body(&self, rev: &Rev) -> Result<Option<Arc<Map<String, Value>>>> {
+        if let Some(json) = self.inline.get(rev) {
+            return Ok(Some(Arc::new(parse_body(json)?)));
+        }
+        let stored = self
+            .snapshot
+            .get(
+                &self.store.revbodies,
+                format::body_key(self.db_id, self.id, rev),
+            )
+            .map_err(|e| self.store.err("reading a revision's body", e))?;
+        stored
+            .map(|json| parse_body(&json).map(Arc::new))
+            .transpose()
+    }
+}
 
 impl Store {
     pub(super) fn get(&self, db: &str, db_id: u64, id: &str) -> Result<Document> {
@@ -17,11 +54,56 @@ impl Store {
             .get(format::key(db_id, id.as_bytes()))
             .map_err(|e| self.err("reading a document", e))?
             .ok_or_else(|| Error::doc_not_found(db, id, "missing"))?;
-        let (header, body) = format::decode_record(&value)?;
+        let (header, body) = format::decode_head(&value)?;
         if header.leaf.deleted {
             return Err(Error::doc_not_found(db, id, "deleted"));
         }
         stored_document(id, &header.leaf.rev, body)
+    }
+
+    /// Runs `read` on document `id`'s decoded record (`None`: the database does not have
+    /// it), its bodies and the database's `revs_limit`, from one snapshot; `NotFound` for a
+    /// missing database.
+    fn with_tree<T>(
+        &self,
+        db: &str,
+        id: &str,
+        read: impl FnOnce(Option<&RevTree>, u64, &dyn Bodies) -> Result<T>,
+    ) -> Result<T> {
+        let snapshot = self.db.snapshot();
+        let meta = self.snapshot_meta(&snapshot, db)?;
+        let value = snapshot
+            .get(&self.docs, format::key(meta.id, id.as_bytes()))
+            .map_err(|e| self.err("reading a document", e))?;
+        let decoded = value.as_deref().map(format::decode_record).transpose()?;
+        let no_inline = HashMap::new();
+        let bodies = SnapshotBodies {
+            store: self,
+            snapshot: &snapshot,
+            db_id: meta.id,
+            id,
+            inline: decoded.as_ref().map_or(&no_inline, |d| &d.inline),
+        };
+        read(decoded.as_ref().map(|d| &d.tree), meta.revs_limit, &bodies)
+    }
+
+    pub(super) fn get_with(&self, db: &str, id: &str, options: &GetOptions) -> Result<Document> {
+        self.with_tree(db, id, |tree, revs_limit, bodies| {
+            let tree = tree.ok_or_else(|| Error::doc_not_found(db, id, "missing"))?;
+            tree_read::get_with(db, id, tree, options, revs_limit, bodies)
+        })
+    }
+
+    pub(super) fn open_revs(
+        &self,
+        db: &str,
+        id: &str,
+        which: &OpenRevs,
+        revs: bool,
+    ) -> Result<Vec<OpenRev>> {
+        self.with_tree(db, id, |tree, revs_limit, bodies| {
+            tree_read::open_revs(db, id, tree, which, revs, revs_limit, bodies)
+        })
     }
 
     /// CouchDB's `_revs_diff` for each document, from one snapshot: see `revs_diff`.
@@ -30,10 +112,11 @@ impl Store {
         db: &str,
         asked: &[(String, Vec<Rev>)],
     ) -> Result<Vec<RevsDiff>> {
+        let empty = RevTree::default();
         let Some(meta) = self.meta(db)? else {
             return Ok(asked
                 .iter()
-                .map(|(_, revs)| revs_diff_of(None, revs))
+                .map(|(_, revs)| empty.revs_diff(revs))
                 .collect());
         };
         let snapshot = self.db.snapshot();
@@ -44,12 +127,8 @@ impl Store {
                     .get(&self.docs, format::key(meta.id, id.as_bytes()))
                     .map_err(|e| self.err("reading a document", e))?;
                 Ok(match value {
-                    None => revs_diff_of(None, revs),
-                    Some(value) => {
-                        let (header, _, history) = format::decode_record_with_history(&value)?;
-                        let ancestors = format::decode_history(&header.leaf.rev, history);
-                        revs_diff_of(Some((header.leaf.rev, &ancestors)), revs)
-                    }
+                    None => empty.revs_diff(revs),
+                    Some(value) => format::decode_record(&value)?.tree.revs_diff(revs),
                 })
             })
             .collect()
@@ -61,36 +140,53 @@ impl Store {
         db: &str,
         wanted: &[(String, Rev)],
     ) -> Result<Vec<Result<RevisionedDoc>>> {
-        let meta = self.meta(db)?.ok_or_else(|| Error::db_not_found(db))?;
         let snapshot = self.db.snapshot();
+        let meta = self.snapshot_meta(&snapshot, db)?;
         let mut results = Vec::with_capacity(wanted.len());
         for (id, rev) in wanted {
             let read = validate::document_id(db, id).and_then(|()| {
                 let value = snapshot
                     .get(&self.docs, format::key(meta.id, id.as_bytes()))
-                    .map_err(|e| self.err("reading a document", e))?;
-                let Some(value) = value else {
-                    return Err(Error::doc_not_found(db, id, "missing"));
+                    .map_err(|e| self.err("reading a document", e))?
+                    .ok_or_else(|| Error::doc_not_found(db, id, "missing"))?;
+                let DecodedRecord { tree, inline, .. } = format::decode_record(&value)?;
+                let bodies = SnapshotBodies {
+                    store: self,
+                    snapshot: &snapshot,
+                    db_id: meta.id,
+                    id,
+                    inline: &inline,
                 };
-                let (header, body, history) = format::decode_record_with_history(&value)?;
-                if header.leaf.rev != *rev {
-                    return Err(Error::doc_not_found(db, id, "missing"));
-                }
-                Ok(RevisionedDoc {
-                    id: id.clone(),
-                    rev: *rev,
-                    deleted: header.leaf.deleted,
-                    body: if header.leaf.deleted {
-                        Map::new()
-                    } else {
-                        parse_body(body)?
-                    },
-                    history: format::decode_history(rev, history),
-                })
+                tree_read::revisioned(db, id, &tree, rev, meta.revs_limit, &bodies)
             });
             results.push(read);
         }
         Ok(results)
+    }
+
+    /// The winner and deletion of each id (`None`: never written), from one snapshot.
+    pub(super) fn current_revisions(
+        &self,
+        db: &str,
+        ids: &[String],
+    ) -> Result<Vec<Option<(Rev, bool)>>> {
+        let snapshot = self.db.snapshot();
+        let Some(meta) = self.snapshot_meta_opt(&snapshot, db)? else {
+            return Ok(vec![None; ids.len()]);
+        };
+        ids.iter()
+            .map(|id| {
+                let value = snapshot
+                    .get(&self.docs, format::key(meta.id, id.as_bytes()))
+                    .map_err(|e| self.err("reading a document", e))?;
+                value
+                    .map(|v| {
+                        let (header, _) = format::decode_head(&v)?;
+                        Ok((header.leaf.rev, header.leaf.deleted))
+                    })
+                    .transpose()
+            })
+            .collect()
     }
 
     pub(super) fn list_page(&self, db: &str, after: Option<&str>, limit: usize) -> Result<Page> {
@@ -118,7 +214,7 @@ impl Store {
             let (key, value) = item
                 .into_inner()
                 .map_err(|e| self.err("listing documents", e))?;
-            let (header, _) = format::decode_record(&value)?;
+            let (header, _) = format::decode_head(&value)?;
             if header.leaf.deleted {
                 continue;
             }
@@ -129,7 +225,7 @@ impl Store {
             records.push((key, value));
         }
         let docs = map_halves(records, |(key, value)| {
-            let (header, body) = format::decode_record(&value)?;
+            let (header, body) = format::decode_head(&value)?;
             let id = std::str::from_utf8(&key[8..])
                 .map_err(|_| format::corrupt("document id is not UTF-8"))?;
             stored_document(id, &header.leaf.rev, body)

@@ -1,16 +1,19 @@
-//! The store under the embedded provider: the fjall database and its five keyspaces, opening,
+//! The store under the embedded provider: the fjall database and its six keyspaces, opening,
 //! batches and commits, database metadata, the list of databases, and deleting and purging
 //! a database. The key layout is documented in the parent module.
 
 use std::path::{Path, PathBuf};
 
-use fjall::{Database, Keyspace, KeyspaceCreateOptions, OwnedWriteBatch, PersistMode};
+use fjall::{
+    Database, Keyspace, KeyspaceCreateOptions, OwnedWriteBatch, PersistMode, Readable, Snapshot,
+};
 use parking_lot::Mutex;
 
 use super::format::{self, DbMeta, NEXT_ID_KEY, PURGE_PREFIX};
 use super::index::IndexCache;
 use super::{Durability, EmbeddedConfig};
 use crate::feed::PendingCounts;
+use crate::write::REVS_LIMIT;
 use crate::{Error, Result};
 
 pub(super) struct Store {
@@ -25,12 +28,14 @@ pub(super) struct Store {
     pub(super) local: Keyspace,
     /// Secondary index definitions and entries (layout in the `index` module).
     pub(super) indexes: Keyspace,
+    /// Bodies of revisions that are no longer leaves, kept until compaction.
+    pub(super) revbodies: Keyspace,
     pub(super) index_cache: IndexCache,
     /// The last changes page's `pending` per database id (see `feed`).
     pub(super) pending_counts: PendingCounts<u64>,
 }
 
-/// Memtable size per keyspace. fjall's default (64 MiB) times five keyspaces, plus sealed
+/// Memtable size per keyspace. fjall's default (64 MiB) times six keyspaces, plus sealed
 /// memtables waiting for their flush, let a long bulk load hold hundreds of MiB; smaller
 /// memtables keep memory bounded (measured: restoring 200,000 1 KB documents).
 const MEMTABLE_BYTES: u64 = 16 * 1024 * 1024;
@@ -83,6 +88,7 @@ impl Store {
             changes: ks("changes")?,
             local: ks("local")?,
             indexes: ks("indexes")?,
+            revbodies: ks("revbodies")?,
             index_cache: IndexCache::default(),
             pending_counts: PendingCounts::default(),
             persist: match config.durability {
@@ -97,13 +103,14 @@ impl Store {
         Ok(store)
     }
 
-    pub(super) fn keyspaces(&self) -> [&Keyspace; 5] {
+    pub(super) fn keyspaces(&self) -> [&Keyspace; 6] {
         [
             &self.databases,
             &self.docs,
             &self.changes,
             &self.local,
             &self.indexes,
+            &self.revbodies,
         ]
     }
 
@@ -128,6 +135,25 @@ impl Store {
             .transpose()
     }
 
+    /// The database's metadata as `snapshot` sees it.
+    pub(super) fn snapshot_meta_opt(
+        &self,
+        snapshot: &Snapshot,
+        db: &str,
+    ) -> Result<Option<DbMeta>> {
+        snapshot
+            .get(&self.databases, db)
+            .map_err(|e| self.err("reading database metadata", e))?
+            .map(|v| DbMeta::decode(&v))
+            .transpose()
+    }
+
+    /// [`snapshot_meta_opt`](Self::snapshot_meta_opt); `NotFound` for a missing database.
+    pub(super) fn snapshot_meta(&self, snapshot: &Snapshot, db: &str) -> Result<DbMeta> {
+        self.snapshot_meta_opt(snapshot, db)?
+            .ok_or_else(|| Error::db_not_found(db))
+    }
+
     /// The database's metadata, allocating a fresh id (never reused) if it does not exist.
     /// The caller holds `writer`.
     pub(super) fn meta_or_new(
@@ -149,6 +175,7 @@ impl Store {
             seq: 0,
             live: 0,
             deleted: 0,
+            revs_limit: REVS_LIMIT,
         };
         Ok((meta, true))
     }
@@ -172,7 +199,13 @@ impl Store {
         let end = format::end_of(db_id);
         self.index_cache.write().remove(&db_id);
         self.pending_counts.forget(&db_id);
-        for ks in [&self.docs, &self.changes, &self.local, &self.indexes] {
+        for ks in [
+            &self.docs,
+            &self.changes,
+            &self.local,
+            &self.indexes,
+            &self.revbodies,
+        ] {
             loop {
                 let keys = ks
                     .range(start.as_slice()..end.as_slice())

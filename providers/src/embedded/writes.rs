@@ -1,52 +1,47 @@
-//! Writes of the embedded provider: one new leaf's record, change entry, index entries and
-//! counters (`put_record`); the save, delete and revision-preserving batches built on it;
-//! `_local` writes; and the lock-free preparation of big batches on both cores.
+//! Writes of the embedded provider: one document's changed revision tree stored with its
+//! change entry, ancestors' bodies, index entries and counters (`store_doc`); the save,
+//! delete and revision-preserving batches built on it; `revs_limit`; compaction; `_local`
+//! writes; and the lock-free preparation of big batches on both cores.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
 
 use fjall::OwnedWriteBatch;
 use serde_json::{Map, Value};
 
 use super::format::{self, DbMeta, RecordHeader};
 use super::index::{IndexedWrite, NewVersion};
+use super::reads::parse_body;
 use super::store::Store;
-use crate::write::{
-    Leaf, SaveRequest, count_transition, delete_rev, history_after_edit, history_after_replication,
-    revision_outcome,
-};
+use crate::rev_tree::{RevTree, Stored};
+use crate::write::{Edit, Leaf, SaveRequest, check_revisioned, count_transition, merge_revision};
 use crate::{
     Error, IndexDefinition, Result, Rev, RevisionOutcome, RevisionedDoc, WriteResult, validate,
 };
 
-/// One new leaf for [`Store::put_record`]: the record (header still to fill in), the leaf's
-/// ancestors and, for a live document, the body its index entries come from.
-struct NewLeaf<'a> {
-    key: Vec<u8>,
-    id: &'a str,
-    previous: Option<Previous>,
-    leaf: Leaf,
-    history: Vec<Rev>,
-    record: Vec<u8>,
-    body: Option<&'a Map<String, Value>>,
-}
-
-/// A document's current record: its header and the ancestors of its leaf.
+/// One document as a write holds it: its tree, its latest sequence number and winner, and
+/// the JSON of the bodies its record holds (the leaves'), by revision. Ancestors' bodies are
+/// in `revbodies`, which the tree marks with [`Stored::Elsewhere`].
 #[derive(Clone)]
-struct Previous {
-    header: RecordHeader,
-    history: Vec<Rev>,
+pub(super) struct DocState {
+    pub(super) tree: RevTree,
+    pub(super) header: RecordHeader,
+    pub(super) inline: HashMap<Rev, Arc<Vec<u8>>>,
 }
 
-impl Previous {
-    fn leaf(previous: &Option<Previous>) -> Option<Leaf> {
-        previous.as_ref().map(|p| p.header.leaf)
-    }
-
-    /// The current revision and its ancestors, as `write`'s history rules take them.
-    fn path(previous: &Option<Previous>) -> Option<(Rev, &[Rev])> {
-        previous
-            .as_ref()
-            .map(|p| (p.header.leaf.rev, p.history.as_slice()))
+impl DocState {
+    /// A decoded record.
+    pub(super) fn decode(bytes: &[u8]) -> Result<Self> {
+        let decoded = format::decode_record(bytes)?;
+        Ok(Self {
+            tree: decoded.tree,
+            header: decoded.header,
+            inline: decoded
+                .inline
+                .into_iter()
+                .map(|(rev, json)| (rev, Arc::new(json.to_vec())))
+                .collect(),
+        })
     }
 }
 
@@ -54,100 +49,195 @@ impl Previous {
 /// its own first write: documents by key, and index order keys by reverse key.
 #[derive(Default)]
 pub(super) struct Pending {
-    records: HashMap<Vec<u8>, Previous>,
+    records: HashMap<Vec<u8>, DocState>,
     pub(super) index_entries: HashMap<Vec<u8>, Option<Vec<u8>>>,
 }
 
+/// A changed document for [`Store::store_doc`].
+struct Changed<'a> {
+    key: Vec<u8>,
+    id: &'a str,
+    /// The state before the write (`None`: a new document).
+    before: Option<DocState>,
+    tree: RevTree,
+    /// The JSON of every leaf, the new one included.
+    inline: HashMap<Rev, Arc<Vec<u8>>>,
+    /// The leaf just written and its parsed body (for the index, if it wins).
+    written: Option<(Rev, &'a Map<String, Value>)>,
+}
+
+/// The revisions of `tree`'s ancestors that have a body (kept in `revbodies`).
+fn kept_ancestors(tree: &RevTree) -> HashSet<Rev> {
+    tree.nodes()
+        .filter(|n| !n.is_leaf() && n.value.has_body())
+        .map(|n| n.rev)
+        .collect()
+}
+
 impl Store {
-    /// The current record of a document, seeing the batch's own earlier writes.
-    fn previous(&self, pending: &Pending, key: &[u8]) -> Result<Option<Previous>> {
-        if let Some(previous) = pending.records.get(key) {
-            return Ok(Some(previous.clone()));
+    /// The document's state, seeing the batch's own earlier writes.
+    fn load(&self, pending: &Pending, key: &[u8]) -> Result<Option<DocState>> {
+        if let Some(state) = pending.records.get(key) {
+            return Ok(Some(state.clone()));
         }
         self.stored(key)
     }
 
-    /// The committed record of a document.
-    fn stored(&self, key: &[u8]) -> Result<Option<Previous>> {
-        let Some(value) = self
-            .docs
+    /// The committed state of a document.
+    fn stored(&self, key: &[u8]) -> Result<Option<DocState>> {
+        self.docs
             .get(key)
             .map_err(|e| self.err("reading a document", e))?
-        else {
-            return Ok(None);
-        };
-        let (header, _, history) = format::decode_record_with_history(&value)?;
-        Ok(Some(Previous {
-            header,
-            history: format::decode_history(&header.leaf.rev, history),
-        }))
+            .map(|value| DocState::decode(&value))
+            .transpose()
     }
 
-    /// Writes a new leaf of a document: its record, the move of its change entry and of its
-    /// secondary index entries, and the counters. The caller holds the writer lock.
-    fn put_record(
+    /// Stores a document whose tree changed: ancestors' bodies moved out of the record or
+    /// dropped by stemming, the record with the next sequence number, the move of its change
+    /// entry, its index entries when the winner changed, and the counters. The caller holds
+    /// the writer lock.
+    fn store_doc(
         &self,
         batch: &mut OwnedWriteBatch,
         pending: &mut Pending,
         meta: &mut DbMeta,
         defs: &[IndexDefinition],
-        new: NewLeaf<'_>,
+        changed: Changed<'_>,
     ) -> Result<()> {
-        let NewLeaf {
+        let Changed {
             key,
             id,
-            previous,
-            leaf,
-            history,
-            mut record,
-            body,
-        } = new;
-        let previous = previous.map(|p| p.header);
-        self.update_index_entries(
-            batch,
-            pending,
-            defs,
-            IndexedWrite {
-                db_id: meta.id,
-                id,
-                existed: previous.is_some(),
-                new: match body {
-                    Some(body) if !leaf.deleted => NewVersion::Live {
-                        rev: &leaf.rev,
-                        body,
-                    },
-                    _ => NewVersion::Deleted,
-                },
-            },
-        )?;
-        meta.seq += 1;
-        if let Some(old) = previous {
-            batch.remove(&self.changes, format::key(meta.id, &old.seq.to_be_bytes()));
+            before,
+            mut tree,
+            mut inline,
+            written,
+        } = changed;
+        // A leaf that got a child keeps its body in `revbodies`; an ancestor stemming
+        // dropped loses its body there.
+        let kept_before = before
+            .as_ref()
+            .map(|b| kept_ancestors(&b.tree))
+            .unwrap_or_default();
+        let kept_now = kept_ancestors(&tree);
+        for rev in &kept_now {
+            if let Some(json) = inline.remove(rev) {
+                batch.insert(
+                    &self.revbodies,
+                    format::body_key(meta.id, id, rev),
+                    json.as_slice(),
+                );
+            }
         }
-        count_transition(
-            &mut meta.live,
-            &mut meta.deleted,
-            previous.map(|h| h.leaf),
-            leaf,
-        );
-        format::finish_record(&mut record, leaf, meta.seq, &history);
+        for rev in kept_before.difference(&kept_now) {
+            batch.remove(&self.revbodies, format::body_key(meta.id, id, rev));
+        }
+        mark_bodies_elsewhere(&mut tree);
+        let winner =
+            Leaf::winner_of(&tree).ok_or_else(|| Error::storage("a written tree has no leaf"))?;
+        let before_winner = before.as_ref().map(|b| b.header.leaf);
+        if before_winner != Some(winner) {
+            let body = match written {
+                Some((rev, body)) if rev == winner.rev => Some(std::borrow::Cow::Borrowed(body)),
+                _ if winner.deleted => None,
+                _ => Some(std::borrow::Cow::Owned(parse_body(
+                    inline
+                        .get(&winner.rev)
+                        .ok_or_else(|| Error::storage("the winner's body is not in its record"))?,
+                )?)),
+            };
+            self.update_index_entries(
+                batch,
+                pending,
+                defs,
+                IndexedWrite {
+                    db_id: meta.id,
+                    id,
+                    existed: before.is_some(),
+                    new: match &body {
+                        Some(body) if !winner.deleted => NewVersion::Live {
+                            rev: &winner.rev,
+                            body,
+                        },
+                        _ => NewVersion::Deleted,
+                    },
+                },
+            )?;
+        }
+        meta.seq += 1;
+        if let Some(old) = &before {
+            batch.remove(
+                &self.changes,
+                format::key(meta.id, &old.header.seq.to_be_bytes()),
+            );
+        }
+        count_transition(&mut meta.live, &mut meta.deleted, before_winner, winner);
+        let winner_json = inline
+            .get(&winner.rev)
+            .ok_or_else(|| Error::storage("the winner's body is not in its record"))?;
+        let record = format::encode_record(&tree, winner, meta.seq, winner_json, &|rev| {
+            inline
+                .get(rev)
+                .map(|j| j.to_vec())
+                .ok_or_else(|| Error::storage(format!("the body of leaf {rev} is missing")))
+        })?;
+        let others: Vec<Rev> = tree.leaves()[1..].iter().map(|l| l.rev).collect();
         batch.insert(
             &self.changes,
             format::key(meta.id, &meta.seq.to_be_bytes()),
-            format::encode_change(leaf, id),
+            format::encode_change(winner, &others, id),
         );
+        batch.insert(&self.docs, key.clone(), record);
         pending.records.insert(
-            key.clone(),
-            Previous {
+            key,
+            DocState {
+                tree,
                 header: RecordHeader {
-                    leaf,
+                    leaf: winner,
                     seq: meta.seq,
                 },
-                history,
+                inline,
             },
         );
-        batch.insert(&self.docs, key, record);
         Ok(())
+    }
+
+    /// One interactive edit of a document (save or delete) into the batch.
+    #[allow(clippy::too_many_arguments)]
+    fn write_edit(
+        &self,
+        batch: &mut OwnedWriteBatch,
+        pending: &mut Pending,
+        meta: &mut DbMeta,
+        defs: &[IndexDefinition],
+        key: Vec<u8>,
+        id: &str,
+        before: Option<DocState>,
+        edit: Edit,
+        body: &Map<String, Value>,
+        json: Arc<Vec<u8>>,
+    ) -> Result<()> {
+        let mut tree = before.as_ref().map(|b| b.tree.clone());
+        let mut inline = before
+            .as_ref()
+            .map(|b| b.inline.clone())
+            .unwrap_or_default();
+        inline.insert(edit.rev, json);
+        edit.apply(&mut tree, Map::new(), meta.revs_limit);
+        let tree = tree.ok_or_else(|| Error::storage("an edit left no tree"))?;
+        self.store_doc(
+            batch,
+            pending,
+            meta,
+            defs,
+            Changed {
+                key,
+                id,
+                before,
+                tree,
+                inline,
+                written: Some((edit.rev, body)),
+            },
+        )
     }
 
     pub(super) fn save_batch(
@@ -155,7 +245,7 @@ impl Store {
         db: &str,
         requests: Vec<Result<(String, SaveRequest)>>,
     ) -> Result<Vec<Result<WriteResult>>> {
-        // Outside the writer lock, on both cores for big batches: the record bytes, and the
+        // Outside the writer lock, on both cores for big batches: the body JSON, and the
         // revision a new document would get (its hash needs no parent).
         let prepared = prepare_saves(requests);
         let _writer = self.writer.lock();
@@ -165,8 +255,8 @@ impl Store {
         let defs = self.index_definitions(meta.id)?;
         let mut results = Vec::with_capacity(prepared.len());
         let mut wrote = false;
-        // The committed records, looked up on both cores (the lock keeps them current); a
-        // record this batch wrote itself is taken from `pending` instead.
+        // The committed records, read on both cores (the lock keeps them current); a record
+        // this batch wrote itself is taken from `pending` instead.
         let keys: Vec<Option<Vec<u8>>> = prepared
             .iter()
             .map(|p| {
@@ -183,35 +273,36 @@ impl Store {
             let outcome = item.and_then(|save| {
                 let (stored, key) =
                     stored?.ok_or_else(|| Error::storage("a lookup went missing"))?;
-                let previous = match pending.records.get(&key) {
+                let before = match pending.records.get(&key) {
                     Some(p) => Some(p.clone()),
                     None => stored,
                 };
-                let rev = match (&previous, save.new_doc_rev) {
-                    (None, Some(rev)) => rev,
-                    (previous, _) => save.req.next_rev(db, &save.id, Previous::leaf(previous))?,
+                let edit = match (&before, save.new_doc_rev) {
+                    (None, Some(rev)) => Edit {
+                        parent: None,
+                        rev,
+                        deleted: save.req.deleted,
+                    },
+                    (before, _) => save
+                        .req
+                        .plan(db, &save.id, before.as_ref().map(|b| &b.tree))?,
                 };
-                let leaf = Leaf {
-                    rev,
-                    deleted: false,
-                };
-                let history = history_after_edit(Previous::path(&previous));
-                self.put_record(
+                self.write_edit(
                     &mut batch,
                     &mut pending,
                     &mut meta,
                     &defs,
-                    NewLeaf {
-                        key,
-                        id: &save.id,
-                        previous,
-                        leaf,
-                        history,
-                        record: save.record,
-                        body: Some(&save.req.body),
-                    },
+                    key,
+                    &save.id,
+                    before,
+                    edit,
+                    &save.req.body,
+                    save.json,
                 )?;
-                Ok(WriteResult { id: save.id, rev })
+                Ok(WriteResult {
+                    id: save.id,
+                    rev: edit.rev,
+                })
             });
             wrote |= outcome.is_ok();
             results.push(outcome);
@@ -244,29 +335,27 @@ impl Store {
         let defs = self.index_definitions(meta.id)?;
         let mut results = Vec::with_capacity(ids.len());
         let mut wrote = false;
+        let empty = Map::new();
+        let tombstone = Arc::new(b"{}".to_vec());
         for id in ids {
             let outcome = validate::document_id(db, &id).and_then(|()| {
                 let key = format::key(meta.id, id.as_bytes());
-                let previous = self.previous(&pending, &key)?;
-                let rev = delete_rev(db, &id, Previous::leaf(&previous), expected.as_ref())?;
-                let leaf = Leaf { rev, deleted: true };
-                let history = history_after_edit(Previous::path(&previous));
-                self.put_record(
+                let before = self.load(&pending, &key)?;
+                let edit =
+                    Edit::delete(db, &id, before.as_ref().map(|b| &b.tree), expected.as_ref())?;
+                self.write_edit(
                     &mut batch,
                     &mut pending,
                     &mut meta,
                     &defs,
-                    NewLeaf {
-                        key,
-                        id: &id,
-                        previous,
-                        leaf,
-                        history,
-                        record: format::tombstone_record(),
-                        body: None,
-                    },
+                    key,
+                    &id,
+                    before,
+                    edit,
+                    &empty,
+                    Arc::clone(&tombstone),
                 )?;
-                Ok(WriteResult { id, rev })
+                Ok(WriteResult { id, rev: edit.rev })
             });
             wrote |= outcome.is_ok();
             results.push(outcome);
@@ -293,47 +382,112 @@ impl Store {
         let mut wrote = false;
         for doc in docs {
             let outcome = (|| {
+                check_revisioned(db, &doc)?;
                 let key = format::key(meta.id, doc.id.as_bytes());
-                let previous = self.previous(&pending, &key)?;
-                let outcome = revision_outcome(db, &doc, Previous::leaf(&previous))?;
-                if outcome != RevisionOutcome::Written {
-                    return Ok(outcome);
+                let before = self.load(&pending, &key)?;
+                let (id, rev) = (doc.id.clone(), doc.rev);
+                let body = doc.body.clone();
+                let json = Arc::new(serde_json::to_vec(&body).map_err(Error::storage)?);
+                let mut tree = before.as_ref().map(|b| b.tree.clone());
+                let (outcome, changed) = merge_revision(&mut tree, doc, meta.revs_limit);
+                if !changed {
+                    return Ok((outcome, false));
                 }
-                let leaf = Leaf {
-                    rev: doc.rev,
-                    deleted: doc.deleted,
-                };
-                let history = history_after_replication(&doc, Previous::path(&previous));
-                let record = if doc.deleted {
-                    format::tombstone_record()
-                } else {
-                    format::record_with_body(&doc.body)?
-                };
-                self.put_record(
+                let tree = tree.ok_or_else(|| Error::storage("a merge left no tree"))?;
+                let mut inline = before
+                    .as_ref()
+                    .map(|b| b.inline.clone())
+                    .unwrap_or_default();
+                inline.insert(rev, json);
+                self.store_doc(
                     &mut batch,
                     &mut pending,
                     &mut meta,
                     &defs,
-                    NewLeaf {
+                    Changed {
                         key,
-                        id: &doc.id,
-                        previous,
-                        leaf,
-                        history,
-                        record,
-                        body: Some(&doc.body),
+                        id: &id,
+                        before,
+                        tree,
+                        inline,
+                        written: Some((rev, &body)),
                     },
                 )?;
-                Ok(outcome)
+                Ok((outcome, true))
             })();
-            wrote |= matches!(outcome, Ok(RevisionOutcome::Written));
-            results.push(outcome);
+            wrote |= matches!(outcome, Ok((_, true)));
+            results.push(outcome.map(|(outcome, _)| outcome));
         }
         if wrote {
             batch.insert(&self.databases, db, meta.encode());
             self.commit(batch)?;
         }
         Ok(results)
+    }
+
+    pub(super) fn set_revs_limit(&self, db: &str, limit: u64) -> Result<()> {
+        let _writer = self.writer.lock();
+        let mut batch = self.batch();
+        let (mut meta, _) = self.meta_or_new(&mut batch, db)?;
+        meta.revs_limit = limit;
+        batch.insert(&self.databases, db, meta.encode());
+        self.commit(batch)
+    }
+
+    /// Drops every ancestor's body of database `db` (CouchDB's compaction): records rewritten
+    /// in place (same sequence numbers) and `revbodies` emptied, in batches.
+    pub(super) fn compact_db(&self, db: &str) -> Result<()> {
+        const CHUNK: usize = 1000;
+        let _writer = self.writer.lock();
+        let meta = self.meta(db)?.ok_or_else(|| Error::db_not_found(db))?;
+        let start = format::key(meta.id, b"");
+        let end = format::end_of(meta.id);
+        let mut batch = self.batch();
+        let mut in_batch = 0;
+        for item in self.docs.range(start.as_slice()..end.as_slice()) {
+            let (key, value) = item
+                .into_inner()
+                .map_err(|e| self.err("reading a document", e))?;
+            let mut state = DocState::decode(&value)?;
+            if !state.tree.compact() {
+                continue;
+            }
+            let winner_json = state
+                .inline
+                .get(&state.header.leaf.rev)
+                .ok_or_else(|| Error::storage("the winner's body is not in its record"))?
+                .clone();
+            let record =
+                format::encode_record(
+                    &state.tree,
+                    state.header.leaf,
+                    state.header.seq,
+                    &winner_json,
+                    &|rev| {
+                        state.inline.get(rev).map(|j| j.to_vec()).ok_or_else(|| {
+                            Error::storage(format!("the body of leaf {rev} is missing"))
+                        })
+                    },
+                )?;
+            batch.insert(&self.docs, key, record);
+            in_batch += 1;
+            if in_batch == CHUNK {
+                self.commit(std::mem::replace(&mut batch, self.batch()))?;
+                in_batch = 0;
+            }
+            state.inline.clear();
+        }
+        // With every record rewritten, no ancestor's body is referenced any more.
+        for item in self.revbodies.range(start.as_slice()..end.as_slice()) {
+            let key = item.key().map_err(|e| self.err("compacting", e))?;
+            batch.remove(&self.revbodies, key);
+            in_batch += 1;
+            if in_batch == CHUNK {
+                self.commit(std::mem::replace(&mut batch, self.batch()))?;
+                in_batch = 0;
+            }
+        }
+        self.commit(batch)
     }
 
     pub(super) fn put_local(&self, db: &str, id: &str, body: &[u8]) -> Result<()> {
@@ -348,12 +502,22 @@ impl Store {
     }
 }
 
+/// Marks every body-bearing node as kept outside the tree (the record holds leaves' bodies,
+/// `revbodies` the ancestors'); parsed bodies are not kept in a stored tree.
+fn mark_bodies_elsewhere(tree: &mut RevTree) {
+    for value in tree.values_mut() {
+        if let Stored::Body { deleted, .. } = *value {
+            *value = Stored::Elsewhere { deleted };
+        }
+    }
+}
+
 /// A save with the work that needs no lock already done.
 struct PreparedSave {
     id: String,
     req: SaveRequest,
-    /// The record (header still to fill in) with the body JSON.
-    record: Vec<u8>,
+    /// The body JSON.
+    json: Arc<Vec<u8>>,
     /// The revision if the document turns out to be new (rev-less save, no current leaf).
     new_doc_rev: Option<Rev>,
 }
@@ -363,15 +527,15 @@ const PARALLEL_PREPARE: usize = 256;
 
 fn prepare_save(request: Result<(String, SaveRequest)>) -> Result<PreparedSave> {
     let (id, req) = request?;
-    let record = format::record_with_body(&req.body)?;
+    let json = Arc::new(serde_json::to_vec(&req.body).map_err(Error::storage)?);
     let new_doc_rev = req
         .expected
         .is_none()
-        .then(|| Rev::compute(None, false, &req.body));
+        .then(|| Rev::compute(None, req.deleted, &req.body));
     Ok(PreparedSave {
         id,
         req,
-        record,
+        json,
         new_doc_rev,
     })
 }
