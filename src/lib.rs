@@ -38,6 +38,7 @@
 pub mod archive;
 mod factory;
 pub mod migrate;
+pub mod replicate;
 pub mod settings;
 
 pub use docstore_providers::{

@@ -170,7 +170,7 @@ impl Error {
     pub fn db_not_found(db: &str) -> Self {
         Error::NotFound {
             location: Location::db(db),
-            reason: Some("no such database".into()),
+            reason: Some(NO_SUCH_DATABASE.into()),
         }
     }
 
@@ -239,7 +239,20 @@ impl Error {
     pub fn is_conflict(&self) -> bool {
         matches!(self, Error::Conflict { .. })
     }
+
+    /// Whether this is `NotFound` for a whole database (as [`Error::db_not_found`] makes it),
+    /// not for a document in it.
+    pub fn is_database_missing(&self) -> bool {
+        matches!(
+            self,
+            Error::NotFound { location, reason }
+                if location.id.is_none() && reason.as_deref() == Some(NO_SUCH_DATABASE)
+        )
+    }
 }
+
+/// The reason of a `NotFound` for a database.
+const NO_SUCH_DATABASE: &str = "no such database";
 
 #[cfg(test)]
 mod tests {

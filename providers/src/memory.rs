@@ -37,9 +37,20 @@ use crate::{
 
 /// The in-memory provider. Data lives as long as the value; cloning is not supported, share
 /// it through `Arc`.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct MemoryProvider {
     dbs: DashMap<String, Arc<RwLock<MemoryDb>>>,
+    /// Tells this store from any other in `location`.
+    instance: u64,
+}
+
+impl Default for MemoryProvider {
+    fn default() -> Self {
+        Self {
+            dbs: DashMap::new(),
+            instance: fastrand::u64(..),
+        }
+    }
 }
 
 #[derive(Debug)]
@@ -210,6 +221,10 @@ impl MemoryProvider {
 impl DatabaseService for MemoryProvider {
     fn provider_name(&self) -> &'static str {
         "memory"
+    }
+
+    fn location(&self) -> String {
+        format!("memory:{:016x}", self.instance)
     }
 
     fn capabilities(&self) -> crate::Capabilities {

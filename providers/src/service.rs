@@ -87,6 +87,11 @@ pub trait DatabaseService: Send + Sync + fmt::Debug + 'static {
     /// What this provider promises beyond the common contract.
     fn capabilities(&self) -> Capabilities;
 
+    /// Where the data lives, stable across restarts and free of secrets: `embedded:<path>`,
+    /// `couchdb:<url>`, or `memory:<instance>` (a memory store lives as long as its value).
+    /// Replication derives its id (and so its checkpoints) from both sides' locations.
+    fn location(&self) -> String;
+
     /// User databases, sorted; system databases (`_users`, `_replicator`, ...) are excluded.
     async fn list_databases(&self) -> Result<Vec<String>>;
 

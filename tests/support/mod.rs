@@ -59,6 +59,22 @@ impl CouchServer {
         Settings::couchdb(&self.url, &self.user, Secret::new(&self.password))
     }
 
+    /// The server's own address for itself, with the admin credentials: what its
+    /// replicator (`POST /_replicate`) is given as source and target. A container listens on
+    /// 5984 inside, whatever port the host maps.
+    pub fn self_url(&self) -> String {
+        let base = match self.kind {
+            ServerKind::Container => "http://127.0.0.1:5984".to_owned(),
+            ServerKind::External => self.url.trim_end_matches('/').to_owned(),
+        };
+        match base.split_once("://") {
+            Some((scheme, rest)) if !rest.contains('@') && !self.user.is_empty() => {
+                format!("{scheme}://{}:{}@{rest}", self.user, self.password)
+            }
+            _ => base,
+        }
+    }
+
     /// One request with the admin credentials: (status, body).
     pub fn request(
         &self,

@@ -142,6 +142,7 @@ macro_rules! __conformance_behaviours {
             numbers_round_trip,
             conflict_scenarios_match_recorded_couchdb,
             conflicts_resolve_to_one_live_leaf,
+            revless_writes_go_on_the_winner,
             returned_documents_are_copies,
             typed_helpers_round_trip,
             find_selects_by_equality_and_paths,

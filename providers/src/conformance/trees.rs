@@ -558,3 +558,65 @@ pub async fn conflicts_resolve_to_one_live_leaf(svc: &Service) {
     ));
     drop_db(svc, &db).await;
 }
+
+/// A write without `_rev` goes on the winner, even when the writer itself wrote a leaf that a
+/// replicated branch has since outranked (CouchDB would accept an edit of that losing leaf,
+/// so a remembered revision must never be used): `save`, `save_many` and `delete`.
+pub async fn revless_writes_go_on_the_winner(svc: &Service) {
+    let db = unique_db("revless-winner");
+    let branch = |id: &str, rev: &str, parent: &str| RevisionedDoc {
+        id: id.into(),
+        rev: rev.parse().expect("rev"),
+        deleted: false,
+        body: json!({"from": "replication"})
+            .as_object()
+            .cloned()
+            .unwrap_or_default(),
+        history: vec![parent.parse().expect("rev")],
+    };
+    for id in ["a", "b", "c"] {
+        let mine = svc
+            .save(&db, id, doc_of(json!({"mine": true})))
+            .await
+            .expect("save");
+        assert_eq!(mine.rev.generation(), 1);
+        let outcome = svc
+            .put_revisions(
+                &db,
+                vec![branch(
+                    id,
+                    "2-ffffffffffffffffffffffffffffffff",
+                    "1-00000000000000000000000000000000",
+                )],
+            )
+            .await
+            .expect("branch");
+        assert_eq!(
+            outcome[0].as_ref().ok(),
+            Some(&crate::RevisionOutcome::Written)
+        );
+    }
+    let saved = svc
+        .save(&db, "a", doc_of(json!({"v": 2})))
+        .await
+        .expect("save");
+    assert_eq!(
+        saved.rev.generation(),
+        3,
+        "on the winner 2-fff…, not on 1-…"
+    );
+    let bulk = svc
+        .save_many(&db, vec![doc_of(json!({"_id": "b", "v": 2}))])
+        .await
+        .expect("bulk");
+    assert_eq!(bulk[0].as_ref().expect("saved").rev.generation(), 3);
+    let deleted = svc.delete(&db, "c").await.expect("delete");
+    assert_eq!(deleted.rev.generation(), 3, "the winner deleted");
+    let c = svc.get(&db, "c").await.expect("the losing leaf now wins");
+    assert_eq!(c.get("mine"), Some(&json!(true)));
+    drop_db(svc, &db).await;
+}
+
+fn doc_of(value: Value) -> Document {
+    Document::from_value(value).expect("object")
+}

@@ -224,6 +224,20 @@ impl CouchDbProvider {
                 Err(e) => results.push(Some(Err(e))),
             }
         }
+        // Rev-less saves of documents seen before go on their winners, looked up first (one
+        // request for all of them); a remembered revision is never written on.
+        let seen_before: Vec<usize> = (0..queue.len())
+            .filter(|i| {
+                queue[*i].req.expected.is_none() && self.revs.get(db, &queue[*i].id).is_some()
+            })
+            .collect();
+        if !seen_before.is_empty() {
+            let ids: Vec<&str> = seen_before.iter().map(|i| queue[*i].id.as_str()).collect();
+            let current = self.lookup(db, &ids).await?;
+            for (i, c) in seen_before.into_iter().zip(current) {
+                queue[i].looked_up = Some(c.live());
+            }
+        }
         // Each round sends at most one write per id (a repeated id waits for the next round,
         // so repeats apply in input order); rev-less saves that conflict are looked up and
         // sent again, up to UPSERT_ATTEMPTS rounds of lookups.
@@ -234,11 +248,7 @@ impl CouchDbProvider {
                 queue.into_iter().partition(|p| seen.insert(p.id.clone()));
             let revs: Vec<Option<Rev>> = round
                 .iter()
-                .map(|p| {
-                    p.req
-                        .expected
-                        .or_else(|| p.looked_up.unwrap_or_else(|| self.revs.get(db, &p.id)))
-                })
+                .map(|p| p.req.expected.or_else(|| p.looked_up.flatten()))
                 .collect();
             let bodies = round
                 .iter()

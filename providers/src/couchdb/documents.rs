@@ -70,7 +70,11 @@ impl CouchDbProvider {
     }
 
     async fn upsert(&self, db: &str, id: &str, body: &Map<String, Value>) -> Result<Rev> {
-        let mut rev = self.revs.get(db, id);
+        // A document seen before is looked up first; an unseen one is tried as new.
+        let mut rev = match self.revs.get(db, id) {
+            Some(_) => self.current_live(db, id).await?,
+            None => None,
+        };
         for attempt in 0..UPSERT_ATTEMPTS {
             match self.put_doc(db, id, rev.as_ref(), body).await {
                 Err(e) if e.is_conflict() => {
@@ -257,15 +261,12 @@ impl CouchDbProvider {
         if is_dot_segment(id) {
             return only(self.delete_many(db, &[id.to_owned()]).await?);
         }
-        let mut known = self.revs.get(db, id);
         for attempt in 0..UPSERT_ATTEMPTS {
-            let rev = match known {
-                Some(rev) => rev,
-                None => match self.lookup(db, &[id]).await?[0] {
-                    Current::Live(rev) => rev,
-                    Current::Deleted(_) => return Err(Error::doc_not_found(db, id, "deleted")),
-                    Current::Missing => return Err(Error::doc_not_found(db, id, "missing")),
-                },
+            // The winner, looked up now: a remembered revision may have become a losing leaf.
+            let rev = match self.lookup(db, &[id]).await?[0] {
+                Current::Live(rev) => rev,
+                Current::Deleted(_) => return Err(Error::doc_not_found(db, id, "deleted")),
+                Current::Missing => return Err(Error::doc_not_found(db, id, "missing")),
             };
             match self.delete_at(db, id, &rev).await {
                 Ok(rev) => {
@@ -274,12 +275,11 @@ impl CouchDbProvider {
                         rev,
                     });
                 }
-                // A stale known revision: look the current one up and try again.
-                Err(e) if e.is_conflict() || (e.is_not_found() && known.is_some()) => {
+                // Another writer got in between: look the winner up again.
+                Err(e) if e.is_conflict() => {
                     if attempt > 0 {
                         tokio::time::sleep(backoff(attempt)).await;
                     }
-                    known = None;
                 }
                 Err(e) => return Err(e),
             }

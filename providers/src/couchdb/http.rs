@@ -334,6 +334,8 @@ pub(crate) fn status_error(reply: &Reply, target: Target<'_>) -> Error {
         format!("{error}: {reason}")
     };
     match reply.status.as_u16() {
+        // Whatever was asked for, the database itself is missing.
+        404 if reason == "Database does not exist." => Error::db_not_found(target.db),
         404 => Error::NotFound {
             location: target.location(),
             reason: Some(if reason.is_empty() { error } else { reason }),

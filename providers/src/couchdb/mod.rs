@@ -6,11 +6,12 @@
 //! | operation                                   | requests |
 //! |---------------------------------------------|----------|
 //! | `save` of a new document                    | 1 (`PUT /db/id`) |
-//! | `save` without `_rev` of a document this provider has seen (read, listed or written) | 1 (`PUT` with the known revision) |
-//! | `save` without `_rev` of an unseen existing document | 3 (`PUT` → 409, revision lookup, `PUT`) |
+//! | `save` without `_rev` of a document this provider has seen (read, listed or written) | 2 (winner lookup, `PUT` on it) |
+//! | `save` without `_rev` of an unseen existing document | 3 (`PUT` → 409, winner lookup, `PUT`) |
 //! | `save` with `_rev`, `get`, `delete_rev`     | 1 |
-//! | `delete` (known revision / unknown)         | 1 / 2 |
+//! | `delete`                                    | 2 (winner lookup, `DELETE`) |
 //! | a listing page, `get_many`, `save_many` (new documents), a changes page | 1 |
+//! | `save_many` without `_rev` of seen documents | 2 (one winner lookup, `_bulk_docs`) |
 //! | `delete_many`                               | 2 (revision lookup, `_bulk_docs`) |
 //! | `find` (per 1,000 matches)                  | 1 |
 //! | `ensure_index`                              | 2 (`_index`, then `GET _index` until CouchDB lists it; more while its index cache lags) |
@@ -24,11 +25,14 @@
 //! | `database_info`                             | 2 (`GET /db`, design documents to leave out of `doc_count`) |
 //! | the first write to a missing database       | + 2 (`PUT /db`, then the write again) |
 //!
-//! "Seen" revisions live in a bounded cache of (database, id) → last revision this provider
-//! read or wrote. The cache is only a hint: a stale entry makes the `PUT` answer 409, and the
-//! provider then looks the revision up (`POST _all_docs` with `keys`, which works for live and
-//! deleted documents on every CouchDB) and writes again, with jittered retries under
-//! contention. It never relies on `ETag`s.
+//! A write without `_rev` goes on the winner, looked up just before (`POST _all_docs` with
+//! `keys`, which works for live and deleted documents on every CouchDB), and is written
+//! again, with jittered retries, when another writer got in between. "Seen" documents live in
+//! a bounded cache of (database, id) → last revision this provider read or wrote, used only to
+//! know a document exists (so the lookup comes first instead of after a refused `PUT`):
+//! never as the revision to write on. CouchDB accepts an edit of any leaf, so a remembered
+//! revision that another writer or a replication turned into a losing branch would take the
+//! write there, away from the winner. It never relies on `ETag`s.
 //!
 //! Listings use `_all_docs` (raw id order) and drop `_design/` documents; `_local/` documents
 //! never appear there. `find` is one `POST /db/_find` per page of up to 1,000 documents,
@@ -325,6 +329,11 @@ impl CouchDbProvider {
 impl DatabaseService for CouchDbProvider {
     fn provider_name(&self) -> &'static str {
         "couchdb"
+    }
+
+    fn location(&self) -> String {
+        // The base URL carries no user-info.
+        format!("couchdb:{}", self.http.base())
     }
 
     fn capabilities(&self) -> crate::Capabilities {

@@ -176,6 +176,12 @@ impl DatabaseService for EmbeddedProvider {
         "embedded"
     }
 
+    fn location(&self) -> String {
+        let path =
+            std::fs::canonicalize(&self.store.path).unwrap_or_else(|_| self.store.path.clone());
+        format!("embedded:{}", path.display())
+    }
+
     fn capabilities(&self) -> crate::Capabilities {
         crate::Capabilities::STRICT
     }

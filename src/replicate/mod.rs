@@ -1,0 +1,395 @@
+//! Replication between any two providers, with CouchDB's replicator's semantics: what PouchDB
+//! does in JavaScript, for an embedded store and a CouchDB server (or any other pair).
+//!
+//! [`replicate`] copies one database into another: the source's changes since the last
+//! checkpoint, every leaf of each changed document, asked of the target with `revs_diff`;
+//! only the revisions the target lacks are read (with their histories) and written as
+//! replication writes (CouchDB's `new_edits: false`), so both sides end with the same
+//! revision trees, the same winners and the same conflicts. After each batch a checkpoint is
+//! stored in both databases under a replication id derived from both locations and the
+//! filter (see `checkpoint`); a run resumes from it. A one-shot run ends at the end of the
+//! source's feed; a continuous one follows new changes until cancelled. Filters: `doc_ids`,
+//! and a Mango selector judged on each document's winner (as CouchDB's `_selector`).
+//! [`sync`] is two replications, one each way.
+//!
+//! Each batch costs one `changes`, one `revs_diff`, one `read_revisions` and one
+//! `write_revisions` (one request each on CouchDB), plus the two checkpoint writes; reading
+//! the next batch overlaps writing the current one. A replication with nothing to do costs
+//! the two checkpoint reads and one `changes`.
+
+mod checkpoint;
+pub(crate) mod engine;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use serde::Serialize;
+
+use crate::mango::Selector;
+use crate::{DatabaseService, Error, Result};
+use engine::{Batch, Filter};
+
+/// The feed token of the start of every provider's feed.
+const FEED_START: &str = "0";
+
+/// At most this many failures are listed in a report.
+pub const LISTED_FAILURES: usize = 100;
+
+/// Progress of a replication, given to [`ReplicateOptions::progress`] after every batch.
+#[derive(Debug, Clone, Default)]
+pub struct ReplicationProgress {
+    /// The source database.
+    pub db: String,
+    /// Changes read so far.
+    pub changes_read: u64,
+    /// Changes still ahead in the source's feed (as the source estimates it).
+    pub pending: u64,
+    /// Revisions written so far.
+    pub docs_written: u64,
+}
+
+/// A progress callback.
+pub type ReplicationProgressFn = Arc<dyn Fn(&ReplicationProgress) + Send + Sync>;
+
+/// Options of [`replicate`].
+#[derive(Clone)]
+pub struct ReplicateOptions {
+    /// Follow new changes after the end of the feed, until [`cancel`](Self::cancel) is set.
+    pub continuous: bool,
+    /// Replicate only these documents.
+    pub doc_ids: Option<Vec<String>>,
+    /// Replicate only documents whose winner matches this Mango selector.
+    pub selector: Option<serde_json::Value>,
+    /// Create the target database if it is missing; otherwise a missing target is
+    /// `NotFound`, as on CouchDB.
+    pub create_target: bool,
+    /// Changes per batch.
+    pub batch_size: usize,
+    /// A continuous replication with nothing to do looks for changes this often.
+    pub poll_interval: Duration,
+    /// Set to stop after the current batch (its checkpoint is stored).
+    pub cancel: Option<Arc<AtomicBool>>,
+    /// Called after every batch.
+    pub progress: Option<ReplicationProgressFn>,
+}
+
+impl Default for ReplicateOptions {
+    fn default() -> Self {
+        Self {
+            continuous: false,
+            doc_ids: None,
+            selector: None,
+            create_target: true,
+            batch_size: 500,
+            poll_interval: Duration::from_millis(100),
+            cancel: None,
+            progress: None,
+        }
+    }
+}
+
+impl std::fmt::Debug for ReplicateOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ReplicateOptions")
+            .field("continuous", &self.continuous)
+            .field("doc_ids", &self.doc_ids)
+            .field("selector", &self.selector)
+            .field("create_target", &self.create_target)
+            .field("batch_size", &self.batch_size)
+            .field("poll_interval", &self.poll_interval)
+            .finish_non_exhaustive()
+    }
+}
+
+/// What a replication did, as CouchDB's replication history reports it.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct ReplicationReport {
+    /// The source and target databases.
+    pub source_db: String,
+    /// The target database.
+    pub target_db: String,
+    /// The replication id (from both locations, databases and the filter).
+    pub replication_id: String,
+    /// This run's session id.
+    pub session_id: String,
+    /// When the run started (seconds since the Unix epoch).
+    pub start_time: u64,
+    /// The source sequence the run started from (`None`: the start of the feed).
+    pub start_last_seq: Option<String>,
+    /// The source sequence reached and checkpointed.
+    pub end_last_seq: Option<String>,
+    /// Changes read from the source's feed.
+    pub changes_read: u64,
+    /// Revisions asked about on the target.
+    pub missing_checked: u64,
+    /// Revisions the target lacked.
+    pub missing_found: u64,
+    /// Revisions read from the source.
+    pub docs_read: u64,
+    /// Revisions written to the target.
+    pub docs_written: u64,
+    /// Revisions that could not be read or written.
+    pub doc_write_failures: u64,
+    /// The first failures (at most [`LISTED_FAILURES`]): document id and reason.
+    pub failures: Vec<(String, String)>,
+    /// Whether the run was cancelled (a continuous run ends so).
+    pub cancelled: bool,
+}
+
+impl ReplicationReport {
+    fn fail(&mut self, failures: Vec<(String, String)>) {
+        self.doc_write_failures += failures.len() as u64;
+        let room = LISTED_FAILURES.saturating_sub(self.failures.len());
+        self.failures.extend(failures.into_iter().take(room));
+    }
+}
+
+fn cancelled(options: &ReplicateOptions) -> bool {
+    options
+        .cancel
+        .as_ref()
+        .is_some_and(|c| c.load(Ordering::Relaxed))
+}
+
+/// Replicates `source_db` of `source` into `target_db` of `target` (see the module doc).
+pub async fn replicate(
+    source: &dyn DatabaseService,
+    source_db: &str,
+    target: &dyn DatabaseService,
+    target_db: &str,
+    options: &ReplicateOptions,
+) -> Result<ReplicationReport> {
+    if options.batch_size == 0 {
+        return Err(Error::Config {
+            key: "batch".into(),
+            reason: "the batch size must be at least 1".into(),
+        });
+    }
+    let filter = Filter {
+        doc_ids: options
+            .doc_ids
+            .as_ref()
+            .map(|ids| ids.iter().cloned().collect()),
+        selector: options.selector.as_ref().map(Selector::parse).transpose()?,
+    };
+    let replication_id = checkpoint::replication_id(source, source_db, target, target_db, options);
+    let local_id = checkpoint::checkpoint_id(&replication_id);
+    let (source_log, target_log) = futures::join!(
+        checkpoint::read(source, source_db, &local_id),
+        checkpoint::read(target, target_db, &local_id),
+    );
+    let source_log = source_log?;
+    let (target_log, target_missing) = match target_log {
+        Ok(log) => (log, false),
+        Err(e) if e.is_database_missing() && options.create_target => (None, true),
+        Err(e) => return Err(e),
+    };
+    let mut report = ReplicationReport {
+        source_db: source_db.to_owned(),
+        target_db: target_db.to_owned(),
+        replication_id,
+        session_id: format!("{:016x}{:016x}", fastrand::u64(..), fastrand::u64(..)),
+        start_time: checkpoint::unix_now(),
+        start_last_seq: checkpoint::start_seq(source_log.as_ref(), target_log.as_ref()),
+        ..ReplicationReport::default()
+    };
+    report.end_last_seq = report.start_last_seq.clone();
+    let mut logs = Logs {
+        source: source_log.map(|l| l.history).unwrap_or_default(),
+        target: target_log.map(|l| l.history).unwrap_or_default(),
+        id: local_id,
+    };
+    if target_missing {
+        // Created now, as CouchDB's `create_target` does, even if nothing is copied.
+        let seq = report
+            .start_last_seq
+            .clone()
+            .unwrap_or_else(|| FEED_START.to_owned());
+        logs.store(source, source_db, target, target_db, &report, &seq)
+            .await?;
+    }
+    let mut since = report.start_last_seq.clone();
+    let mut next = engine::fetch(
+        source,
+        source_db,
+        target,
+        target_db,
+        since.as_deref(),
+        options.batch_size,
+        &filter,
+        true,
+    )
+    .await?;
+    loop {
+        let Some(batch) = next.take() else {
+            if !options.continuous || cancelled(options) {
+                report.cancelled = cancelled(options);
+                return Ok(report);
+            }
+            wait(options).await;
+            next = engine::fetch(
+                source,
+                source_db,
+                target,
+                target_db,
+                since.as_deref(),
+                options.batch_size,
+                &filter,
+                true,
+            )
+            .await?;
+            continue;
+        };
+        let Batch {
+            docs,
+            read,
+            checked,
+            missing,
+            unreadable,
+            last_seq,
+            pending,
+            ..
+        } = batch;
+        report.changes_read += read;
+        report.missing_checked += checked;
+        report.missing_found += missing;
+        report.docs_read += docs.len() as u64;
+        report.fail(unreadable);
+        // The next page is read while this one is written; one-shot runs stop at the end
+        // of the feed the source reported.
+        let more = options.continuous || pending > 0;
+        let prefetch = async {
+            if more && !cancelled(options) {
+                engine::fetch(
+                    source,
+                    source_db,
+                    target,
+                    target_db,
+                    Some(&last_seq),
+                    options.batch_size,
+                    &filter,
+                    true,
+                )
+                .await
+            } else {
+                Ok(None)
+            }
+        };
+        let (written, prefetched) =
+            futures::join!(engine::write(target, target_db, docs), prefetch);
+        let (count, failed) = written?;
+        report.docs_written += count;
+        report.fail(failed);
+        logs.store(source, source_db, target, target_db, &report, &last_seq)
+            .await?;
+        report.end_last_seq = Some(last_seq.clone());
+        since = Some(last_seq);
+        if let Some(progress) = &options.progress {
+            progress(&ReplicationProgress {
+                db: source_db.to_owned(),
+                changes_read: report.changes_read,
+                pending,
+                docs_written: report.docs_written,
+            });
+        }
+        next = prefetched?;
+        if next.is_none() && cancelled(options) {
+            report.cancelled = true;
+            return Ok(report);
+        }
+    }
+}
+
+/// Waits `poll_interval` (a continuous replication with nothing to do), waking early when
+/// cancelled.
+async fn wait(options: &ReplicateOptions) {
+    let step = Duration::from_millis(20).min(options.poll_interval);
+    let mut waited = Duration::ZERO;
+    while waited < options.poll_interval && !cancelled(options) {
+        tokio::time::sleep(step).await;
+        waited += step;
+    }
+}
+
+/// Both sides' checkpoint histories, and the `_local` id they are stored under.
+struct Logs {
+    source: Vec<serde_json::Value>,
+    target: Vec<serde_json::Value>,
+    id: String,
+}
+
+impl Logs {
+    /// Stores the checkpoint at `seq` on both sides.
+    async fn store(
+        &mut self,
+        source: &dyn DatabaseService,
+        source_db: &str,
+        target: &dyn DatabaseService,
+        target_db: &str,
+        report: &ReplicationReport,
+        seq: &str,
+    ) -> Result<()> {
+        let on_source = checkpoint::document(report, &self.source, seq)?;
+        let on_target = checkpoint::document(report, &self.target, seq)?;
+        let source_history = on_source.get("history").cloned();
+        let target_history = on_target.get("history").cloned();
+        let (a, b) = futures::join!(
+            source.put_local(source_db, &self.id, on_source),
+            target.put_local(target_db, &self.id, on_target),
+        );
+        a?;
+        b?;
+        let history = |h: Option<serde_json::Value>| match h {
+            Some(serde_json::Value::Array(list)) => list,
+            _ => Vec::new(),
+        };
+        self.source = history(source_history);
+        self.target = history(target_history);
+        Ok(())
+    }
+}
+
+/// Two-way sync: `a_db` of `a` replicated into `b_db` of `b`, then back. Afterwards both hold
+/// the same revision trees (and so the same winners and conflicts).
+pub async fn sync(
+    a: &dyn DatabaseService,
+    a_db: &str,
+    b: &dyn DatabaseService,
+    b_db: &str,
+    options: &ReplicateOptions,
+) -> Result<(ReplicationReport, ReplicationReport)> {
+    let there = replicate(a, a_db, b, b_db, options).await?;
+    let back = replicate(b, b_db, a, a_db, options).await?;
+    Ok((there, back))
+}
+
+/// Replicates several databases (each into the database of the same name; `None`: every
+/// database of the source), one after another, or all at once when continuous.
+pub async fn replicate_databases(
+    source: &dyn DatabaseService,
+    target: &dyn DatabaseService,
+    databases: Option<&[String]>,
+    options: &ReplicateOptions,
+) -> Result<Vec<ReplicationReport>> {
+    let mut names = match databases {
+        Some(names) => names.to_vec(),
+        None => source.list_databases().await?,
+    };
+    names.sort();
+    names.dedup();
+    if options.continuous {
+        let runs = names
+            .iter()
+            .map(|db| replicate(source, db, target, db, options));
+        return futures::future::join_all(runs).await.into_iter().collect();
+    }
+    let mut reports = Vec::with_capacity(names.len());
+    for db in &names {
+        reports.push(replicate(source, db, target, db, options).await?);
+        if cancelled(options) {
+            break;
+        }
+    }
+    Ok(reports)
+}
