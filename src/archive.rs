@@ -6,17 +6,21 @@
 //! A zstd-compressed stream of JSON lines:
 //!
 //! ```text
-//! {"format":"docstore-backup","version":1,"source":"embedded","created_unix":1795315732}
+//! {"format":"docstore-backup","version":2,"source":"embedded","created_unix":1795315732}
 //! {"database":"agents"}
-//! {"id":"a1","rev":"2-…","deleted":false,"body":{…},"history":["1-…"]}   one per document
+//! {"id":"a1","rev":"3-…","deleted":false,"body":{…},"history":["2-…","1-…"]}   a document's winner
+//! {"id":"a1","rev":"2-…","deleted":false,"body":{…},"history":["1-…"],"winner":false}   its other leaves
 //! {"end":"agents","count":2,"hash":"…"}                    count and hash of that database's lines
 //! {"complete":true,"databases":1}
 //! ```
 //!
-//! Every document line, deletions too, carries the revision's known ancestors, newest first
-//! (`history`, left out when empty), so a restore extends what the target has without
-//! branches. The trailer hash is the order-independent sum of MD5 over (id, rev, deleted, canonical
-//! body) of the database's documents. A stream that ends early (no trailer or no final line,
+//! Every leaf of every document is a line (its winner first, the others marked
+//! `"winner":false`), deletions too, with the revision's known ancestors, newest first
+//! (`history`, left out when empty): a restore rebuilds the same revision trees (conflicts and
+//! deleted branches included) and extends what the target has without new branches. Version
+//! 1 archives (written before trees were kept: one line per document, its winner) still
+//! restore. The trailer hash is the order-independent sum of MD5 over (id, rev, deleted,
+//! canonical body) of the database's lines. A stream that ends early (no trailer or no final line,
 //! or a cut zstd frame) is truncated; a line that is not what the format expects, a trailer
 //! whose count or hash disagrees, or a failed zstd checksum, is corrupt. Both are
 //! [`Error::Storage`] naming the database and line. Writing streams one change-feed page at a
@@ -30,11 +34,13 @@ use std::path::Path;
 
 use serde_json::{Map, Value, json};
 
-use crate::migrate::{self, DatabaseReport, Digest, MigrateOptions, read_batch};
+use crate::migrate::{self, DatabaseReport, Digest, MigrateOptions, MigrationHook};
+use crate::replicate::{BatchHook, engine};
 use crate::{DatabaseService, Document, Error, Result, Rev, RevisionedDoc};
 
 const FORMAT: &str = "docstore-backup";
-const VERSION: u64 = 1;
+/// The version written; every version up to it reads.
+const VERSION: u64 = 2;
 
 /// What [`backup`] wrote, per database.
 #[derive(Debug, Clone, Default, serde::Serialize)]
@@ -73,14 +79,23 @@ fn io_error(path: &Path, what: &str, e: impl std::fmt::Display) -> Error {
 
 /// A record's contribution to a trailer hash.
 fn record_hash(doc: &RevisionedDoc) -> u128 {
-    migrate::hash_parts(&doc.id, &doc.rev.to_string(), doc.deleted, &doc.body)
+    line_hash(&doc.id, &doc.rev.to_string(), doc.deleted, &doc.body)
 }
 
-fn record_line(doc: &RevisionedDoc) -> Value {
+/// A document line's contribution to its database's trailer hash: MD5 over id, revision,
+/// deletion and canonical body, as a number (the trailer's hash is the wrapping sum).
+pub fn line_hash(id: &str, rev: &str, deleted: bool, body: &Map<String, Value>) -> u128 {
+    migrate::hash_parts(id, rev, deleted, body)
+}
+
+fn record_line(doc: &RevisionedDoc, winner: bool) -> Value {
     let mut line =
         json!({"id": doc.id, "rev": doc.rev.to_string(), "deleted": doc.deleted, "body": doc.body});
     if !doc.history.is_empty() {
         line["history"] = doc.history.iter().map(|r| r.to_string()).collect();
+    }
+    if !winner {
+        line["winner"] = Value::Bool(false);
     }
     line
 }
@@ -119,9 +134,11 @@ pub async fn backup(
         write(&json!({ "database": db }))?;
         let (mut count, mut hash) = (0u64, 0u128);
         let mut since: Option<String> = None;
-        while let Some(batch) = read_batch(source, db, since.as_deref(), batch_size.max(1)).await? {
-            for doc in &batch.docs {
-                write(&record_line(doc))?;
+        while let Some(batch) =
+            engine::read_leaves(source, db, since.as_deref(), batch_size.max(1)).await?
+        {
+            for (doc, winner) in &batch.docs {
+                write(&record_line(doc, *winner))?;
                 count += 1;
                 hash = hash.wrapping_add(record_hash(doc));
             }
@@ -144,7 +161,8 @@ pub async fn backup(
 /// One item of an archive, as read.
 enum Item {
     Database(String),
-    Doc(RevisionedDoc),
+    /// A leaf, and whether it is its document's winner.
+    Doc(RevisionedDoc, bool),
     End {
         db: String,
         count: u64,
@@ -178,7 +196,10 @@ impl Reader {
         if header["format"] != FORMAT {
             return Err(reader.fail("not a docstore backup (no docstore-backup header)"));
         }
-        if header["version"].as_u64() != Some(VERSION) {
+        if !header["version"]
+            .as_u64()
+            .is_some_and(|v| (1..=VERSION).contains(&v))
+        {
             return Err(reader.fail(&format!(
                 "archive format version {} is not supported (this docstore reads {VERSION})",
                 header["version"]
@@ -233,13 +254,16 @@ impl Reader {
                     .ok_or_else(|| self.fail("a document line with an invalid history"))?,
                 _ => return Err(self.fail("a document line with an invalid history")),
             };
-            Item::Doc(RevisionedDoc {
-                id: id.to_owned(),
-                rev,
-                deleted: value["deleted"] == json!(true),
-                body,
-                history,
-            })
+            Item::Doc(
+                RevisionedDoc {
+                    id: id.to_owned(),
+                    rev,
+                    deleted: value["deleted"] == json!(true),
+                    body,
+                    history,
+                },
+                value.get("winner") != Some(&Value::Bool(false)),
+            )
         } else if let Some(db) = value.get("end").and_then(Value::as_str) {
             Item::End {
                 db: db.to_owned(),
@@ -310,7 +334,7 @@ fn sections_before_damage(path: &Path) -> Result<usize> {
         let (mut seen, mut sum) = (0u64, 0u128);
         loop {
             match reader.next_item() {
-                Ok(Item::Doc(doc)) => {
+                Ok(Item::Doc(doc, _)) => {
                     seen += 1;
                     sum = sum.wrapping_add(record_hash(&doc));
                 }
@@ -370,10 +394,15 @@ async fn restore_section(
     let mut batch = Vec::new();
     loop {
         let end = match reader.next_item()? {
-            Item::Doc(doc) => {
+            Item::Doc(doc, winner) => {
                 seen += 1;
                 sum = sum.wrapping_add(record_hash(&doc));
-                batch.push(doc);
+                // A document's leaves stay in one batch.
+                if winner && batch.len() >= options.batch_size.max(1) {
+                    apply_section_batch(target, db, std::mem::take(&mut batch), options, current)
+                        .await?;
+                }
+                batch.push((doc, winner));
                 false
             }
             Item::End {
@@ -386,23 +415,35 @@ async fn restore_section(
             }
             _ => return Err(reader.fail("a database section without its trailer")),
         };
-        if end || batch.len() >= options.batch_size.max(1) {
-            current.read += batch.len() as u64;
-            migrate::apply_batch(
-                target,
-                db,
-                std::mem::take(&mut batch),
-                false,
-                options,
-                current,
-            )
-            .await?;
-        }
         if end {
+            apply_section_batch(target, db, std::mem::take(&mut batch), options, current).await?;
             current.complete = true;
             return Ok(());
         }
     }
+}
+
+/// Writes one batch of an archive's leaves with the migration's classification and policy.
+async fn apply_section_batch(
+    target: &dyn DatabaseService,
+    db: &str,
+    docs: Vec<(RevisionedDoc, bool)>,
+    options: &MigrateOptions,
+    current: &mut DatabaseReport,
+) -> Result<()> {
+    if docs.is_empty() {
+        return Ok(());
+    }
+    let mut batch = engine::batch_of(target, db, docs).await?;
+    current.read += batch.read;
+    let mut hook = MigrationHook::new(options, current, None);
+    hook.before_write(&batch);
+    let docs = std::mem::take(&mut batch.docs);
+    if !options.dry_run {
+        let (_, failed) = engine::write(target, db, docs).await?;
+        hook.failed(&failed);
+    }
+    hook.after_batch(target, db, &batch).await
 }
 
 /// Per database, the digest of an archive's live documents (count and the same hash
@@ -419,10 +460,10 @@ pub fn archive_digests(path: &Path) -> Result<Vec<(String, Digest)>> {
                 let (mut live, mut live_hash) = (0u64, 0u128);
                 loop {
                     match reader.next_item()? {
-                        Item::Doc(doc) => {
+                        Item::Doc(doc, winner) => {
                             seen += 1;
                             sum = sum.wrapping_add(record_hash(&doc));
-                            if !doc.deleted {
+                            if winner && !doc.deleted {
                                 live += 1;
                                 let mut map = Map::new();
                                 map.insert("_id".into(), doc.id.clone().into());

@@ -11,7 +11,10 @@ use std::sync::Arc;
 use docstore::archive::{archive_digests, backup, restore};
 use docstore::migrate::{MigrateOptions, database_digest, verify_database};
 use docstore::serde_json::json;
-use docstore::{DatabaseService, Document, MemoryProvider, Settings, get_database_service};
+use docstore::{
+    DatabaseService, Document, MemoryProvider, OpenRev, OpenRevs, Rev, RevisionedDoc, Settings,
+    get_database_service,
+};
 use docstore_providers::testing::unique_db;
 
 async fn source(dbs: &[String]) -> MemoryProvider {
@@ -34,7 +37,43 @@ async fn source(dbs: &[String]) -> MemoryProvider {
     }
     let big = Document::from_value(json!({"big": "y".repeat(2 * 1024 * 1024)})).expect("doc");
     svc.save(&dbs[0], "big", big).await.expect("2 MB");
+    // A conflict (two live branches) and a deleted branch: archives carry every leaf.
+    let root: Rev = "1-11111111111111111111111111111111".parse().expect("rev");
+    let branches = [
+        "2-aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa",
+        "2-bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb",
+        "2-cccccccccccccccccccccccccccccccc",
+    ]
+    .iter()
+    .enumerate()
+    .map(|(n, rev)| RevisionedDoc {
+        id: "tree".into(),
+        rev: rev.parse().expect("rev"),
+        deleted: n == 0,
+        body: json!({"branch": n})
+            .as_object()
+            .cloned()
+            .unwrap_or_default(),
+        history: vec![root],
+    })
+    .collect();
+    svc.put_revisions(&dbs[1], branches)
+        .await
+        .expect("branches");
     svc
+}
+
+/// Every leaf of `id` with its body and `_revisions`.
+async fn leaves(svc: &dyn DatabaseService, db: &str, id: &str) -> Vec<Document> {
+    svc.open_revs(db, id, &OpenRevs::All, true)
+        .await
+        .expect("open_revs")
+        .into_iter()
+        .map(|leaf| match leaf {
+            OpenRev::Found(doc) => doc,
+            OpenRev::Missing(rev) => panic!("{id} {rev} missing"),
+        })
+        .collect()
 }
 
 fn options() -> MigrateOptions {
@@ -64,6 +103,10 @@ async fn archive_round_trip_into_embedded_and_couchdb() {
         written.databases[0].1, 121,
         "120 documents (12 deleted) and the 2 MB one"
     );
+    assert_eq!(
+        written.databases[1].1, 123,
+        "120 and the tree's three leaves"
+    );
 
     // The archive's digests are the source's.
     let digests = archive_digests(&file).expect("intact");
@@ -84,6 +127,11 @@ async fn archive_round_trip_into_embedded_and_couchdb() {
             let v = verify_database(&src, &*target, db).await.expect("verify");
             assert!(v.matches, "{db}: {v:?}");
         }
+        assert_eq!(
+            leaves(&*target, &dbs[1], "tree").await,
+            leaves(&src, &dbs[1], "tree").await,
+            "the same tree, every leaf"
+        );
         let again = restore(&*target, &file, &options()).await.expect("again");
         assert!(again.is_success());
         let written: u64 = again.databases.iter().map(|d| d.created + d.updated).sum();
@@ -185,4 +233,51 @@ async fn damaged_archives_are_named_and_never_applied_in_part() {
     let err = archive_digests(&bad).expect_err("garbled");
     assert!(err.to_string().contains("line 4"), "{err}");
     assert!(err.to_string().contains("\"aa\""), "{err}");
+}
+
+/// An archive written before trees were kept (format version 1: one line per document, its
+/// winner) still restores.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn version_1_archives_still_restore() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let file = dir.path().join("v1.zst");
+    let lines = [
+        json!({"format": "docstore-backup", "version": 1, "source": "memory", "created_unix": 1}),
+        json!({"database": "old"}),
+        json!({"id": "a", "rev": "2-0c6b2b0b1a8f4c6f8b7b0f0c8d3e0a11", "deleted": false, "body": {"v": 2}, "history": ["1-967a00dff5e02add41819138abb3284d"]}),
+        json!({"id": "b", "rev": "1-967a00dff5e02add41819138abb3284d", "deleted": true, "body": {}}),
+    ];
+    let mut text = String::new();
+    let mut sum = 0u128;
+    for line in &lines {
+        text.push_str(&line.to_string());
+        text.push('\n');
+    }
+    for line in &lines[2..] {
+        let rev = line["rev"].as_str().expect("rev").to_owned();
+        let body = line["body"].as_object().cloned().unwrap_or_default();
+        sum = sum.wrapping_add(docstore::archive::line_hash(
+            line["id"].as_str().expect("id"),
+            &rev,
+            line["deleted"] == json!(true),
+            &body,
+        ));
+    }
+    text.push_str(&json!({"end": "old", "count": 2, "hash": format!("{sum:032x}")}).to_string());
+    text.push('\n');
+    text.push_str(&json!({"complete": true, "databases": 1}).to_string());
+    text.push('\n');
+    compress(&text, &file);
+    let target = MemoryProvider::new();
+    let report = restore(&target, &file, &options()).await.expect("restores");
+    assert!(report.is_success(), "{report:#?}");
+    let a = target.get("old", "a").await.expect("a");
+    assert_eq!(a.rev(), Some("2-0c6b2b0b1a8f4c6f8b7b0f0c8d3e0a11"));
+    assert!(
+        target
+            .get("old", "b")
+            .await
+            .expect_err("deleted")
+            .is_not_found()
+    );
 }

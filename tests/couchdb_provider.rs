@@ -486,19 +486,19 @@ async fn migration_requests_and_a_rerun_that_writes_nothing() {
     let second = second.unwrap();
     assert!(second.is_success(), "{second:#?}");
     assert_eq!(second.written(), 0);
-    // Re-run, 3 batches: the checkpoint read; per batch one `_revs_diff`, the checkpoint write
-    // and the read-back; the completed checkpoint; the target's `database_info` (2).
-    assert_eq!(n_second, 1 + 3 * 3 + 1 + 2, "a re-run sends no _bulk_docs");
-    // First run, into no database: the checkpoint read; whether the target holds documents
-    // (`GET /db`: 404), which spares every `_revs_diff`; per batch a `_bulk_docs`, the
-    // checkpoint and the read-back; creating the database (the first `_bulk_docs` is refused
-    // with 404, the database created, the write sent again); the completed checkpoint; the
-    // target's `database_info` (2).
-    assert_eq!(n_first, 1 + 1 + 3 * 3 + 2 + 1 + 2);
+    // A re-run resumes from the replication checkpoint: its read, then the verification
+    // walk (one listing page); no batch, no _bulk_docs.
+    assert_eq!(n_second, 1 + 1, "a re-run sends no _bulk_docs");
+    // First run, into no database: the checkpoint read (404: no database); the target
+    // created with its first checkpoint (the PUT refused with 404, PUT /db, the PUT again);
+    // per batch of 50 a `_revs_diff`, a `_bulk_docs`, the checkpoint and the read-back; the
+    // target's `database_info` (2) closing the inline verification.
+    assert_eq!(n_first, 1 + 3 + 3 * 4 + 2);
 
-    // The same document edited on both sides: an incremental run reads one change, and its
-    // one batch pays the winner lookup besides the `_revs_diff`; the conflict is reported.
-    // (Incremental: verified by walking both sides, one listing page here.)
+    // The same document edited on both sides: the next run reads one change; its batch
+    // pays, besides `_revs_diff`, `_bulk_docs` and the checkpoint, one read of the
+    // document's conflicts on the target; the conflict is reported. (Verified by walking
+    // both sides, one listing page here.)
     source
         .save(&db, "d007", doc(json!({"side": "source"})))
         .await
@@ -515,6 +515,6 @@ async fn migration_requests_and_a_rerun_that_writes_nothing() {
     let third = third.unwrap();
     assert_eq!(third.databases[0].conflicts, 1, "{third:#?}");
     assert_eq!(third.databases[0].conflict_ids, ["d007"]);
-    assert_eq!(n_third, 1 + (1 + 1 + 1) + 1 + 1, "{third:#?}");
+    assert_eq!(n_third, 1 + (1 + 1 + 1 + 1) + 1, "{third:#?}");
     target.delete_database(&db).await.unwrap();
 }

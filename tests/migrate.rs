@@ -129,15 +129,19 @@ async fn pair(from: Kind, to: Kind) {
         source.get(&dbs[0], "big").await.expect("big").rev()
     );
 
-    // A second run writes nothing: the report says so and the target's databases do not
-    // move (checkpoints are _local documents, which do not count as updates).
+    // A second run resumes from the replication checkpoint and writes nothing: the report
+    // says so and the target's databases do not move (checkpoints are _local documents,
+    // which do not count as updates); the full verification walk still matches.
     let before = update_seqs(&*target, &dbs).await;
     let second = migrate(&*source, &*target, &options(&dbs))
         .await
         .expect("again");
     assert_verified(&second);
     assert_eq!(second.written(), 0, "{second:#?}");
-    assert_eq!(second.databases[0].unchanged, 151);
+    assert!(
+        second.databases.iter().all(|d| d.resumed && d.read == 0),
+        "{second:#?}"
+    );
     assert_eq!(update_seqs(&*target, &dbs).await, before);
 
     // Incremental: updates (one and three generations ahead), deletions (one two
@@ -231,36 +235,57 @@ async fn couchdb_to_couchdb() {
     pair(Kind::CouchDb, Kind::CouchDb).await;
 }
 
-/// Each conflict policy, and a dry run, on a document edited on both sides.
+/// Each conflict policy, and a dry run, on a document edited on both sides after a first
+/// copy (each policy in a database of its own: a conflict left in a target keeps its
+/// verification from matching until it is resolved).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn conflict_policies_and_dry_run() {
     let dir = tempfile::tempdir().expect("temp dir");
     let source = provider(Kind::Memory, dir.path(), "s").await;
     let target = provider(Kind::Embedded, dir.path(), "t").await;
-    let dbs = vec![unique_db("conflicts")];
-    let db = &dbs[0];
-    for id in ["a", "b", "c"] {
-        source
-            .save(db, id, doc(json!({"v": 1})))
-            .await
-            .expect("save");
-    }
-    assert_verified(
-        &migrate(&*source, &*target, &options(&dbs))
-            .await
-            .expect("first"),
-    );
-    // Both sides edit "a" once: same generation, different revisions.
-    source
-        .save(db, "a", doc(json!({"v": "source"})))
-        .await
-        .expect("s");
-    target
-        .save(db, "a", doc(json!({"v": "target"})))
-        .await
-        .expect("t");
-    source.save(db, "b", doc(json!({"v": 2}))).await.expect("s");
+    // A database copied once, then "a" edited on both sides (same generation, different
+    // revisions) and "b" on the source only.
+    let prepare = |name: &'static str| {
+        let (source, target) = (Arc::clone(&source), Arc::clone(&target));
+        async move {
+            let dbs = vec![unique_db(name)];
+            let db = &dbs[0];
+            for id in ["a", "b", "c"] {
+                source
+                    .save(db, id, doc(json!({"v": 1})))
+                    .await
+                    .expect("save");
+            }
+            assert_verified(
+                &migrate(&*source, &*target, &options(&dbs))
+                    .await
+                    .expect("first"),
+            );
+            source
+                .save(db, "a", doc(json!({"v": "source"})))
+                .await
+                .expect("s");
+            target
+                .save(db, "a", doc(json!({"v": "target"})))
+                .await
+                .expect("t");
+            source.save(db, "b", doc(json!({"v": 2}))).await.expect("s");
+            dbs
+        }
+    };
+    let conflicts_of = |db: String| {
+        let target = Arc::clone(&target);
+        async move {
+            let options = docstore::GetOptions {
+                conflicts: true,
+                ..docstore::GetOptions::default()
+            };
+            let a = target.get_with(&db, "a", &options).await.expect("a");
+            (a.get("v").cloned(), a.get("_conflicts").is_some())
+        }
+    };
 
+    let dbs = prepare("dry").await;
     let dry = MigrateOptions {
         dry_run: true,
         ..options(&dbs)
@@ -268,7 +293,7 @@ async fn conflict_policies_and_dry_run() {
     let before = update_seqs(&*target, &dbs).await;
     let report = migrate(&*source, &*target, &dry).await.expect("dry run");
     let d = &report.databases[0];
-    assert_eq!((d.updated, d.conflicts, d.unchanged), (1, 1, 1), "{d:#?}");
+    assert_eq!((d.read, d.updated, d.conflicts), (2, 1, 1), "{d:#?}");
     assert_eq!(d.conflict_ids, ["a"]);
     assert_eq!(
         update_seqs(&*target, &dbs).await,
@@ -276,6 +301,8 @@ async fn conflict_policies_and_dry_run() {
         "a dry run writes nothing"
     );
 
+    // Report: the source's branch is copied beside the target's, as replication does; the
+    // conflict is reported and the run is no success.
     let report = migrate(&*source, &*target, &options(&dbs))
         .await
         .expect("report");
@@ -284,38 +311,32 @@ async fn conflict_policies_and_dry_run() {
         "an unresolved conflict is not a success"
     );
     assert_eq!(report.databases[0].conflict_ids, ["a"]);
-    let kept = target.get(db, "a").await.expect("a");
-    assert_eq!(kept.get("v"), Some(&json!("target")));
+    assert!(conflicts_of(dbs[0].clone()).await.1, "both branches kept");
     assert_eq!(
-        target.get(db, "b").await.expect("b").get("v"),
+        target.get(&dbs[0], "b").await.expect("b").get("v"),
         Some(&json!(2))
     );
 
-    let target_wins = MigrateOptions {
-        on_conflict: ConflictPolicy::TargetWins,
-        ..options(&dbs)
-    };
-    let report = migrate(&*source, &*target, &target_wins)
-        .await
-        .expect("target wins");
-    assert!(report.is_success(), "{report:#?}");
-    assert_eq!(
-        target.get(db, "a").await.expect("a").get("v"),
-        Some(&json!("target"))
-    );
-
-    let source_wins = MigrateOptions {
-        on_conflict: ConflictPolicy::SourceWins,
-        ..options(&dbs)
-    };
-    let report = migrate(&*source, &*target, &source_wins)
-        .await
-        .expect("source wins");
-    assert!(report.is_success(), "{report:#?}");
-    assert_eq!(
-        target.get(db, "a").await.expect("a").get("v"),
-        Some(&json!("source"))
-    );
+    for (name, policy, kept) in [
+        ("target-wins", ConflictPolicy::TargetWins, "target"),
+        ("source-wins", ConflictPolicy::SourceWins, "source"),
+    ] {
+        let dbs = prepare(name).await;
+        let settled = MigrateOptions {
+            on_conflict: policy,
+            ..options(&dbs)
+        };
+        let report = migrate(&*source, &*target, &settled)
+            .await
+            .expect("settles");
+        assert!(report.is_success(), "{report:#?}");
+        assert_eq!(report.databases[0].resolved, 1);
+        assert_eq!(
+            conflicts_of(dbs[0].clone()).await,
+            (Some(json!(kept)), false),
+            "{name}: one live leaf, the kept side's body"
+        );
+    }
 }
 
 /// The command line: embedded → CouchDB → embedded, `verify` reports a match, and running
@@ -363,9 +384,10 @@ fn cli_round_trip_through_couchdb_verifies() {
     ]);
     assert!(ok);
     let report: Value = docstore::serde_json::from_str(&out).expect("JSON report");
+    assert_eq!(report["databases"][0]["resumed"], true);
+    assert_eq!(report["databases"][0]["read"], 0);
     assert_eq!(report["databases"][0]["created"], 0);
     assert_eq!(report["databases"][0]["updated"], 0);
-    assert_eq!(report["databases"][0]["unchanged"], 30);
     // A mismatch is a non-zero exit naming the database.
     assert!(run(&["put", &db, "extra", "{}"]).0);
     let (ok, out, _) = run(&["verify", &first, &back, "--db", &db]);

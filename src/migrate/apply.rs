@@ -1,175 +1,204 @@
-//! One batch of a migration applied to the target: what the target holds of each document
-//! (one `revs_diff`), the classification into the report, and the write.
+//! What a migration adds to replication, batch by batch ([`MigrationHook`]): each document
+//! classified into the report from what the target said it lacks, conflicts confirmed and
+//! settled by the [`ConflictPolicy`], and the written batch read back for the inline
+//! verification. Restores from archives use the same hook on batches built from the archive.
 
-use serde_json::Value;
+use std::collections::{HashMap, HashSet};
 
+use async_trait::async_trait;
+use serde_json::{Map, Value};
+
+use super::verify::{Expected, InlineCheck};
 use super::{ConflictPolicy, DatabaseReport, LISTED_IDS, MigrateOptions, note};
-use crate::{DatabaseService, Document, Error, Result, Rev, RevisionedDoc, RevsDiff};
+use crate::replicate::{Batch, BatchHook};
+use crate::{DatabaseService, DatabaseServiceExt, Document, GetOptions, Result, Rev};
 
-/// What the target holds of one source document, and so what to do with it.
-enum Plan {
-    /// The target has the revision (as a leaf or an ancestor): nothing to write.
-    Present,
-    /// Write it; `over` is the target leaf it extends (`None`: the target has no leaf).
-    Write { over: Option<Rev> },
-    /// The target holds a leaf that is not an ancestor: decided on the target's winner.
-    Unsure,
+/// A document whose target held a leaf the source's revisions do not descend from: after
+/// the write it may hold a conflict.
+struct Candidate {
+    id: String,
+    /// The source's winner: deleted, and its body (when this batch read it).
+    source_deleted: bool,
+    source_body: Option<Map<String, Value>>,
+    /// The target's winner before the write.
+    target_winner: Option<Rev>,
 }
 
-/// The plan for `doc` from the target's `_revs_diff` answer (`leaves`: every target leaf).
-fn plan(doc: &RevisionedDoc, diff: &RevsDiff) -> Plan {
-    if !diff.missing.contains(&doc.rev) {
-        return Plan::Present;
-    }
-    let leaves = &diff.possible_ancestors;
-    let linked = doc.linked_history();
-    match leaves.as_slice() {
-        [] => Plan::Write { over: None },
-        [leaf] if linked.contains(leaf) => Plan::Write { over: Some(*leaf) },
-        // A source without history (an archive written before histories were kept) extends
-        // an older single leaf, given as its parent.
-        [leaf] if doc.history.is_empty() && leaf.generation() < doc.rev.generation() => {
-            Plan::Write { over: Some(*leaf) }
+/// The migration's side of each replication batch (see the module doc).
+pub(crate) struct MigrationHook<'a> {
+    pub options: &'a MigrateOptions,
+    pub report: &'a mut DatabaseReport,
+    /// The inline verification of a run from the start (`None` once it cannot decide).
+    pub inline: Option<InlineCheck>,
+    expected: Option<Expected>,
+    candidates: Vec<Candidate>,
+}
+
+impl<'a> MigrationHook<'a> {
+    pub fn new(
+        options: &'a MigrateOptions,
+        report: &'a mut DatabaseReport,
+        inline: Option<InlineCheck>,
+    ) -> Self {
+        Self {
+            options,
+            report,
+            inline,
+            expected: None,
+            candidates: Vec::new(),
         }
-        _ => Plan::Unsure,
+    }
+
+    /// Records write failures (at most [`LISTED_IDS`]).
+    pub fn failed(&mut self, failures: &[(String, String)]) {
+        let room = LISTED_IDS.saturating_sub(self.report.failed.len());
+        self.report
+            .failed
+            .extend(failures.iter().take(room).cloned());
     }
 }
 
-/// Writes one batch of source documents into `target` as the module doc says: asks the
-/// target which revisions it lacks and which leaves it holds (one `revs_diff`, skipped when
-/// the run started on a target without documents: `target_empty`), looks up the winners of
-/// only those documents whose target leaves are not all ancestors, classifies each document
-/// into `report`, and writes what is missing (nothing on a dry run). Shared by
-/// [`super::migrate`] and restores from archives.
-pub(crate) async fn apply_batch(
-    target: &dyn DatabaseService,
-    db: &str,
-    docs: Vec<RevisionedDoc>,
-    target_empty: bool,
-    options: &MigrateOptions,
-    report: &mut DatabaseReport,
-) -> Result<()> {
-    let diffs = if target_empty {
-        docs.iter()
-            .map(|d| RevsDiff {
-                missing: vec![d.rev],
-                possible_ancestors: Vec::new(),
-            })
-            .collect()
-    } else {
-        let probe = Rev::beyond_every_leaf();
-        let asked: Vec<(String, Vec<Rev>)> = docs
+#[async_trait]
+impl BatchHook for MigrationHook<'_> {
+    fn dry_run(&self) -> bool {
+        self.options.dry_run
+    }
+
+    fn started(&mut self, resumed: bool) {
+        // A resumed run sees only what changed: the full walk verifies it.
+        if resumed {
+            self.inline = None;
+        }
+    }
+
+    fn before_write(&mut self, batch: &Batch) {
+        let read: HashMap<(&str, Rev), &crate::RevisionedDoc> = batch
+            .docs
             .iter()
-            .map(|d| (d.id.clone(), vec![d.rev, probe]))
+            .map(|d| ((d.id.as_str(), d.rev), d))
             .collect();
-        target.revs_diff(db, &asked).await?
-    };
-    let mut writes = Vec::new();
-    let mut unsure = Vec::new();
-    for (mut doc, diff) in docs.into_iter().zip(diffs) {
-        match plan(&doc, &diff) {
-            Plan::Present => report.unchanged += 1,
-            Plan::Unsure => unsure.push(doc),
-            Plan::Write { over: leaf } => {
-                match leaf {
-                    None => report.created += 1,
-                    Some(leaf) => {
-                        if doc.history.is_empty() {
-                            doc.history = vec![leaf];
-                        }
-                        report.updated += 1;
-                    }
-                }
-                report.deleted += u64::from(doc.deleted);
-                writes.push(doc);
+        let mut expected = Vec::new();
+        let mut checkable = true;
+        for changed in &batch.changed {
+            let winner = changed.leaves[0];
+            let winner_doc = read.get(&(changed.id.as_str(), winner)).copied();
+            if changed.diff.missing.is_empty() {
+                self.report.unchanged += 1;
+                // The target had it already: nothing read to check it against.
+                checkable &= changed.deleted;
+                continue;
+            }
+            match winner_doc {
+                Some(doc) => expected.push(doc),
+                None => checkable = false,
+            }
+            let held = &changed.diff.possible_ancestors;
+            // Everything the source's revisions of this document descend from.
+            let ancestry: HashSet<Rev> = changed
+                .leaves
+                .iter()
+                .copied()
+                .chain(
+                    batch
+                        .docs
+                        .iter()
+                        .filter(|d| d.id == changed.id)
+                        .flat_map(|d| d.linked_history().iter().copied()),
+                )
+                .collect();
+            if held.is_empty() {
+                self.report.created += 1;
+                self.report.deleted += u64::from(changed.deleted);
+            } else if held.iter().all(|leaf| ancestry.contains(leaf)) {
+                self.report.updated += 1;
+                self.report.deleted += u64::from(changed.deleted);
+            } else {
+                self.candidates.push(Candidate {
+                    id: changed.id.clone(),
+                    source_deleted: changed.deleted,
+                    source_body: winner_doc.map(|d| d.body.clone()),
+                    target_winner: held.first().copied(),
+                });
             }
         }
+        if !checkable {
+            self.inline = None;
+        }
+        self.expected = self.inline.is_some().then(|| Expected::of(&expected));
     }
-    let mut new_edits = Vec::new();
-    if !unsure.is_empty() {
-        let ids: Vec<String> = unsure.iter().map(|d| d.id.clone()).collect();
-        let winners = target.current_revisions(db, &ids).await?;
-        for (mut doc, current) in unsure.into_iter().zip(winners) {
-            match current {
-                None => {
-                    report.created += 1;
-                    report.deleted += u64::from(doc.deleted);
-                    writes.push(doc);
-                }
-                Some((rev, _))
-                    if doc.linked_history().contains(&rev)
-                        || doc.history.is_empty() && rev.generation() < doc.rev.generation() =>
-                {
-                    // The winner is an ancestor; another leaf (a deleted branch) is not.
-                    if doc.history.is_empty() {
-                        doc.history = vec![rev];
-                    }
-                    report.updated += 1;
-                    report.deleted += u64::from(doc.deleted);
-                    writes.push(doc);
-                }
-                Some((rev, deleted)) => {
-                    report.conflicts += 1;
-                    note(&mut report.conflict_ids, &doc.id);
-                    match options.on_conflict {
-                        ConflictPolicy::Report => {}
-                        ConflictPolicy::TargetWins => report.resolved += 1,
-                        ConflictPolicy::SourceWins => {
-                            report.resolved += 1;
-                            new_edits.push((doc, rev, deleted));
-                        }
-                    }
+
+    async fn after_batch(
+        &mut self,
+        target: &dyn DatabaseService,
+        target_db: &str,
+        _batch: &Batch,
+    ) -> Result<()> {
+        if let (Some(inline), Some(expected)) = (self.inline.as_mut(), self.expected.take()) {
+            inline.check(target, target_db, expected).await?;
+        }
+        for candidate in std::mem::take(&mut self.candidates) {
+            let conflicted = self.options.dry_run
+                || target
+                    .get_with(
+                        target_db,
+                        &candidate.id,
+                        &GetOptions {
+                            conflicts: true,
+                            ..GetOptions::default()
+                        },
+                    )
+                    .await
+                    .map(|doc| doc.get("_conflicts").is_some())
+                    .or_else(|e| if e.is_not_found() { Ok(false) } else { Err(e) })?;
+            if !conflicted {
+                self.report.updated += 1;
+                self.report.deleted += u64::from(candidate.source_deleted);
+                continue;
+            }
+            self.report.conflicts += 1;
+            note(&mut self.report.conflict_ids, &candidate.id);
+            match self.options.on_conflict {
+                ConflictPolicy::Report => {}
+                _ if self.options.dry_run => self.report.resolved += 1,
+                policy => {
+                    settle(target, target_db, &candidate, policy).await?;
+                    self.report.resolved += 1;
                 }
             }
         }
+        Ok(())
     }
-    if options.dry_run {
-        return Ok(());
-    }
-    let ids: Vec<String> = writes.iter().map(|d| d.id.clone()).collect();
-    // What the target lacks was just asked: the revisions go in as they are, one request.
-    let outcomes = target.write_revisions(db, writes).await?;
-    for (id, outcome) in ids.into_iter().zip(outcomes) {
-        if let Err(e) = outcome {
-            report.failed.push((id, e.to_string()));
-        }
-    }
-    for (doc, rev, deleted) in new_edits {
-        if let Err(e) = overwrite(target, db, doc, rev, deleted).await {
-            report.failed.push(e);
-        }
-    }
-    report.failed.truncate(LISTED_IDS);
-    Ok(())
 }
 
-/// Source wins: the source's content as a new edit on top of the target's revision.
-async fn overwrite(
+/// Resolves a confirmed conflict by the policy: the source's winner (a deletion included)
+/// or the target's former winner written on the winner, the other live leaves deleted.
+async fn settle(
     target: &dyn DatabaseService,
     db: &str,
-    doc: RevisionedDoc,
-    current: Rev,
-    current_deleted: bool,
-) -> std::result::Result<(), (String, String)> {
-    let id = doc.id.clone();
-    let failed = |e: Error| (id.clone(), e.to_string());
-    match (doc.deleted, current_deleted) {
-        (true, true) => Ok(()),
-        (true, false) => target
-            .delete_rev(db, &doc.id, &current)
-            .await
-            .map(|_| ())
-            .map_err(failed),
-        (false, _) => {
-            let mut map = doc.body;
-            if !current_deleted {
-                map.insert("_rev".into(), Value::String(current.to_string()));
-            }
-            target
-                .save(db, &doc.id, Document::from(map))
-                .await
-                .map(|_| ())
-                .map_err(failed)
-        }
-    }
+    candidate: &Candidate,
+    policy: ConflictPolicy,
+) -> Result<()> {
+    target
+        .resolve_conflicts(db, &candidate.id, |leaves| {
+            Ok(match policy {
+                ConflictPolicy::SourceWins if candidate.source_deleted => {
+                    let mut doc = Document::new();
+                    doc.insert("_deleted", true);
+                    doc
+                }
+                ConflictPolicy::SourceWins => {
+                    Document::from(candidate.source_body.clone().unwrap_or_default())
+                }
+                _ => {
+                    let former = candidate.target_winner.map(|r| r.to_string());
+                    let keep = leaves
+                        .iter()
+                        .find(|l| l.rev().map(str::to_owned) == former)
+                        .unwrap_or(&leaves[0]);
+                    keep.clone()
+                }
+            })
+        })
+        .await?;
+    Ok(())
 }

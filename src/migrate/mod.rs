@@ -1,56 +1,41 @@
-//! Migration between any two providers: streaming, revision-preserving, idempotent,
-//! resumable, verified.
+//! Migration between any two providers: one-shot replication (see [`crate::replicate`]) of
+//! each database, plus a report and a verification.
 //!
-//! Per database, the source's change feed is read in batches (bounded memory, whatever the
-//! database size); each batch costs one `changes` page and one `read_revisions` on the
-//! source, and one `revs_diff` (CouchDB's `_revs_diff`, as its replicator uses) and at most
-//! one `put_revisions_over` (the write) on the target. The `revs_diff` asks, next to each
-//! document's revision, about a revision no document reaches, so its `possible_ancestors`
-//! list every leaf the target holds: a revision already there is skipped, a document whose
-//! leaves are all ancestors of the source's revision is extended; only a document with a
-//! leaf that is not an ancestor costs a winner lookup (`current_revisions`). Documents
-//! keep their ids, bodies, revisions and revision histories (up to CouchDB's `revs_limit`);
-//! deletions are carried as tombstones. What the target already has at the same revision is
-//! skipped, so a second run writes nothing.
+//! Per database, the source is replicated into the target: changes since the replication's
+//! checkpoint, every leaf of each changed document, only the revisions the target lacks
+//! (asked with one `revs_diff` per batch) read with their histories and written as
+//! replication writes, checkpoints on both sides. So ids, bodies, revisions, histories and
+//! whole revision trees (conflicts and deleted leaves) carry over, a re-run writes nothing,
+//! and a stopped run (killed, interrupted, failed) resumes from its checkpoint; every run
+//! after the first is incremental.
 //!
-//! A document whose target revision differs is an update when the target's revision is an
-//! ancestor of the source's (in the history the source gave), so the target extends it as
-//! CouchDB's replicator would, however many edits lie between; otherwise it is a conflict,
-//! handled by [`ConflictPolicy`]. (A source that gives no history, such as an archive written
-//! before histories were kept, is judged by generation: higher is an update, with the
-//! target's revision given as its parent.)
-//!
-//! After each batch a checkpoint (`_local/docstore-migration`: the source's change-feed token)
-//! is stored in the target database. A run that stopped (killed, interrupted, failed) resumes
-//! from it; a finished run marks it complete, and the next full run starts over (writing
-//! nothing that is already there), while an incremental run continues from it.
+//! Each document is classified from what the target held: `unchanged` (it had every leaf),
+//! `created` (it had none), `updated` (every leaf it had is an ancestor of the source's), or,
+//! when it held a leaf of its own, a conflict once the write leaves it with more than one live
+//! leaf, settled by [`ConflictPolicy`] (the report's `conflicts`). A dry run only asks.
 //!
 //! Every run ends with a [`Verification`]: document counts and an order-independent hash over
-//! (id, revision, canonical body) of the live documents on both sides, and the ids that
-//! differ. A run from the start of the feed builds it as it goes: each written batch is read
-//! back from the target (one `get_many`, overlapped with the next batch's write) and
-//! compared, and at the end both sides' live counts must equal what was checked. Any
-//! difference, and every resumed or incremental run, is settled by [`verify_database`],
-//! which walks both sides in id order and lists the ids.
-//!
+//! (id, winning revision, canonical body) of the live documents on both sides, and the ids
+//! that differ. A run from the start of the feed builds it as it goes: each written batch's
+//! winners are read back from the target (one `get_many`) and compared, and at the end both
+//! sides' live counts must equal what was checked. Any difference, and every resumed run, is
+//! settled by [`verify_database`], which walks both sides in id order and lists the ids.
+
 mod apply;
 mod verify;
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::AtomicBool;
 
 use serde::Serialize;
-use serde_json::{Value, json};
 
-use crate::{DatabaseService, Document, Error, Result, Rev, RevisionedDoc};
+use crate::replicate::{self, ReplicateOptions, ReplicationProgress, ReplicationProgressFn};
+use crate::{DatabaseService, Error, Result};
 
-pub(crate) use apply::apply_batch;
+pub(crate) use apply::MigrationHook;
+use verify::InlineCheck;
 pub use verify::{Digest, Verification, database_digest, verify_database};
-use verify::{Expected, InlineCheck};
 pub(crate) use verify::{document_hash, hash_parts};
-
-/// The `_local` document holding a database's migration checkpoint in the target.
-pub const CHECKPOINT_ID: &str = "docstore-migration";
 
 /// What to do when the target holds a revision of a document that is neither the source's
 /// nor older than it.
@@ -271,36 +256,6 @@ pub async fn migrate(
     Ok(report)
 }
 
-fn cancelled(options: &MigrateOptions) -> bool {
-    options
-        .cancel
-        .as_ref()
-        .is_some_and(|c| c.load(Ordering::Relaxed))
-}
-
-async fn read_checkpoint(target: &dyn DatabaseService, db: &str) -> Result<Option<(String, bool)>> {
-    match target.get_local(db, CHECKPOINT_ID).await {
-        Ok(doc) => Ok(doc
-            .get("since")
-            .and_then(Value::as_str)
-            .map(|since| (since.to_owned(), doc.get("complete") == Some(&json!(true))))),
-        Err(e) if e.is_not_found() => Ok(None),
-        Err(e) => Err(e),
-    }
-}
-
-async fn write_checkpoint(
-    target: &dyn DatabaseService,
-    source: &dyn DatabaseService,
-    db: &str,
-    since: &str,
-    complete: bool,
-) -> Result<()> {
-    let body = json!({"since": since, "complete": complete, "source": source.provider_name()});
-    let doc = Document::from_value(body)?;
-    target.put_local(db, CHECKPOINT_ID, doc).await
-}
-
 fn note(list: &mut Vec<String>, id: &str) {
     if list.len() < LISTED_IDS {
         list.push(id.to_owned());
@@ -319,153 +274,35 @@ async fn migrate_database(
         db: db.to_owned(),
         ..DatabaseReport::default()
     };
-    let checkpoint = read_checkpoint(target, db).await?;
-    let mut since = match &checkpoint {
-        Some((since, complete)) if options.incremental || !complete => {
-            report.resumed = true;
-            Some(since.clone())
-        }
+    let progress = options.progress.clone().map(|progress| {
+        let db = db.to_owned();
+        Arc::new(move |p: &ReplicationProgress| {
+            progress(&Progress {
+                db: db.clone(),
+                read: p.changes_read,
+                pending: p.pending,
+            })
+        }) as ReplicationProgressFn
+    });
+    let replication = ReplicateOptions {
+        batch_size: options.batch_size,
+        cancel: options.cancel.clone(),
+        progress,
+        ..ReplicateOptions::default()
+    };
+    // A run from the start checks each written batch on the target as it goes (if every
+    // document turns out to be new there); a resumed run is verified by the full walk.
+    let inline = (options.verify && !options.dry_run).then(InlineCheck::default);
+    let mut hook = MigrationHook::new(options, &mut report, inline);
+    let replicated = replicate::run(source, db, target, db, &replication, &mut hook).await?;
+    let inline = hook.inline.take();
+    hook.failed(&replicated.failures);
+    report.read = replicated.changes_read;
+    report.resumed = replicated.start_last_seq.is_some();
+    report.complete = !replicated.cancelled;
+    let verification = match inline {
+        Some(check) if report.complete => check.finish(source, target, db).await?,
         _ => None,
     };
-    // A first run into a target that holds no documents (or no database yet) has no
-    // revisions to ask about: its batches skip `revs_diff`. Nothing can be lost if another
-    // writer adds documents meanwhile (replication writes merge), and the verification
-    // reports it.
-    let target_empty = checkpoint.is_none()
-        && match target.database_info(db).await {
-            Ok(info) => info.doc_count == 0 && info.doc_del_count == 0,
-            Err(e) if e.is_not_found() => true,
-            Err(e) => return Err(e),
-        };
-    // A run from the start reads every source document: each written batch is checked on
-    // the target as it goes. A resumed or incremental run is verified by the full walk.
-    let mut inline =
-        (since.is_none() && options.verify && !options.dry_run).then(InlineCheck::default);
-    // Pipelined: while one batch is written to the target, the next is read from the source,
-    // the one before is read back from the target to be checked, and its checkpoint stored.
-    // A batch is checkpointed only once it is written, so checkpoints stay in feed order.
-    let mut next = read_batch(source, db, since.as_deref(), options.batch_size).await?;
-    let mut written: Option<(Option<Expected>, String)> = None;
-    while let Some(batch) = next.take() {
-        if cancelled(options) {
-            store_written(source, target, db, written.take(), inline.as_mut(), options).await?;
-            return Ok((report, None));
-        }
-        report.read += batch.read;
-        let SourceBatch {
-            docs,
-            last_seq,
-            pending,
-            ..
-        } = batch;
-        let expected = inline.is_some().then(|| Expected::of(&docs));
-        let prefetch = async {
-            if pending == 0 {
-                Ok(None)
-            } else {
-                read_batch(source, db, Some(&last_seq), options.batch_size).await
-            }
-        };
-        let (applied, prefetched, stored) = futures::join!(
-            apply_batch(target, db, docs, target_empty, options, &mut report),
-            prefetch,
-            store_written(source, target, db, written.take(), inline.as_mut(), options),
-        );
-        applied?;
-        stored?;
-        written = Some((expected, last_seq.clone()));
-        since = Some(last_seq);
-        if let Some(progress) = &options.progress {
-            progress(&Progress {
-                db: db.to_owned(),
-                read: report.read,
-                pending,
-            });
-        }
-        next = prefetched?;
-    }
-    store_written(source, target, db, written.take(), inline.as_mut(), options).await?;
-    if !options.dry_run {
-        let since = match since {
-            Some(s) => s,
-            None => source.changes(db, None, 1).await?.last_seq,
-        };
-        write_checkpoint(target, source, db, &since, true).await?;
-    }
-    report.complete = true;
-    let verification = match inline {
-        Some(check) => check.finish(source, target, db).await?,
-        None => None,
-    };
     Ok((report, verification))
-}
-
-/// After a batch is written: its checkpoint, and its read-back check when the run checks
-/// as it goes.
-async fn store_written(
-    source: &dyn DatabaseService,
-    target: &dyn DatabaseService,
-    db: &str,
-    written: Option<(Option<Expected>, String)>,
-    inline: Option<&mut InlineCheck>,
-    options: &MigrateOptions,
-) -> Result<()> {
-    let Some((expected, last_seq)) = written else {
-        return Ok(());
-    };
-    if options.dry_run {
-        return Ok(());
-    }
-    let checkpoint = write_checkpoint(target, source, db, &last_seq, false);
-    let check = async {
-        match (inline, expected) {
-            (Some(inline), Some(expected)) => inline.check(target, db, expected).await,
-            _ => Ok(()),
-        }
-    };
-    let (stored, checked) = futures::join!(checkpoint, check);
-    stored.and(checked)
-}
-
-/// One page of a source's change feed with the documents it names.
-pub(crate) struct SourceBatch {
-    /// The documents at their latest revisions (tombstones with empty bodies), feed order.
-    pub docs: Vec<RevisionedDoc>,
-    /// Changes read (a document changed since the feed was read is left to a later change).
-    pub read: u64,
-    /// The feed token after this page.
-    pub last_seq: String,
-    /// Changes still ahead.
-    pub pending: u64,
-}
-
-/// Reads the next page of `db`'s change feed after `since` and each changed document at its
-/// revision with its history (one `changes` and one `read_revisions`); `None` at the end of
-/// the feed.
-pub(crate) async fn read_batch(
-    source: &dyn DatabaseService,
-    db: &str,
-    since: Option<&str>,
-    limit: usize,
-) -> Result<Option<SourceBatch>> {
-    let page = source.changes(db, since, limit).await?;
-    if page.results.is_empty() {
-        return Ok(None);
-    }
-    let wanted: Vec<(String, Rev)> = page.results.iter().map(|c| (c.id.clone(), c.rev)).collect();
-    let mut docs = Vec::with_capacity(wanted.len());
-    for read in source.read_revisions(db, &wanted).await? {
-        match read {
-            Ok(doc) => docs.push(doc),
-            // Changed again since the feed was read: a later change carries it.
-            Err(e) if e.is_not_found() => {}
-            Err(e) => return Err(e),
-        }
-    }
-    Ok(Some(SourceBatch {
-        docs,
-        read: page.results.len() as u64,
-        last_seq: page.last_seq,
-        pending: page.pending,
-    }))
 }

@@ -191,8 +191,8 @@ pub async fn verify_database(
 pub(crate) struct Expected(Vec<(String, Rev, bool, u128)>);
 
 impl Expected {
-    /// The expectations of a batch about to be written.
-    pub fn of(docs: &[RevisionedDoc]) -> Self {
+    /// The expectations of the source winners of a batch about to be written.
+    pub fn of(docs: &[&RevisionedDoc]) -> Self {
         Self(
             docs.iter()
                 .map(|d| {

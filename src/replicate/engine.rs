@@ -14,16 +14,6 @@ pub(crate) struct Filter {
     pub selector: Option<Selector>,
 }
 
-impl Filter {
-    /// No filter.
-    pub fn everything() -> Self {
-        Self {
-            doc_ids: None,
-            selector: None,
-        }
-    }
-}
-
 /// One changed document of a batch, with what the target said of it.
 pub(crate) struct Changed {
     pub id: String,
@@ -55,8 +45,7 @@ pub(crate) struct Batch {
     pub pending: u64,
 }
 
-/// Reads the next batch after `since`; `None` when the feed has nothing new. With
-/// `read_docs` false (a dry run) the missing revisions are not read.
+/// Reads the next batch after `since`; `None` when the feed has nothing new.
 pub(crate) async fn fetch(
     source: &dyn DatabaseService,
     source_db: &str,
@@ -65,7 +54,6 @@ pub(crate) async fn fetch(
     since: Option<&str>,
     limit: usize,
     filter: &Filter,
-    read_docs: bool,
 ) -> Result<Option<Batch>> {
     let page = source.changes(source_db, since, limit).await?;
     if page.results.is_empty() {
@@ -97,47 +85,24 @@ pub(crate) async fn fetch(
             .collect::<Result<_>>()?;
         changes.retain(|c| matching.contains(&c.id));
     }
-    let probe = Rev::beyond_every_leaf();
-    let asked: Vec<(String, Vec<Rev>)> = changes
-        .iter()
+    let entries = changes
+        .into_iter()
         .map(|c| {
-            let mut revs = vec![c.rev];
-            revs.extend(c.other_leaves.iter().copied());
-            revs.push(probe);
-            (c.id.clone(), revs)
+            let mut leaves = vec![c.rev];
+            leaves.extend(c.other_leaves);
+            (c.id, leaves, c.deleted)
         })
         .collect();
-    let diffs = if asked.is_empty() {
-        Vec::new()
-    } else {
-        target.revs_diff(target_db, &asked).await?
-    };
-    let mut changed = Vec::with_capacity(changes.len());
-    let mut wanted: Vec<(String, Rev)> = Vec::new();
-    let mut checked = 0;
-    for (change, mut diff) in changes.into_iter().zip(diffs) {
-        diff.missing.retain(|r| *r != probe);
-        checked += 1 + change.other_leaves.len() as u64;
-        wanted.extend(diff.missing.iter().map(|r| (change.id.clone(), *r)));
-        let mut leaves = vec![change.rev];
-        leaves.extend(change.other_leaves);
-        changed.push(Changed {
-            id: change.id,
-            leaves,
-            deleted: change.deleted,
-            diff,
-        });
-    }
-    let missing = wanted.len() as u64;
+    let changed = ask_target(target, target_db, entries).await?;
+    let wanted: Vec<(String, Rev)> = changed
+        .iter()
+        .flat_map(|c| c.diff.missing.iter().map(|r| (c.id.clone(), *r)))
+        .collect();
     let mut docs = Vec::with_capacity(wanted.len());
     let mut unreadable = Vec::new();
-    if read_docs && !wanted.is_empty() {
-        for (read, (id, _)) in source
-            .read_revisions(source_db, &wanted)
-            .await?
-            .into_iter()
-            .zip(&wanted)
-        {
+    if !wanted.is_empty() {
+        let reads = source.read_revisions(source_db, &wanted).await?;
+        for (read, (id, _)) in reads.into_iter().zip(&wanted) {
             match read {
                 Ok(doc) => docs.push(doc),
                 // Changed again (and compacted) since the feed was read: a later change
@@ -151,15 +116,52 @@ pub(crate) async fn fetch(
         }
     }
     Ok(Some(Batch {
+        checked: changed.iter().map(|c| c.leaves.len() as u64).sum(),
+        missing: wanted.len() as u64,
         changed,
         docs,
         read,
-        checked,
-        missing,
         unreadable,
         last_seq: page.last_seq,
         pending: page.pending,
     }))
+}
+
+/// Asks the target which of each document's leaves it lacks (one `revs_diff`): `entries`
+/// are (id, leaves with the winner first, whether the winner is deleted). The probe revision
+/// no document reaches makes each answer's `possible_ancestors` list every leaf the target
+/// holds, in leaf order (its winner first).
+pub(crate) async fn ask_target(
+    target: &dyn DatabaseService,
+    target_db: &str,
+    entries: Vec<(String, Vec<Rev>, bool)>,
+) -> Result<Vec<Changed>> {
+    if entries.is_empty() {
+        return Ok(Vec::new());
+    }
+    let probe = Rev::beyond_every_leaf();
+    let asked: Vec<(String, Vec<Rev>)> = entries
+        .iter()
+        .map(|(id, leaves, _)| {
+            let mut revs = leaves.clone();
+            revs.push(probe);
+            (id.clone(), revs)
+        })
+        .collect();
+    let diffs = target.revs_diff(target_db, &asked).await?;
+    Ok(entries
+        .into_iter()
+        .zip(diffs)
+        .map(|((id, leaves, deleted), mut diff)| {
+            diff.missing.retain(|r| *r != probe);
+            Changed {
+                id,
+                leaves,
+                deleted,
+                diff,
+            }
+        })
+        .collect())
 }
 
 /// Writes a batch's revisions to the target as replication writes; the failures, by id.
@@ -182,4 +184,93 @@ pub(crate) async fn write(
         }
     }
     Ok((written, failed))
+}
+
+/// A page of the source's changes with every leaf of each changed document read (with its
+/// history), the winner first: what a backup writes. `None` at the end of the feed.
+pub(crate) struct Leaves {
+    /// (leaf, whether it is its document's winner), documents in feed order.
+    pub docs: Vec<(RevisionedDoc, bool)>,
+    pub last_seq: String,
+    pub pending: u64,
+}
+
+/// Reads the page of `db`'s changes after `since` and all leaves of its documents (one
+/// `changes`, one `read_revisions`).
+pub(crate) async fn read_leaves(
+    source: &dyn DatabaseService,
+    db: &str,
+    since: Option<&str>,
+    limit: usize,
+) -> Result<Option<Leaves>> {
+    let page = source.changes(db, since, limit).await?;
+    if page.results.is_empty() {
+        return Ok(None);
+    }
+    let mut wanted: Vec<(String, Rev)> = Vec::new();
+    let mut winners: Vec<bool> = Vec::new();
+    for change in &page.results {
+        wanted.push((change.id.clone(), change.rev));
+        winners.push(true);
+        for leaf in &change.other_leaves {
+            wanted.push((change.id.clone(), *leaf));
+            winners.push(false);
+        }
+    }
+    let mut docs = Vec::with_capacity(wanted.len());
+    for (read, winner) in source
+        .read_revisions(db, &wanted)
+        .await?
+        .into_iter()
+        .zip(winners)
+    {
+        match read {
+            Ok(doc) => docs.push((doc, winner)),
+            // Changed again since the feed was read: a later change carries it.
+            Err(e) if e.is_not_found() => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(Some(Leaves {
+        docs,
+        last_seq: page.last_seq,
+        pending: page.pending,
+    }))
+}
+
+/// A batch built from revisions at hand (an archive) rather than a source's feed: each
+/// document's leaves (the winner first) asked of the target, all of them kept to write.
+pub(crate) async fn batch_of(
+    target: &dyn DatabaseService,
+    target_db: &str,
+    docs: Vec<(RevisionedDoc, bool)>,
+) -> Result<Batch> {
+    let mut entries: Vec<(String, Vec<Rev>, bool)> = Vec::new();
+    for (doc, winner) in &docs {
+        match entries.last_mut() {
+            Some((id, leaves, _)) if *id == doc.id && !winner => leaves.push(doc.rev),
+            _ => entries.push((doc.id.clone(), vec![doc.rev], doc.deleted)),
+        }
+    }
+    let read = entries.len() as u64;
+    let changed = ask_target(target, target_db, entries).await?;
+    let missing: HashSet<(&str, Rev)> = changed
+        .iter()
+        .flat_map(|c| c.diff.missing.iter().map(move |r| (c.id.as_str(), *r)))
+        .collect();
+    let docs: Vec<RevisionedDoc> = docs
+        .into_iter()
+        .map(|(doc, _)| doc)
+        .filter(|d| missing.contains(&(d.id.as_str(), d.rev)))
+        .collect();
+    Ok(Batch {
+        checked: changed.iter().map(|c| c.leaves.len() as u64).sum(),
+        missing: docs.len() as u64,
+        changed,
+        docs,
+        read,
+        unreadable: Vec::new(),
+        last_seq: String::new(),
+        pending: 0,
+    })
 }

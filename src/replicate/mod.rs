@@ -26,9 +26,12 @@ use std::time::Duration;
 
 use serde::Serialize;
 
+use async_trait::async_trait;
+
 use crate::mango::Selector;
 use crate::{DatabaseService, Error, Result};
-use engine::{Batch, Filter};
+pub(crate) use engine::Batch;
+use engine::Filter;
 
 /// The feed token of the start of every provider's feed.
 const FEED_START: &str = "0";
@@ -152,6 +155,41 @@ fn cancelled(options: &ReplicateOptions) -> bool {
         .is_some_and(|c| c.load(Ordering::Relaxed))
 }
 
+/// What a run that builds on replication (migration) does besides copying.
+#[async_trait]
+pub(crate) trait BatchHook: Send {
+    /// A dry run: batches are read and asked of the target, but nothing is written or
+    /// checkpointed (and a missing target is not created).
+    fn dry_run(&self) -> bool {
+        false
+    }
+
+    /// Told once whether the run resumes from a checkpoint, before the first batch.
+    fn started(&mut self, _resumed: bool) {}
+
+    /// Sees each batch before it is written (its documents then move into the write).
+    fn before_write(&mut self, _batch: &Batch) {}
+
+    /// Called with each batch (without its documents) once it is written (in a dry run,
+    /// once it is asked), before its checkpoint; an error stops the run there.
+    async fn after_batch(
+        &mut self,
+        target: &dyn DatabaseService,
+        target_db: &str,
+        batch: &Batch,
+    ) -> Result<()>;
+}
+
+/// Plain replication: nothing besides copying.
+struct Plain;
+
+#[async_trait]
+impl BatchHook for Plain {
+    async fn after_batch(&mut self, _: &dyn DatabaseService, _: &str, _: &Batch) -> Result<()> {
+        Ok(())
+    }
+}
+
 /// Replicates `source_db` of `source` into `target_db` of `target` (see the module doc).
 pub async fn replicate(
     source: &dyn DatabaseService,
@@ -160,6 +198,19 @@ pub async fn replicate(
     target_db: &str,
     options: &ReplicateOptions,
 ) -> Result<ReplicationReport> {
+    run(source, source_db, target, target_db, options, &mut Plain).await
+}
+
+/// [`replicate`] with a hook (see [`BatchHook`]).
+pub(crate) async fn run(
+    source: &dyn DatabaseService,
+    source_db: &str,
+    target: &dyn DatabaseService,
+    target_db: &str,
+    options: &ReplicateOptions,
+    hook: &mut dyn BatchHook,
+) -> Result<ReplicationReport> {
+    let dry_run = hook.dry_run();
     if options.batch_size == 0 {
         return Err(Error::Config {
             key: "batch".into(),
@@ -200,7 +251,7 @@ pub async fn replicate(
         target: target_log.map(|l| l.history).unwrap_or_default(),
         id: local_id,
     };
-    if target_missing {
+    if target_missing && !dry_run {
         // Created now, as CouchDB's `create_target` does, even if nothing is copied.
         let seq = report
             .start_last_seq
@@ -209,6 +260,7 @@ pub async fn replicate(
         logs.store(source, source_db, target, target_db, &report, &seq)
             .await?;
     }
+    hook.started(report.start_last_seq.is_some());
     let mut since = report.start_last_seq.clone();
     let mut next = engine::fetch(
         source,
@@ -218,7 +270,6 @@ pub async fn replicate(
         since.as_deref(),
         options.batch_size,
         &filter,
-        true,
     )
     .await?;
     loop {
@@ -236,26 +287,22 @@ pub async fn replicate(
                 since.as_deref(),
                 options.batch_size,
                 &filter,
-                true,
             )
             .await?;
             continue;
         };
-        let Batch {
-            docs,
-            read,
-            checked,
-            missing,
-            unreadable,
-            last_seq,
-            pending,
-            ..
-        } = batch;
-        report.changes_read += read;
-        report.missing_checked += checked;
-        report.missing_found += missing;
-        report.docs_read += docs.len() as u64;
-        report.fail(unreadable);
+        let mut batch = batch;
+        report.changes_read += batch.read;
+        report.missing_checked += batch.checked;
+        report.missing_found += batch.missing;
+        report.docs_read += batch.docs.len() as u64;
+        report.fail(std::mem::take(&mut batch.unreadable));
+        let (last_seq, pending) = (batch.last_seq.clone(), batch.pending);
+        hook.before_write(&batch);
+        let mut docs = std::mem::take(&mut batch.docs);
+        if dry_run {
+            docs.clear();
+        }
         // The next page is read while this one is written; one-shot runs stop at the end
         // of the feed the source reported.
         let more = options.continuous || pending > 0;
@@ -269,7 +316,6 @@ pub async fn replicate(
                     Some(&last_seq),
                     options.batch_size,
                     &filter,
-                    true,
                 )
                 .await
             } else {
@@ -281,8 +327,11 @@ pub async fn replicate(
         let (count, failed) = written?;
         report.docs_written += count;
         report.fail(failed);
-        logs.store(source, source_db, target, target_db, &report, &last_seq)
-            .await?;
+        hook.after_batch(target, target_db, &batch).await?;
+        if !dry_run {
+            logs.store(source, source_db, target, target_db, &report, &last_seq)
+                .await?;
+        }
         report.end_last_seq = Some(last_seq.clone());
         since = Some(last_seq);
         if let Some(progress) = &options.progress {
