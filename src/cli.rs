@@ -7,11 +7,13 @@ use std::io::Read;
 use std::sync::Arc;
 
 use docstore::migrate::MigrateOptions;
+use docstore::replicate::ReplicateOptions;
 
 use anyhow::{Context, Result, bail};
 use clap::{Parser, Subcommand};
 use docstore::{
-    DatabaseService, Document, FindQuery, IndexStatus, Settings, get_database_service, serde_json,
+    DatabaseService, DatabaseServiceExt, Document, FindQuery, GetOptions, IndexStatus, Settings,
+    get_database_service, serde_json,
 };
 use serde_json::{Value, json};
 
@@ -93,6 +95,35 @@ enum Command {
         #[arg(long)]
         no_verify: bool,
     },
+    /// Replicate every database (or --db ones) from SOURCE to TARGET as CouchDB does: only
+    /// missing revisions, whole revision trees, checkpoints on both sides (a re-run continues).
+    /// Two-way sync is two runs. A location is memory:, embedded:PATH, a CouchDB URL, or
+    /// "settings".
+    Replicate {
+        source: String,
+        target: String,
+        /// Keep following the source's changes until Ctrl-C.
+        #[arg(long)]
+        continuous: bool,
+        /// Only these databases (comma-separated).
+        #[arg(long, value_delimiter = ',')]
+        db: Vec<String>,
+        /// Only documents whose winner matches this Mango selector, e.g. '{"type": "order"}'.
+        #[arg(long)]
+        selector: Option<String>,
+        /// Only these document ids (comma-separated).
+        #[arg(long, value_delimiter = ',')]
+        doc_ids: Vec<String>,
+        /// Changes per batch.
+        #[arg(long, default_value_t = 500)]
+        batch: usize,
+        /// Fail instead of creating a missing target database.
+        #[arg(long)]
+        no_create_target: bool,
+    },
+    /// List the documents of DB that have conflicts, or show one document's: its winner, the
+    /// other live leaves (`_conflicts`) and the deleted ones (`_deleted_conflicts`).
+    Conflicts { db: String, id: Option<String> },
     /// Write a backup archive (zstd-compressed JSON lines) of every database (or --db ones).
     Backup {
         /// The archive to write.
@@ -171,6 +202,38 @@ pub async fn run(cli: Cli) -> Result<()> {
                 .context("the source")?;
             let target = open(&settings, to.as_deref()).await.context("the target")?;
             progress::migrate(&*source, &*target, options, cli.json).await
+        }
+        Command::Replicate {
+            source,
+            target,
+            continuous,
+            db,
+            selector,
+            doc_ids,
+            batch,
+            no_create_target,
+        } => {
+            let selector = selector
+                .map(|text| {
+                    serde_json::from_str::<Value>(&text)
+                        .with_context(|| format!("the selector is not JSON: {text}"))
+                })
+                .transpose()?;
+            let options = ReplicateOptions {
+                continuous,
+                doc_ids: (!doc_ids.is_empty()).then_some(doc_ids),
+                selector,
+                create_target: !no_create_target,
+                batch_size: batch,
+                ..ReplicateOptions::default()
+            };
+            let from = side(&settings, &source).await.context("the source")?;
+            let to = side(&settings, &target).await.context("the target")?;
+            let (progress::Side::Service(from), progress::Side::Service(to)) = (from, to) else {
+                bail!("replication runs between providers, not archives");
+            };
+            let only = (!db.is_empty()).then_some(db);
+            progress::replicate(&*from, &*to, only, options, cli.json).await
         }
         Command::Verify { a, b, db } => {
             let left = side(&settings, &a).await.context("the first location")?;
@@ -328,7 +391,55 @@ async fn execute(svc: &dyn DatabaseService, command: Command, as_json: bool) -> 
                 println!("index {name} on {db}: {status}");
             }
         }
+        Command::Conflicts { db, id: Some(id) } => {
+            let options = GetOptions {
+                conflicts: true,
+                deleted_conflicts: true,
+                ..GetOptions::default()
+            };
+            let winner = svc.get_with(&db, &id, &options).await?;
+            let leaves = svc.live_leaves(&db, &id).await?;
+            if as_json {
+                print_json(&json!({
+                    "winner": winner.rev(),
+                    "conflicts": winner.get("_conflicts"),
+                    "deleted_conflicts": winner.get("_deleted_conflicts"),
+                    "live_leaves": leaves.into_iter().map(Document::into_value).collect::<Vec<_>>(),
+                }));
+            } else {
+                println!("{id}: winner {}", winner.rev().unwrap_or("-"));
+                for (label, key) in [
+                    ("conflict", "_conflicts"),
+                    ("deleted", "_deleted_conflicts"),
+                ] {
+                    for rev in winner
+                        .get(key)
+                        .and_then(Value::as_array)
+                        .into_iter()
+                        .flatten()
+                    {
+                        println!("  {label}: {}", rev.as_str().unwrap_or(""));
+                    }
+                }
+                for leaf in leaves {
+                    println!("{}", serde_json::to_string(&leaf.into_value())?);
+                }
+            }
+        }
+        Command::Conflicts { db, id: None } => {
+            let listed = conflicted(svc, &db).await?;
+            if as_json {
+                print_json(&Value::Array(listed));
+            } else if listed.is_empty() {
+                println!("{db}: no conflicts");
+            } else {
+                for doc in &listed {
+                    println!("{}\t{}\t{}", doc["id"], doc["rev"], doc["conflicts"]);
+                }
+            }
+        }
         Command::Migrate { .. }
+        | Command::Replicate { .. }
         | Command::Verify { .. }
         | Command::Backup { .. }
         | Command::Restore { .. } => {
@@ -351,6 +462,37 @@ async fn execute(svc: &dyn DatabaseService, command: Command, as_json: bool) -> 
         }
     }
     Ok(())
+}
+
+/// The documents of `db` with conflicts: the changes feed names those with more than one
+/// leaf, and a read with `conflicts` keeps those with another live leaf.
+async fn conflicted(svc: &dyn DatabaseService, db: &str) -> Result<Vec<Value>> {
+    let options = GetOptions {
+        conflicts: true,
+        ..GetOptions::default()
+    };
+    let mut listed = Vec::new();
+    let mut since: Option<String> = None;
+    loop {
+        let page = svc.changes(db, since.as_deref(), 1000).await?;
+        for change in page.results.iter().filter(|c| !c.other_leaves.is_empty()) {
+            match svc.get_with(db, &change.id, &options).await {
+                Ok(doc) => {
+                    if let Some(conflicts) = doc.get("_conflicts") {
+                        listed.push(
+                            json!({"id": change.id, "rev": doc.rev(), "conflicts": conflicts}),
+                        );
+                    }
+                }
+                Err(e) if e.is_not_found() => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
+        if page.results.is_empty() || page.pending == 0 {
+            return Ok(listed);
+        }
+        since = Some(page.last_seq);
+    }
 }
 
 fn report_write(as_json: bool, verb: &str, w: &docstore::WriteResult) {

@@ -1,5 +1,6 @@
-//! The CLI's long-running commands: `migrate` with a progress line per database (redrawn on
-//! a terminal, plain log lines otherwise), Ctrl-C handling and a summary table; `verify`.
+//! The CLI's long-running commands: `migrate` and `replicate` with a progress line per
+//! database (redrawn on a terminal, plain log lines otherwise), Ctrl-C handling and a summary
+//! table; `verify`.
 
 use std::io::{IsTerminal, Write};
 use std::sync::Arc;
@@ -12,8 +13,79 @@ use docstore::archive::{self, RestoreReport};
 use docstore::migrate::{
     self, DatabaseReport, Digest, MigrateOptions, MigrationReport, Progress, Verification,
 };
+use docstore::replicate::{self, ReplicateOptions, ReplicationProgress};
 use docstore::serde_json;
 use std::sync::Mutex;
+
+/// A flag set by Ctrl-C, after saying that the current batch finishes and is checkpointed.
+fn cancel_on_interrupt() -> Arc<AtomicBool> {
+    let cancel = Arc::new(AtomicBool::new(false));
+    let on_interrupt = Arc::clone(&cancel);
+    tokio::spawn(async move {
+        if tokio::signal::ctrl_c().await.is_ok() {
+            eprintln!("\ninterrupted: finishing the current batch and storing the checkpoint");
+            on_interrupt.store(true, Ordering::Relaxed);
+        }
+    });
+    cancel
+}
+
+/// A progress line per database on standard error: a bar, the rate and an ETA, redrawn in
+/// place on a terminal, one plain line per batch otherwise.
+struct Bar {
+    terminal: bool,
+    started: Mutex<Option<(String, Instant)>>,
+}
+
+impl Bar {
+    fn new() -> Self {
+        Self {
+            terminal: std::io::stderr().is_terminal(),
+            started: Mutex::new(None),
+        }
+    }
+
+    /// Draws `db`'s line: `read` changes done, `pending` ahead, `extra` appended.
+    fn draw(&self, db: &str, read: u64, pending: u64, extra: &str) {
+        let Ok(mut started) = self.started.lock() else {
+            return;
+        };
+        let since = match &*started {
+            Some((name, at)) if name == db => *at,
+            _ => {
+                let now = Instant::now();
+                *started = Some((db.to_owned(), now));
+                now
+            }
+        };
+        let secs = since.elapsed().as_secs_f64().max(0.001);
+        let rate = read as f64 / secs;
+        let total = read + pending;
+        let eta = if rate > 0.0 {
+            pending as f64 / rate
+        } else {
+            0.0
+        };
+        let width = 24usize;
+        let filled = (read as usize * width) / (total.max(1) as usize);
+        let bar = format!(
+            "{}{}",
+            "#".repeat(filled),
+            ".".repeat(width - filled.min(width))
+        );
+        let line =
+            format!("{db} [{bar}] {read}/{total} changes, {rate:.0}/s, ETA {eta:.0}s{extra}");
+        if self.terminal {
+            eprint!("\r{line}\x1b[K");
+            if pending == 0 {
+                eprintln!();
+            }
+        } else {
+            eprintln!("{line}");
+        }
+        let _ = std::io::stderr().flush();
+    }
+}
 
 /// Runs a migration, shows progress, prints the summary; an error if anything failed,
 /// conflicted unresolved, did not verify, or was interrupted.
@@ -23,57 +95,10 @@ pub async fn migrate(
     mut options: MigrateOptions,
     as_json: bool,
 ) -> Result<()> {
-    let cancel = Arc::new(AtomicBool::new(false));
-    options.cancel = Some(Arc::clone(&cancel));
-    let on_interrupt = Arc::clone(&cancel);
-    tokio::spawn(async move {
-        if tokio::signal::ctrl_c().await.is_ok() {
-            eprintln!("\ninterrupted: finishing the current batch and storing the checkpoint");
-            on_interrupt.store(true, Ordering::Relaxed);
-        }
-    });
-    let terminal = std::io::stderr().is_terminal();
-    let started: Mutex<Option<(String, Instant)>> = Mutex::new(None);
+    options.cancel = Some(cancel_on_interrupt());
+    let bar = Bar::new();
     options.progress = Some(Arc::new(move |p: &Progress| {
-        let Ok(mut started) = started.lock() else {
-            return;
-        };
-        let since = match &*started {
-            Some((db, at)) if *db == p.db => *at,
-            _ => {
-                let now = Instant::now();
-                *started = Some((p.db.clone(), now));
-                now
-            }
-        };
-        let secs = since.elapsed().as_secs_f64().max(0.001);
-        let rate = p.read as f64 / secs;
-        let total = p.read + p.pending;
-        let eta = if rate > 0.0 {
-            p.pending as f64 / rate
-        } else {
-            0.0
-        };
-        let width = 24usize;
-        let filled = (p.read as usize * width) / (total.max(1) as usize);
-        let bar = format!(
-            "{}{}",
-            "#".repeat(filled),
-            ".".repeat(width - filled.min(width))
-        );
-        let line = format!(
-            "{} [{bar}] {}/{} docs, {rate:.0} docs/s, ETA {eta:.0}s",
-            p.db, p.read, total
-        );
-        if terminal {
-            eprint!("\r{line}\x1b[K");
-            if p.pending == 0 {
-                eprintln!();
-            }
-        } else {
-            eprintln!("{line}");
-        }
-        let _ = std::io::stderr().flush();
+        bar.draw(&p.db, p.read, p.pending, "")
     }));
     let report = migrate::migrate(source, target, &options).await?;
     if as_json {
@@ -86,6 +111,56 @@ pub async fn migrate(
     }
     if !report.is_success() {
         bail!("the migration did not fully succeed (see the summary)");
+    }
+    Ok(())
+}
+
+/// Runs replications (continuous ones until Ctrl-C), shows progress, prints CouchDB-style
+/// reports; an error if any revision could not be copied.
+pub async fn replicate(
+    source: &dyn DatabaseService,
+    target: &dyn DatabaseService,
+    databases: Option<Vec<String>>,
+    mut options: ReplicateOptions,
+    as_json: bool,
+) -> Result<()> {
+    options.cancel = Some(cancel_on_interrupt());
+    let bar = Bar::new();
+    options.progress = Some(Arc::new(move |p: &ReplicationProgress| {
+        bar.draw(
+            &p.db,
+            p.changes_read,
+            p.pending,
+            &format!(", {} revisions written", p.docs_written),
+        )
+    }));
+    let reports =
+        replicate::replicate_databases(source, target, databases.as_deref(), &options).await?;
+    if as_json {
+        println!("{}", serde_json::to_string_pretty(&reports)?);
+    } else {
+        println!(
+            "{:<24} {:>8} {:>8} {:>8} {:>8} {:>8}  last seq",
+            "database", "changes", "checked", "missing", "written", "failed"
+        );
+        for r in &reports {
+            println!(
+                "{:<24} {:>8} {:>8} {:>8} {:>8} {:>8}  {}",
+                r.source_db,
+                r.changes_read,
+                r.missing_checked,
+                r.missing_found,
+                r.docs_written,
+                r.doc_write_failures,
+                r.end_last_seq.as_deref().unwrap_or("-")
+            );
+            for (id, reason) in &r.failures {
+                println!("  failed: {id}: {reason}");
+            }
+        }
+    }
+    if reports.iter().any(|r| r.doc_write_failures > 0) {
+        bail!("some revisions were not copied (see the report)");
     }
     Ok(())
 }

@@ -251,3 +251,45 @@ fn find_and_index_from_the_command_line() {
     assert!(!out.status.success());
     assert!(text(&out.stderr).contains("$near"), "{}", text(&out.stderr));
 }
+
+/// `replicate` between two embedded stores both ways turns concurrent edits into a conflict
+/// on both sides; `conflicts` lists it and shows the leaves; another run copies nothing.
+#[test]
+fn replicate_both_ways_and_list_conflicts() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let (a, b) = ("embedded:./a", "embedded:./b");
+    let run = |args: &[&str], store: &str| {
+        let out = docstore(d, args, &[("EMBEDDED_PATH", store)], None);
+        assert!(out.status.success(), "{args:?}: {}", text(&out.stderr));
+        text(&out.stdout)
+    };
+    run(&["put", "notes", "n1", r#"{"v":0}"#], "./a");
+    run(&["put", "notes", "n2", r#"{"v":0}"#], "./a");
+    let out = run(&["replicate", a, b], "./a");
+    assert!(out.contains("notes"), "{out}");
+    run(&["put", "notes", "n1", r#"{"side":"a"}"#], "./a");
+    run(&["put", "notes", "n1", r#"{"side":"b"}"#], "./b");
+    run(&["replicate", a, b], "./a");
+    run(&["replicate", b, a], "./a");
+    for store in ["./a", "./b"] {
+        let listed: serde_json::Value =
+            serde_json::from_str(&run(&["--json", "conflicts", "notes"], store)).unwrap();
+        assert_eq!(listed.as_array().map(Vec::len), Some(1), "{listed}");
+        assert_eq!(listed[0]["id"], "n1");
+        let one: serde_json::Value =
+            serde_json::from_str(&run(&["--json", "conflicts", "notes", "n1"], store)).unwrap();
+        assert_eq!(
+            one["live_leaves"].as_array().map(Vec::len),
+            Some(2),
+            "{one}"
+        );
+    }
+    let again: serde_json::Value =
+        serde_json::from_str(&run(&["--json", "replicate", a, b], "./a")).unwrap();
+    // The change the sync back made on `a` is read, and found present on `b`.
+    assert_eq!(again[0]["docs_written"], 0, "{again}");
+    assert_eq!(again[0]["missing_found"], 0, "{again}");
+    let out = docstore(d, &["replicate", a, "archive:x"], &[], None);
+    assert!(!out.status.success());
+}
