@@ -5,12 +5,14 @@
 //! ```text
 //! cargo bench --bench harness                      # every section
 //! cargo bench --bench harness -- memory embedded   # some: memory embedded couchdb
-//!                                                  #   migration scaling latency
+//!                                                  #   migration replication latency scaling
 //! ```
 //!
 //! Sections: `memory` (vs a `DashMap`), `embedded` (vs raw fjall), `couchdb` (vs a raw HTTP
 //! client on the same server), `migration` (vs the per-document loop and raw `_bulk_docs`),
-//! `latency` (embedded single saves, 1 and 8 writers), `scaling` (listing and migration at
+//! `replication` (embedded ⇄ CouchDB vs raw `_bulk_docs` / `_bulk_get` + fjall, and the lag of
+//! a continuous replication at 100 writes/s), `latency` (embedded single saves, 1 and 8
+//! writers), `scaling` (listing and migration at
 //! 10k, 100k, 1M documents: time and peak memory). Sizes: `BENCH_DOCS` (default 100,000;
 //! the CouchDB section uses `BENCH_COUCH_DOCS`, default 10,000), `BENCH_LOOP_DOCS` (per-doc
 //! loop into CouchDB, default 2,000), `BENCH_SCALE` (default `10000,100000,1000000`).
@@ -25,6 +27,7 @@ mod couchdb;
 mod embedded;
 mod memory;
 mod migration;
+mod replication;
 mod scaling;
 
 use std::fmt::Write as _;
@@ -34,11 +37,12 @@ use docstore::serde_json::{self, json};
 
 use crate::common::{Row, env_usize, print_rows};
 
-const SECTIONS: [&str; 6] = [
+const SECTIONS: [&str; 7] = [
     "memory",
     "embedded",
     "couchdb",
     "migration",
+    "replication",
     "latency",
     "scaling",
 ];
@@ -117,6 +121,12 @@ async fn run() {
             &mut rows,
         );
     }
+    let mut lag = None;
+    if wanted("replication") {
+        let (new, measured) = replication::run(couch_docs).await;
+        section("replication", new, &mut rows);
+        lag = measured;
+    }
     let latency = if wanted("latency") {
         embedded::latency().await
     } else {
@@ -135,6 +145,13 @@ async fn run() {
         &rows,
     );
     let mut extra = String::new();
+    if let Some(l) = &lag {
+        let _ = writeln!(
+            extra,
+            "\ncontinuous replication embedded -> CouchDB at {} writes/s ({} documents): lag p50 {:.0} ms, p99 {:.0} ms, max {:.0} ms (target: p99 < 500 ms)",
+            l.writes_per_s, l.docs, l.p50_ms, l.p99_ms, l.max_ms
+        );
+    }
     if !latency.is_empty() {
         let _ = writeln!(
             extra,
@@ -183,7 +200,7 @@ async fn run() {
         }
     }
     print!("{extra}");
-    write_results(&rows, &latency, &scaling, docs, couch_docs);
+    write_results(&rows, &latency, &scaling, lag.as_ref(), docs, couch_docs);
 }
 
 /// `target/benchmarks/results.json` (for the plot) and `results.md` (for BENCHMARKS.md).
@@ -191,6 +208,7 @@ fn write_results(
     rows: &[Row],
     latency: &[embedded::Latency],
     scaling: &[scaling::Scale],
+    lag: Option<&replication::Lag>,
     docs: usize,
     couch_docs: usize,
 ) {
@@ -212,6 +230,10 @@ fn write_results(
             "ours": {"per_s": l.ours.0, "p50_ms": l.ours.1.as_secs_f64() * 1e3, "p99_ms": l.ours.2.as_secs_f64() * 1e3},
             "raw": {"per_s": l.raw.0, "p50_ms": l.raw.1.as_secs_f64() * 1e3, "p99_ms": l.raw.2.as_secs_f64() * 1e3},
         })).collect::<Vec<_>>(),
+        "replication_lag": lag.map(|l| json!({
+            "writes_per_s": l.writes_per_s, "docs": l.docs,
+            "p50_ms": l.p50_ms, "p99_ms": l.p99_ms, "max_ms": l.max_ms,
+        })),
         "scaling": scaling.iter().map(|s| json!({
             "docs": s.docs,
             "listing_s": s.listing.0.as_secs_f64(), "listing_mib": s.listing.1,

@@ -45,7 +45,9 @@ pub(crate) struct Batch {
     pub pending: u64,
 }
 
-/// Reads the next batch after `since`; `None` when the feed has nothing new.
+/// Reads the next batch after `since`; `None` when the feed has nothing new. A
+/// `target_empty` target is not asked: it lacks every leaf.
+#[allow(clippy::too_many_arguments)]
 pub(crate) async fn fetch(
     source: &dyn DatabaseService,
     source_db: &str,
@@ -54,6 +56,7 @@ pub(crate) async fn fetch(
     since: Option<&str>,
     limit: usize,
     filter: &Filter,
+    target_empty: bool,
 ) -> Result<Option<Batch>> {
     let page = source.changes(source_db, since, limit).await?;
     if page.results.is_empty() {
@@ -85,7 +88,7 @@ pub(crate) async fn fetch(
             .collect::<Result<_>>()?;
         changes.retain(|c| matching.contains(&c.id));
     }
-    let entries = changes
+    let entries: Vec<(String, Vec<Rev>, bool)> = changes
         .into_iter()
         .map(|c| {
             let mut leaves = vec![c.rev];
@@ -93,7 +96,22 @@ pub(crate) async fn fetch(
             (c.id, leaves, c.deleted)
         })
         .collect();
-    let changed = ask_target(target, target_db, entries).await?;
+    let changed = if target_empty {
+        entries
+            .into_iter()
+            .map(|(id, leaves, deleted)| Changed {
+                diff: RevsDiff {
+                    missing: leaves.clone(),
+                    possible_ancestors: Vec::new(),
+                },
+                id,
+                leaves,
+                deleted,
+            })
+            .collect()
+    } else {
+        ask_target(target, target_db, entries).await?
+    };
     let wanted: Vec<(String, Rev)> = changed
         .iter()
         .flat_map(|c| c.diff.missing.iter().map(|r| (c.id.clone(), *r)))

@@ -22,7 +22,7 @@ pub(crate) mod engine;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use serde::Serialize;
 
@@ -35,6 +35,11 @@ use engine::Filter;
 
 /// The feed token of the start of every provider's feed.
 const FEED_START: &str = "0";
+
+/// After the first batch of a run, checkpoints are stored at most this often (and always
+/// when the run ends or has nothing more to do): a run killed in between redoes at most this
+/// much, idempotently, and a busy run spends two requests per second on them, not per batch.
+const CHECKPOINT_INTERVAL: Duration = Duration::from_secs(1);
 
 /// At most this many failures are listed in a report.
 pub const LISTED_FAILURES: usize = 100;
@@ -261,37 +266,46 @@ pub(crate) async fn run(
             .await?;
     }
     hook.started(report.start_last_seq.is_some());
-    let mut since = report.start_last_seq.clone();
-    let mut next = engine::fetch(
-        source,
-        source_db,
-        target,
-        target_db,
-        since.as_deref(),
-        options.batch_size,
-        &filter,
-    )
-    .await?;
-    loop {
-        let Some(batch) = next.take() else {
-            if !options.continuous || cancelled(options) {
-                report.cancelled = cancelled(options);
-                return Ok(report);
-            }
-            wait(options).await;
-            next = engine::fetch(
+    // A target this run created holds nothing: its batches need not ask what it lacks
+    // (another writer adding documents meanwhile loses nothing: replication writes merge).
+    let fresh = target_missing && !dry_run;
+    let fetch = |since: Option<String>| {
+        let filter = &filter;
+        async move {
+            engine::fetch(
                 source,
                 source_db,
                 target,
                 target_db,
                 since.as_deref(),
                 options.batch_size,
-                &filter,
+                filter,
+                fresh,
             )
-            .await?;
+            .await
+        }
+    };
+    let mut since = report.start_last_seq.clone();
+    // The first batch is always checkpointed; later ones at most every CHECKPOINT_INTERVAL,
+    // and the last one before the run ends or idles.
+    let mut stored_at: Option<Instant> = None;
+    let mut unstored: Option<String> = None;
+    let mut next = fetch(since.clone()).await?;
+    loop {
+        let Some(mut batch) = next.take() else {
+            if let Some(seq) = unstored.take() {
+                logs.store(source, source_db, target, target_db, &report, &seq)
+                    .await?;
+                report.end_last_seq = Some(seq);
+            }
+            if !options.continuous || cancelled(options) {
+                report.cancelled = cancelled(options);
+                return Ok(report);
+            }
+            wait(options).await;
+            next = fetch(since.clone()).await?;
             continue;
         };
-        let mut batch = batch;
         report.changes_read += batch.read;
         report.missing_checked += batch.checked;
         report.missing_found += batch.missing;
@@ -305,19 +319,10 @@ pub(crate) async fn run(
         }
         // The next page is read while this one is written; one-shot runs stop at the end
         // of the feed the source reported.
-        let more = options.continuous || pending > 0;
+        let more = (options.continuous || pending > 0) && !cancelled(options);
         let prefetch = async {
-            if more && !cancelled(options) {
-                engine::fetch(
-                    source,
-                    source_db,
-                    target,
-                    target_db,
-                    Some(&last_seq),
-                    options.batch_size,
-                    &filter,
-                )
-                .await
+            if more {
+                fetch(Some(last_seq.clone())).await
             } else {
                 Ok(None)
             }
@@ -328,12 +333,20 @@ pub(crate) async fn run(
         report.docs_written += count;
         report.fail(failed);
         hook.after_batch(target, target_db, &batch).await?;
+        since = Some(last_seq.clone());
+        next = prefetched?;
         if !dry_run {
-            logs.store(source, source_db, target, target_db, &report, &last_seq)
-                .await?;
+            let due = stored_at.is_none_or(|at| at.elapsed() >= CHECKPOINT_INTERVAL);
+            if due || next.is_none() {
+                logs.store(source, source_db, target, target_db, &report, &last_seq)
+                    .await?;
+                stored_at = Some(Instant::now());
+                unstored = None;
+                report.end_last_seq = Some(last_seq);
+            } else {
+                unstored = Some(last_seq);
+            }
         }
-        report.end_last_seq = Some(last_seq.clone());
-        since = Some(last_seq);
         if let Some(progress) = &options.progress {
             progress(&ReplicationProgress {
                 db: source_db.to_owned(),
@@ -341,11 +354,6 @@ pub(crate) async fn run(
                 pending,
                 docs_written: report.docs_written,
             });
-        }
-        next = prefetched?;
-        if next.is_none() && cancelled(options) {
-            report.cancelled = true;
-            return Ok(report);
         }
     }
 }
