@@ -25,14 +25,18 @@
 //! Invariants: `roots` and every `children` list are sorted as above; a node's `parent` is
 //! the node whose `children` list holds it (`None` exactly for the nodes in `roots`); a
 //! child's generation is its parent's plus one.
+//!
+//! Here: the types, building, merging and reading a tree; `stem` (stemming and repair) and
+//! `diff` (`_revs_diff`) in files of their own.
 
 use std::cmp::Ordering;
-use std::collections::HashSet;
 use std::sync::Arc;
 
 use serde_json::{Map, Value};
 
-use crate::RevsDiff;
+mod diff;
+mod stem;
+
 use crate::rev::{Rev, RevId};
 
 /// What a node holds.
@@ -88,6 +92,19 @@ impl Node {
     /// Whether no revision extends this one.
     pub fn is_leaf(&self) -> bool {
         self.children.is_empty()
+    }
+
+    fn as_leaf(&self) -> Leaf<'_> {
+        let (deleted, body) = match &self.value {
+            Stored::Body { deleted, body } => (*deleted, Some(body)),
+            Stored::Elsewhere { deleted } => (*deleted, None),
+            Stored::Missing => (false, None),
+        };
+        Leaf {
+            rev: self.rev,
+            deleted,
+            body,
+        }
     }
 }
 
@@ -357,79 +374,6 @@ impl RevTree {
         Merged::InternalNode
     }
 
-    /// Keeps, for each leaf, its newest `limit` revisions (CouchDB's `stem`): a node stays if
-    /// it is within `limit` revisions of some leaf.
-    pub fn stem(&mut self, limit: usize) {
-        let limit = limit.max(1);
-        if self.has_repeated_ids() {
-            // CouchDB rebuilds such a tree from its stemmed leaf paths instead.
-            self.repair(limit);
-            return;
-        }
-        // Each node's distance to its nearest leaf below, children before parents.
-        let order = self.preorder();
-        let mut height = vec![usize::MAX; self.nodes.len()];
-        for &i in order.iter().rev() {
-            let node = &self.nodes[i];
-            height[i] = if node.children.is_empty() {
-                0
-            } else {
-                node.children
-                    .iter()
-                    .map(|c| height[*c].saturating_add(1))
-                    .min()
-                    .unwrap_or(0)
-            };
-        }
-        if height.iter().all(|h| *h < limit) {
-            return;
-        }
-        let mut kept = RevTree::default();
-        let mut new_index = vec![usize::MAX; self.nodes.len()];
-        for &i in &order {
-            if height[i] >= limit {
-                continue;
-            }
-            let node = &self.nodes[i];
-            let parent = node.parent.filter(|p| height[*p] < limit);
-            new_index[i] = match parent {
-                Some(p) => kept.push_child(new_index[p], *node.rev.id(), node.value.clone()),
-                None => kept.push_root(node.rev, node.value.clone()),
-            };
-        }
-        *self = kept;
-    }
-
-    /// Whether an id appears twice (at any generations), which CouchDB's stemming refuses.
-    fn has_repeated_ids(&self) -> bool {
-        let mut seen = HashSet::with_capacity(self.nodes.len());
-        self.nodes.iter().any(|n| !seen.insert(*n.rev.id()))
-    }
-
-    /// CouchDB's `repair_tree`: every leaf's path, cut to `limit`, merged into a new tree.
-    fn repair(&mut self, limit: usize) {
-        let mut paths: Vec<(u64, Vec<(RevId, Stored)>)> = self
-            .preorder()
-            .into_iter()
-            .filter(|i| self.nodes[*i].is_leaf())
-            .map(|leaf| {
-                let mut path: Vec<(RevId, Stored)> = self
-                    .ancestry(leaf)
-                    .take(limit)
-                    .map(|i| (*self.nodes[i].rev.id(), self.nodes[i].value.clone()))
-                    .collect();
-                path.reverse();
-                let leaf_gen = self.nodes[leaf].rev.generation();
-                (leaf_gen + 1 - path.len() as u64, path)
-            })
-            .collect();
-        paths.sort_by_key(|p| p.0);
-        *self = RevTree::default();
-        for (start, path) in paths {
-            self.merge(start, path);
-        }
-    }
-
     /// Node `index` and its ancestors up to its root, newest first.
     fn ancestry(&self, index: usize) -> impl Iterator<Item = usize> + '_ {
         std::iter::successors(Some(index), |i| self.nodes[*i].parent)
@@ -438,30 +382,22 @@ impl RevTree {
     /// Every leaf, in CouchDB's order: the winner first (see the module doc).
     pub fn leaves(&self) -> Vec<Leaf<'_>> {
         let mut out: Vec<Leaf<'_>> = self
-            .preorder()
-            .into_iter()
-            .map(|i| &self.nodes[i])
+            .nodes
+            .iter()
             .filter(|n| n.is_leaf())
-            .map(|n| {
-                let (deleted, body) = match &n.value {
-                    Stored::Body { deleted, body } => (*deleted, Some(body)),
-                    Stored::Elsewhere { deleted } => (*deleted, None),
-                    Stored::Missing => (false, None),
-                };
-                Leaf {
-                    rev: n.rev,
-                    deleted,
-                    body,
-                }
-            })
+            .map(Node::as_leaf)
             .collect();
         out.sort_by(leaf_order);
         out
     }
 
-    /// The winning leaf.
+    /// The winning leaf (without sorting the others).
     pub fn winner(&self) -> Option<Leaf<'_>> {
-        self.leaves().into_iter().next()
+        self.nodes
+            .iter()
+            .filter(|n| n.is_leaf())
+            .map(Node::as_leaf)
+            .min_by(leaf_order)
     }
 
     /// The node of `rev`, if the tree holds it.
@@ -498,86 +434,6 @@ impl RevTree {
         }
     }
 
-    /// CouchDB's `_revs_diff` for this document: the revisions of `asked` it lacks, and its
-    /// leaves (in leaf order, the winner first) below the highest missing generation.
-    ///
-    /// The missing list is exactly CouchDB's (`couch_key_tree:find_missing`): each node of
-    /// the tree takes away one copy of its revision from the list, so a revision asked twice
-    /// that the tree holds is reported missing once; and at each node, the revisions of a
-    /// lower generation than the node move ahead of the rest.
-    pub fn revs_diff(&self, asked: &[Rev]) -> RevsDiff {
-        let missing = self.find_missing(asked.to_vec());
-        let possible_ancestors = match missing.iter().map(Rev::generation).max() {
-            Some(high) => self
-                .leaves()
-                .into_iter()
-                .map(|l| l.rev)
-                .filter(|r| r.generation() < high)
-                .collect(),
-            None => Vec::new(),
-        };
-        RevsDiff {
-            missing,
-            possible_ancestors,
-        }
-    }
-
-    /// `couch_key_tree:find_missing`, with the recursion of `find_missing_simple` unrolled
-    /// onto a stack of frames: a frame walks a list of siblings at generation `pos`,
-    /// collecting the keys of lower generations as its result's prefix; the keys left after
-    /// its last sibling follow that prefix.
-    fn find_missing(&self, mut keys: Vec<Rev>) -> Vec<Rev> {
-        struct Frame<'a> {
-            pos: u64,
-            siblings: &'a [usize],
-            next: usize,
-            prefix: Vec<Rev>,
-        }
-        for root in &self.roots {
-            if keys.is_empty() {
-                return keys;
-            }
-            let start = self.nodes[*root].rev.generation();
-            let (mut impossible, possible): (Vec<Rev>, Vec<Rev>) =
-                keys.into_iter().partition(|k| k.generation() < start);
-            let mut frames = vec![Frame {
-                pos: start,
-                siblings: std::slice::from_ref(root),
-                next: 0,
-                prefix: Vec::new(),
-            }];
-            let mut current = possible;
-            while let Some(frame) = frames.last_mut() {
-                if current.is_empty() || frame.next == frame.siblings.len() {
-                    let mut result = std::mem::take(&mut frame.prefix);
-                    result.append(&mut current);
-                    current = result;
-                    frames.pop();
-                    continue;
-                }
-                let node = &self.nodes[frame.siblings[frame.next]];
-                frame.next += 1;
-                let pos = frame.pos;
-                let (lower, mut rest): (Vec<Rev>, Vec<Rev>) =
-                    current.into_iter().partition(|k| k.generation() < pos);
-                frame.prefix.extend(lower);
-                if let Some(at) = rest.iter().position(|k| *k == node.rev) {
-                    rest.remove(at);
-                }
-                current = rest;
-                frames.push(Frame {
-                    pos: pos + 1,
-                    siblings: &node.children,
-                    next: 0,
-                    prefix: Vec::new(),
-                });
-            }
-            impossible.append(&mut current);
-            keys = impossible;
-        }
-        keys
-    }
-
     /// Adds `child` under the leaf `parent` (an interactive edit, already checked to name a
     /// leaf). Returns false when `parent` is not a leaf of this tree.
     pub fn add_child(&mut self, parent: &Rev, child: RevId, value: Stored) -> bool {
@@ -610,209 +466,4 @@ impl RevTree {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    /// A one-byte id (CouchDB keeps ids that are not 32 hex digits as they are).
-    fn id(c: char) -> RevId {
-        RevId::parse(&c.to_string()).unwrap()
-    }
-
-    fn rev(generation: u64, c: char) -> Rev {
-        Rev::with_id(generation, id(c))
-    }
-
-    fn body(tag: &str) -> Stored {
-        let mut map = Map::new();
-        map.insert("v".into(), Value::String(tag.into()));
-        Stored::Body {
-            deleted: false,
-            body: Arc::new(map),
-        }
-    }
-
-    /// A path of ids (oldest first) starting at `start`, the last one with a body.
-    fn path(start: u64, ids: &str, tag: &str) -> (u64, Vec<(RevId, Stored)>) {
-        let n = ids.len();
-        (
-            start,
-            ids.chars()
-                .enumerate()
-                .map(|(i, c)| {
-                    (
-                        id(c),
-                        if i + 1 == n {
-                            body(tag)
-                        } else {
-                            Stored::Missing
-                        },
-                    )
-                })
-                .collect(),
-        )
-    }
-
-    fn merge(tree: &mut RevTree, (start, p): (u64, Vec<(RevId, Stored)>)) -> Merged {
-        tree.merge(start, p)
-    }
-
-    impl RevTree {
-        fn root_generations(&self) -> Vec<u64> {
-            self.roots
-                .iter()
-                .map(|r| self.nodes[*r].rev.generation())
-                .collect()
-        }
-    }
-
-    /// A path of `n` revisions stems, merges, reads and drops without recursion.
-    #[test]
-    fn deep_trees_need_no_deep_stack() {
-        let n = 200_000u64;
-        let ids: Vec<(RevId, Stored)> = (0..n)
-            .map(|i| (RevId::parse(&format!("{i:032x}")).unwrap(), Stored::Missing))
-            .collect();
-        let handle = std::thread::Builder::new()
-            .stack_size(64 * 1024)
-            .spawn(move || {
-                let mut t = RevTree::default();
-                t.merge(1, ids);
-                assert_eq!(t.len(), n as usize);
-                assert_eq!(t.leaves()[0].rev.generation(), n);
-                let copy = t.clone();
-                assert_eq!(copy, t);
-                t.stem(1000);
-                assert_eq!(t.len(), 1000);
-                t.compact();
-                drop(copy);
-            })
-            .unwrap();
-        handle.join().unwrap();
-    }
-
-    fn leaves(tree: &RevTree) -> Vec<String> {
-        tree.leaves()
-            .iter()
-            .map(|l| l.rev.to_string()[..3].to_owned())
-            .collect()
-    }
-
-    #[test]
-    fn merging_extends_branches_and_adds_roots() {
-        let mut t = RevTree::default();
-        assert_eq!(merge(&mut t, path(1, "rbc", "c3")), Merged::NewLeaf);
-        // Sharing 1-r and 2-b: a second leaf at generation 3.
-        assert_eq!(merge(&mut t, path(1, "rbx", "x3")), Merged::NewBranch);
-        assert_eq!(leaves(&t), ["3-x", "3-c"]);
-        // A partial path [b, y] meets the tree at 2-b.
-        assert_eq!(merge(&mut t, path(2, "by", "y3")), Merged::NewBranch);
-        assert_eq!(t.path(&rev(3, 'y')).unwrap().len(), 3, "joined under 2-b");
-        // The leaf itself again: nothing new, the stored body stays.
-        assert_eq!(merge(&mut t, path(1, "rbc", "other")), Merged::InternalNode);
-        assert_eq!(
-            t.get(&rev(3, 'c')).unwrap().value,
-            body("c3"),
-            "the existing body stays"
-        );
-        // A disjoint path: a second root.
-        assert_eq!(merge(&mut t, path(4, "d", "d4")), Merged::NewBranch);
-        assert_eq!(t.roots.len(), 2);
-        assert_eq!(leaves(&t)[0], "4-d", "the higher generation wins");
-        // Extending a leaf with a partial path [c, e].
-        assert_eq!(merge(&mut t, path(3, "ce", "e4")), Merged::NewLeaf);
-        assert!(!t.leaves().iter().any(|l| l.rev == rev(3, 'c')));
-    }
-
-    #[test]
-    fn stemming_keeps_the_newest_revisions_of_each_leaf() {
-        let mut t = RevTree::default();
-        merge(&mut t, path(1, "abcdefghijkl", "l12"));
-        t.stem(5);
-        assert_eq!(t.roots.len(), 1);
-        assert_eq!(t.root_generations(), [8]);
-        assert_eq!(t.len(), 5);
-        // Two branches sharing 1..3: each keeps its own newest five; they no longer meet.
-        let mut t = RevTree::default();
-        merge(&mut t, path(1, "abcdefgh", "h8"));
-        merge(&mut t, path(1, "abcmnopqrs", "s10"));
-        t.stem(5);
-        assert_eq!(t.root_generations(), [4, 6]);
-        assert_eq!(t.len(), 10);
-    }
-
-    #[test]
-    fn a_path_from_above_a_stemmed_root_extends_it_upward() {
-        let mut t = RevTree::default();
-        merge(&mut t, path(1, "abcdefghijkl", "l12"));
-        t.stem(5); // 8..12 kept: h i j k l
-        // [f g h x] from generation 6: meets 8-h, brings 6 and 7 back above it.
-        assert_eq!(merge(&mut t, path(6, "fghx", "x9")), Merged::NewBranch);
-        assert_eq!(t.root_generations(), [6]);
-        assert_eq!(t.path(&rev(9, 'x')).unwrap().len(), 4);
-        t.stem(5);
-        // 9-x keeps 5..9 (only 6..9 are known), 12-l keeps 8..12: 6 and 7 stay for 9-x.
-        assert_eq!(
-            t.path(&rev(12, 'l')).unwrap().len(),
-            7,
-            "one tree, rooted at 6"
-        );
-    }
-
-    #[test]
-    fn winner_and_leaf_order_follow_couchdb() {
-        let mut t = RevTree::default();
-        merge(&mut t, path(1, "r", "r1"));
-        for (c, deleted) in [('f', false), ('b', true), ('0', false)] {
-            let mut p = path(1, &format!("r{c}"), "x").1;
-            if deleted {
-                p[1].1 = Stored::Body {
-                    deleted: true,
-                    body: Arc::new(Map::new()),
-                };
-            }
-            t.merge(1, p);
-        }
-        let order: Vec<(String, bool)> = t
-            .leaves()
-            .iter()
-            .map(|l| (l.rev.to_string()[..3].to_owned(), l.deleted))
-            .collect();
-        assert_eq!(
-            order,
-            [
-                ("2-f".into(), false),
-                ("2-0".into(), false),
-                ("2-b".into(), true)
-            ]
-        );
-    }
-
-    #[test]
-    fn revs_diff_and_compaction() {
-        let mut t = RevTree::default();
-        merge(&mut t, path(1, "abc", "c3"));
-        t.get(&rev(2, 'b')).unwrap();
-        let diff = t.revs_diff(&[rev(3, 'c'), rev(2, 'b'), rev(4, 'd'), rev(4, 'd')]);
-        assert_eq!(diff.missing, [rev(4, 'd'), rev(4, 'd')], "repeats are kept");
-        assert_eq!(diff.possible_ancestors, [rev(3, 'c')]);
-        let diff = t.revs_diff(&[rev(3, 'c'), rev(3, 'c'), rev(2, 'x'), rev(1, 'a')]);
-        assert_eq!(
-            diff.missing,
-            [rev(2, 'x'), rev(3, 'c')],
-            "a held revision asked twice is missing once, after lower generations"
-        );
-        assert!(
-            diff.possible_ancestors.is_empty(),
-            "no leaf below generation 3"
-        );
-        assert!(t.add_child(&rev(3, 'c'), id('d'), body("d4")));
-        assert!(
-            !t.add_child(&rev(3, 'c'), id('e'), body("e4")),
-            "no longer a leaf"
-        );
-        assert!(t.compact());
-        assert_eq!(t.get(&rev(3, 'c')).unwrap().value, Stored::Missing);
-        assert_eq!(t.get(&rev(4, 'd')).unwrap().value, body("d4"));
-        assert_eq!(t.leaves_under(&rev(2, 'b')), [rev(4, 'd')]);
-    }
-}
+mod tests;
