@@ -113,12 +113,17 @@ impl Store {
             written,
         } = changed;
         // A leaf that got a child keeps its body in `revbodies`; an ancestor stemming
-        // dropped loses its body there.
+        // dropped loses its body there. (A tree of one revision has no ancestor.)
         let kept_before = before
             .as_ref()
+            .filter(|b| b.tree.len() > 1)
             .map(|b| kept_ancestors(&b.tree))
             .unwrap_or_default();
-        let kept_now = kept_ancestors(&tree);
+        let kept_now = if tree.len() > 1 {
+            kept_ancestors(&tree)
+        } else {
+            HashSet::new()
+        };
         for rev in &kept_now {
             if let Some(json) = inline.remove(rev) {
                 batch.insert(
@@ -132,8 +137,18 @@ impl Store {
             batch.remove(&self.revbodies, format::body_key(meta.id, id, rev));
         }
         mark_bodies_elsewhere(&mut tree);
-        let winner =
-            Leaf::winner_of(&tree).ok_or_else(|| Error::storage("a written tree has no leaf"))?;
+        let (winner, others) = {
+            let leaves = tree.leaves();
+            let first = leaves
+                .first()
+                .ok_or_else(|| Error::storage("a written tree has no leaf"))?;
+            let winner = Leaf {
+                rev: first.rev,
+                deleted: first.deleted,
+            };
+            let others: Vec<Rev> = leaves[1..].iter().map(|l| l.rev).collect();
+            (winner, others)
+        };
         let before_winner = before.as_ref().map(|b| b.header.leaf);
         if before_winner != Some(winner) {
             let body = match written {
@@ -180,7 +195,6 @@ impl Store {
                 .map(|j| j.to_vec())
                 .ok_or_else(|| Error::storage(format!("the body of leaf {rev} is missing")))
         })?;
-        let others: Vec<Rev> = tree.leaves()[1..].iter().map(|l| l.rev).collect();
         batch.insert(
             &self.changes,
             format::key(meta.id, &meta.seq.to_be_bytes()),
