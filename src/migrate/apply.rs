@@ -3,7 +3,7 @@
 //! settled by the [`ConflictPolicy`], and the written batch read back for the inline
 //! verification. Restores from archives use the same hook on batches built from the archive.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{HashMap, HashSet, VecDeque};
 
 use async_trait::async_trait;
 use serde_json::{Map, Value};
@@ -30,8 +30,9 @@ pub(crate) struct MigrationHook<'a> {
     pub report: &'a mut DatabaseReport,
     /// The inline verification of a run from the start (`None` once it cannot decide).
     pub inline: Option<InlineCheck>,
-    expected: Option<Expected>,
-    candidates: Vec<Candidate>,
+    /// Per batch seen and not finished yet (the next is seen before the one before is
+    /// finished), oldest first: what to read back, and the possible conflicts.
+    seen: VecDeque<(Option<Expected>, Vec<Candidate>)>,
 }
 
 impl<'a> MigrationHook<'a> {
@@ -44,8 +45,7 @@ impl<'a> MigrationHook<'a> {
             options,
             report,
             inline,
-            expected: None,
-            candidates: Vec::new(),
+            seen: VecDeque::new(),
         }
     }
 
@@ -78,6 +78,7 @@ impl BatchHook for MigrationHook<'_> {
             .map(|d| ((d.id.as_str(), d.rev), d))
             .collect();
         let mut expected = Vec::new();
+        let mut candidates = Vec::new();
         let mut checkable = true;
         for changed in &batch.changed {
             let winner = changed.leaves[0];
@@ -113,7 +114,7 @@ impl BatchHook for MigrationHook<'_> {
                 self.report.updated += 1;
                 self.report.deleted += u64::from(changed.deleted);
             } else {
-                self.candidates.push(Candidate {
+                candidates.push(Candidate {
                     id: changed.id.clone(),
                     source_deleted: changed.deleted,
                     source_body: winner_doc.map(|d| d.body.clone()),
@@ -124,7 +125,8 @@ impl BatchHook for MigrationHook<'_> {
         if !checkable {
             self.inline = None;
         }
-        self.expected = self.inline.is_some().then(|| Expected::of(&expected));
+        let expected = self.inline.is_some().then(|| Expected::of(&expected));
+        self.seen.push_back((expected, candidates));
     }
 
     async fn after_batch(
@@ -133,10 +135,11 @@ impl BatchHook for MigrationHook<'_> {
         target_db: &str,
         _batch: &Batch,
     ) -> Result<()> {
-        if let (Some(inline), Some(expected)) = (self.inline.as_mut(), self.expected.take()) {
+        let (expected, candidates) = self.seen.pop_front().unwrap_or_default();
+        if let (Some(inline), Some(expected)) = (self.inline.as_mut(), expected) {
             inline.check(target, target_db, expected).await?;
         }
-        for candidate in std::mem::take(&mut self.candidates) {
+        for candidate in candidates {
             let conflicted = self.options.dry_run
                 || target
                     .get_with(

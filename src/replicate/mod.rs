@@ -286,18 +286,30 @@ pub(crate) async fn run(
         }
     };
     let mut since = report.start_last_seq.clone();
-    // The first batch is always checkpointed; later ones at most every CHECKPOINT_INTERVAL,
-    // and the last one before the run ends or idles.
-    let mut stored_at: Option<Instant> = None;
-    let mut unstored: Option<String> = None;
+    let mut sides = Sides {
+        source,
+        source_db,
+        target,
+        target_db,
+        logs,
+        stored_at: None,
+        unstored: None,
+        dry_run,
+    };
+    // Three batches move at once: the next is read while the current one is written and the
+    // hook finishes the one before (a migration reads it back). A batch is settled once its
+    // hook has run, and only settled batches are checkpointed.
+    let mut written: Option<Batch> = None;
     let mut next = fetch(since.clone()).await?;
     loop {
         let Some(mut batch) = next.take() else {
-            if let Some(seq) = unstored.take() {
-                logs.store(source, source_db, target, target_db, &report, &seq)
+            if let Some(done) = written.take() {
+                hook.after_batch(target, target_db, &done).await?;
+                sides
+                    .settled(&mut report, done.last_seq, done.pending, true, options)
                     .await?;
-                report.end_last_seq = Some(seq);
             }
+            sides.flush(&mut report).await?;
             if !options.continuous || cancelled(options) {
                 report.cancelled = cancelled(options);
                 return Ok(report);
@@ -311,50 +323,115 @@ pub(crate) async fn run(
         report.missing_found += batch.missing;
         report.docs_read += batch.docs.len() as u64;
         report.fail(std::mem::take(&mut batch.unreadable));
-        let (last_seq, pending) = (batch.last_seq.clone(), batch.pending);
         hook.before_write(&batch);
         let mut docs = std::mem::take(&mut batch.docs);
         if dry_run {
             docs.clear();
         }
-        // The next page is read while this one is written; one-shot runs stop at the end
-        // of the feed the source reported.
-        let more = (options.continuous || pending > 0) && !cancelled(options);
+        // One-shot runs stop at the end of the feed the source reported.
+        let more = (options.continuous || batch.pending > 0) && !cancelled(options);
+        let after = batch.last_seq.clone();
         let prefetch = async {
             if more {
-                fetch(Some(last_seq.clone())).await
+                fetch(Some(after)).await
             } else {
                 Ok(None)
             }
         };
-        let (written, prefetched) =
-            futures::join!(engine::write(target, target_db, docs), prefetch);
-        let (count, failed) = written?;
+        let previous = written.take();
+        let finish = async {
+            match &previous {
+                Some(done) => hook.after_batch(target, target_db, done).await,
+                None => Ok(()),
+            }
+        };
+        let (wrote, prefetched, finished) =
+            futures::join!(engine::write(target, target_db, docs), prefetch, finish);
+        let (count, failed) = wrote?;
         report.docs_written += count;
         report.fail(failed);
-        hook.after_batch(target, target_db, &batch).await?;
-        since = Some(last_seq.clone());
+        finished?;
+        since = Some(batch.last_seq.clone());
+        written = Some(batch);
         next = prefetched?;
-        if !dry_run {
-            let due = stored_at.is_none_or(|at| at.elapsed() >= CHECKPOINT_INTERVAL);
-            if due || next.is_none() {
-                logs.store(source, source_db, target, target_db, &report, &last_seq)
-                    .await?;
-                stored_at = Some(Instant::now());
-                unstored = None;
-                report.end_last_seq = Some(last_seq);
+        if let Some(done) = previous {
+            sides
+                .settled(&mut report, done.last_seq, done.pending, false, options)
+                .await?;
+        }
+    }
+}
+
+/// Both ends of a run and its checkpoints: the first settled batch is always checkpointed,
+/// later ones at most every [`CHECKPOINT_INTERVAL`], and the last before the run ends or
+/// idles.
+struct Sides<'a> {
+    source: &'a dyn DatabaseService,
+    source_db: &'a str,
+    target: &'a dyn DatabaseService,
+    target_db: &'a str,
+    logs: Logs,
+    stored_at: Option<Instant>,
+    /// A settled sequence not checkpointed yet.
+    unstored: Option<String>,
+    dry_run: bool,
+}
+
+impl Sides<'_> {
+    /// A batch up to `seq` is written and finished: checkpoint it when due (or `now`), and
+    /// report progress.
+    async fn settled(
+        &mut self,
+        report: &mut ReplicationReport,
+        seq: String,
+        pending: u64,
+        now: bool,
+        options: &ReplicateOptions,
+    ) -> Result<()> {
+        if !self.dry_run {
+            let due = self
+                .stored_at
+                .is_none_or(|at| at.elapsed() >= CHECKPOINT_INTERVAL);
+            if due || now {
+                self.store(report, seq).await?;
             } else {
-                unstored = Some(last_seq);
+                self.unstored = Some(seq);
             }
         }
         if let Some(progress) = &options.progress {
             progress(&ReplicationProgress {
-                db: source_db.to_owned(),
+                db: self.source_db.to_owned(),
                 changes_read: report.changes_read,
                 pending,
                 docs_written: report.docs_written,
             });
         }
+        Ok(())
+    }
+
+    /// Checkpoints what is settled but not stored yet.
+    async fn flush(&mut self, report: &mut ReplicationReport) -> Result<()> {
+        match self.unstored.take() {
+            Some(seq) => self.store(report, seq).await,
+            None => Ok(()),
+        }
+    }
+
+    async fn store(&mut self, report: &mut ReplicationReport, seq: String) -> Result<()> {
+        self.logs
+            .store(
+                self.source,
+                self.source_db,
+                self.target,
+                self.target_db,
+                report,
+                &seq,
+            )
+            .await?;
+        self.stored_at = Some(Instant::now());
+        self.unstored = None;
+        report.end_last_seq = Some(seq);
+        Ok(())
     }
 }
 
