@@ -123,11 +123,20 @@ impl Document {
         let mut de = serde_json::Deserializer::from_slice(json);
         ExtendMap(&mut map).deserialize(&mut de)?;
         de.end()?;
+        crate::attachment::strip_encoding_info(&mut map);
         Ok(Self(map))
     }
 
-    /// Builds the document a read returns: `_id`, `_rev`, then the stored body.
+    /// Builds the document a read returns: `_id`, `_rev`, then the stored body, attachment
+    /// stubs as a plain read shows them.
     pub fn assemble(id: &str, rev: &Rev, body: Map<String, Value>) -> Self {
+        let mut doc = Self::assemble_stored(id, rev, body);
+        crate::attachment::strip_encoding_info(&mut doc.0);
+        doc
+    }
+
+    /// [`Document::assemble`] keeping attachment stubs as stored (with their encoding).
+    pub(crate) fn assemble_stored(id: &str, rev: &Rev, body: Map<String, Value>) -> Self {
         let mut map = Map::with_capacity(body.len() + 2);
         map.insert("_id".into(), Value::String(id.into()));
         map.insert("_rev".into(), Value::String(rev.to_string()));
@@ -239,6 +248,10 @@ pub struct GetOptions {
     pub revs: bool,
     /// `_revs_info`: each of those revisions with `available`, `deleted` or `missing`.
     pub revs_info: bool,
+    /// Attachments with their data inline (base64, decoded), not as stubs.
+    pub attachments: bool,
+    /// Attachment stubs with `encoding` and `encoded_length` when stored compressed.
+    pub att_encoding_info: bool,
 }
 
 impl GetOptions {
@@ -251,6 +264,8 @@ impl GetOptions {
             deleted_conflicts: true,
             revs: true,
             revs_info: true,
+            attachments: false,
+            att_encoding_info: false,
         }
     }
 }

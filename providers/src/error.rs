@@ -104,6 +104,31 @@ pub enum Error {
         reason: String,
     },
 
+    /// An attachment of a write is not acceptable: bad name, bad base64, a damaged upload, a
+    /// malformed entry in `_attachments`.
+    #[error("invalid attachment {name:?} in {location}: {reason}")]
+    InvalidAttachment {
+        /// The document.
+        location: Location,
+        /// The attachment name.
+        name: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+
+    /// A write kept an attachment by stub (`{"stub": true}`) that the revision it edits does
+    /// not hold, or with another `revpos` (CouchDB's `412 missing_stub`). Send the document's
+    /// current `_rev` with the stubs a read returned, or the data itself.
+    #[error(
+        "missing attachment stub {name:?} in {location}: the revision edited holds no such attachment; send the current _rev with the stubs a read returned, or the data"
+    )]
+    MissingStub {
+        /// The document.
+        location: Location,
+        /// The attachment the stub names.
+        name: String,
+    },
+
     /// A query or a request argument is malformed or unsupported.
     #[error("invalid query: {reason}")]
     InvalidQuery {
@@ -215,7 +240,9 @@ impl Error {
             Error::InvalidDatabaseName { .. }
             | Error::InvalidDocumentId { .. }
             | Error::InvalidDocument { .. }
+            | Error::InvalidAttachment { .. }
             | Error::InvalidQuery { .. } => 400,
+            Error::MissingStub { .. } => 412,
             Error::Unauthorized { .. } => 401,
             Error::Unavailable { .. } => 503,
             Error::Config { .. } | Error::Storage { .. } | Error::Protocol { .. } => 500,

@@ -9,6 +9,7 @@
 
 #![warn(missing_docs)]
 
+pub mod attachment;
 pub mod collate;
 #[cfg(feature = "couchdb")]
 pub mod couchdb;
@@ -33,6 +34,7 @@ pub mod conformance;
 #[cfg(feature = "conformance")]
 pub mod testing;
 
+pub use attachment::{Attachment, AttachmentInfo, AttachmentRead, ContentEncoding, NewAttachment};
 #[cfg(feature = "couchdb")]
 pub use couchdb::{CouchDbConfig, CouchDbProvider};
 pub use document::{

@@ -17,22 +17,24 @@ use std::ops::Bound;
 use std::sync::Arc;
 
 use async_trait::async_trait;
+use bytes::Bytes;
 use dashmap::DashMap;
 use parking_lot::RwLock;
 use serde_json::{Map, Value};
 
+use crate::attachment;
 use crate::feed::PendingCounts;
 use crate::query::{self, Candidate};
-use crate::rev_tree::RevTree;
-use crate::tree_read::{self, InTree};
+use crate::rev_tree::{RevTree, Stored};
+use crate::tree_read::{self, Bodies};
 use crate::write::{
     Edit, Leaf, REVS_LIMIT, SaveRequest, check_revisioned, count_transition, local_body,
     merge_revision,
 };
 use crate::{
-    ChangesPage, DatabaseInfo, DatabaseService, Document, Error, FindQuery, GetOptions,
-    IndexDefinition, IndexStatus, OpenRev, OpenRevs, Page, Result, Rev, RevisionOutcome,
-    RevisionedDoc, RevsDiff, WriteResult, validate,
+    Attachment, AttachmentRead, ChangesPage, DatabaseInfo, DatabaseService, Document, Error,
+    FindQuery, GetOptions, IndexDefinition, IndexStatus, NewAttachment, OpenRev, OpenRevs, Page,
+    Result, Rev, RevisionOutcome, RevisionedDoc, RevsDiff, WriteResult, validate,
 };
 
 /// The in-memory provider. Data lives as long as the value; cloning is not supported, share
@@ -67,6 +69,9 @@ struct MemoryDb {
     revs_limit: u64,
     /// The last changes page's `pending` (see `feed`).
     pending_counts: PendingCounts<()>,
+    /// Attachment bytes as stored, by MD5: shared by every revision that holds them, swept
+    /// by `compact` when no revision does.
+    blobs: HashMap<[u8; 16], Bytes>,
 }
 
 impl Default for MemoryDb {
@@ -81,6 +86,7 @@ impl Default for MemoryDb {
             deleted: 0,
             revs_limit: REVS_LIMIT,
             pending_counts: PendingCounts::default(),
+            blobs: HashMap::new(),
         }
     }
 }
@@ -159,9 +165,37 @@ impl MemoryDb {
         self.by_seq.insert(seq, id.to_owned());
     }
 
-    fn save(&mut self, db: &str, id: &str, req: SaveRequest) -> Result<WriteResult> {
-        let edit = req.plan(db, id, self.tree(id))?;
+    fn save(&mut self, db: &str, id: &str, mut req: SaveRequest) -> Result<WriteResult> {
+        let tree = self.tree(id);
+        let edit = req.plan(db, id, tree, &|rev| Ok(stored_attachments(tree, rev)))?;
+        for blob in req.new_blobs() {
+            self.blobs
+                .entry(blob.digest)
+                .or_insert_with(|| blob.bytes.clone());
+        }
         self.apply(id, edit, req.body)
+    }
+
+    /// The stored body of leaf `rev` of `id`, if it is one.
+    fn leaf_body(&self, id: &str, rev: &Rev) -> Option<&Map<String, Value>> {
+        let node = self.tree(id)?.get(rev)?;
+        match &node.value {
+            Stored::Body { body, .. } if node.is_leaf() => Some(body),
+            _ => None,
+        }
+    }
+
+    /// Drops attachment bytes no revision holds any more.
+    fn sweep_blobs(&mut self) {
+        let mut held = std::collections::HashSet::new();
+        for doc in self.docs.values() {
+            for node in doc.tree.nodes() {
+                if let Stored::Body { body, .. } = &node.value {
+                    held.extend(attachment::digests(body));
+                }
+            }
+        }
+        self.blobs.retain(|digest, _| held.contains(digest));
     }
 
     fn delete(&mut self, db: &str, id: &str, expected: Option<&Rev>) -> Result<WriteResult> {
@@ -190,6 +224,30 @@ impl MemoryDb {
                 .to_document(id)
                 .ok_or_else(|| Error::doc_not_found(db, id, "deleted")),
         }
+    }
+}
+
+/// The stored `_attachments` of revision `rev` of `tree`.
+fn stored_attachments(tree: Option<&RevTree>, rev: &Rev) -> Option<Map<String, Value>> {
+    match &tree?.get(rev)?.value {
+        Stored::Body { body, .. } => body
+            .get(attachment::ATTACHMENTS)
+            .and_then(Value::as_object)
+            .cloned(),
+        _ => None,
+    }
+}
+
+impl Bodies for MemoryDb {
+    fn body(&self, _rev: &Rev) -> Result<Option<Arc<Map<String, Value>>>> {
+        Ok(None)
+    }
+
+    fn attachment(&self, digest: &[u8; 16]) -> Result<Bytes> {
+        self.blobs
+            .get(digest)
+            .cloned()
+            .ok_or_else(|| Error::storage("an attachment's bytes are missing from the store"))
     }
 }
 
@@ -271,7 +329,7 @@ impl DatabaseService for MemoryProvider {
         let tree = state
             .tree(id)
             .ok_or_else(|| Error::doc_not_found(db, id, "missing"))?;
-        tree_read::get_with(db, id, tree, options, state.revs_limit, &InTree)
+        tree_read::get_with(db, id, tree, options, state.revs_limit, &*state)
     }
 
     async fn open_revs(
@@ -291,7 +349,7 @@ impl DatabaseService for MemoryProvider {
             which,
             revs,
             state.revs_limit,
-            &InTree,
+            &*state,
         )
     }
 
@@ -321,6 +379,7 @@ impl DatabaseService for MemoryProvider {
         for doc in state.docs.values_mut() {
             doc.tree.compact();
         }
+        state.sweep_blobs();
         Ok(())
     }
 
@@ -601,8 +660,58 @@ impl DatabaseService for MemoryProvider {
                 let tree = state
                     .tree(id)
                     .ok_or_else(|| Error::doc_not_found(db, id, "missing"))?;
-                tree_read::revisioned(db, id, tree, rev, state.revs_limit, &InTree)
+                tree_read::revisioned(db, id, tree, rev, state.revs_limit, &*state)
             })
             .collect())
+    }
+
+    async fn put_attachment(
+        &self,
+        db: &str,
+        id: &str,
+        name: &str,
+        rev: Option<&Rev>,
+        attachment: NewAttachment,
+    ) -> Result<WriteResult> {
+        validate::document_id(db, id)?;
+        let state = self.create_if_missing(db)?;
+        let mut state = state.write();
+        let body = rev.and_then(|r| state.leaf_body(id, r));
+        let req = SaveRequest::for_attachment(db, id, name, rev.copied(), Some(attachment), body)?;
+        state.save(db, id, req)
+    }
+
+    async fn get_attachment(
+        &self,
+        db: &str,
+        id: &str,
+        name: &str,
+        options: &AttachmentRead,
+    ) -> Result<Attachment> {
+        validate::document_id(db, id)?;
+        let state = self.existing(db)?.ok_or_else(|| Error::db_not_found(db))?;
+        let state = state.read();
+        let tree = state
+            .tree(id)
+            .ok_or_else(|| Error::doc_not_found(db, id, "missing"))?;
+        let body = tree_read::attachment_body(db, id, tree, options.rev.as_ref(), &*state)?;
+        attachment::read(db, id, name, &body, options.encoded, &|d| {
+            state.attachment(d)
+        })
+    }
+
+    async fn delete_attachment(
+        &self,
+        db: &str,
+        id: &str,
+        name: &str,
+        rev: &Rev,
+    ) -> Result<WriteResult> {
+        validate::document_id(db, id)?;
+        let state = self.existing(db)?.ok_or_else(|| Error::db_not_found(db))?;
+        let mut state = state.write();
+        let body = state.leaf_body(id, rev);
+        let req = SaveRequest::for_attachment(db, id, name, Some(*rev), None, body)?;
+        state.save(db, id, req)
     }
 }

@@ -208,7 +208,32 @@ impl Rev {
     /// The revision CouchDB assigns to a write of `body` (without `_id`/`_rev`) on top of
     /// `parent` (`None` for a new document). A delete passes `deleted = true` and its body
     /// (empty unless the deletion carries fields).
+    ///
+    /// A body holding `_attachments` (stored stubs, as [`crate::attachment`] writes them) is
+    /// hashed as CouchDB hashes a document with attachments: the object without that field,
+    /// and as the last element the list of `{Name, ContentType, Md5}` in reverse order.
     pub fn compute(parent: Option<&Rev>, deleted: bool, body: &Map<String, Value>) -> Rev {
+        Self::compute_term(parent, deleted, body, false)
+    }
+
+    /// [`Rev::compute`] for CouchDB's re-creation of a deleted document without `_rev`: its
+    /// updater hashes each attachment as `{undefined, undefined, undefined}`, so the
+    /// revision depends on how many attachments there are, not on what they hold
+    /// (`couch_db_updater:merge_rev_tree/4`; recorded as `recreate_quirk_att_content_ignored`).
+    pub(crate) fn compute_recreation(
+        parent: Option<&Rev>,
+        deleted: bool,
+        body: &Map<String, Value>,
+    ) -> Rev {
+        Self::compute_term(parent, deleted, body, true)
+    }
+
+    fn compute_term(
+        parent: Option<&Rev>,
+        deleted: bool,
+        body: &Map<String, Value>,
+        undefined_attachments: bool,
+    ) -> Rev {
         let mut term = Sink::new();
         term.push(131); // external term format version
         // [Deleted, ParentGen, ParentRevId, Body, Atts]: a proper list of 5 elements.
@@ -225,8 +250,34 @@ impl Rev {
                 write_binary(&mut term, p.id.as_bytes());
             }
         }
-        write_object(&mut term, body);
-        term.push(NIL_EXT); // no attachments
+        let attachments = body.get(ATTACHMENTS).and_then(Value::as_object);
+        match attachments {
+            Some(_) => write_object_without(&mut term, body, ATTACHMENTS),
+            None => write_object(&mut term, body),
+        }
+        match attachments.filter(|a| !a.is_empty()) {
+            None => term.push(NIL_EXT),
+            Some(atts) => {
+                term.push(LIST_EXT);
+                term.extend(&(atts.len() as u32).to_be_bytes());
+                for (name, stub) in atts.iter().rev() {
+                    term.push(SMALL_TUPLE_EXT);
+                    term.push(3);
+                    if undefined_attachments {
+                        for _ in 0..3 {
+                            write_atom(&mut term, "undefined");
+                        }
+                        continue;
+                    }
+                    write_binary(&mut term, name.as_bytes());
+                    let field = |key: &str| stub.get(key).and_then(Value::as_str).unwrap_or("");
+                    write_binary(&mut term, field("content_type").as_bytes());
+                    let md5 = crate::attachment::digest_bytes(field("digest"));
+                    write_binary(&mut term, md5.as_ref().map_or(&[][..], |d| &d[..]));
+                }
+                term.push(NIL_EXT);
+            }
+        }
         term.push(NIL_EXT); // list tail
         let hash = term.finish();
         Rev::new(parent.map_or(1, |p| p.generation + 1), hash)
@@ -420,6 +471,28 @@ fn write_bigint(out: &mut Sink, negative: bool, magnitude_le: &[u8]) {
     }
     out.push(u8::from(negative));
     out.extend(mag);
+}
+
+/// The field of a stored body holding its attachments' stubs (not part of the hashed body).
+const ATTACHMENTS: &str = "_attachments";
+
+/// Writes `map` as an EJSON object without its field `skip` (which it holds).
+fn write_object_without(out: &mut Sink, map: &Map<String, Value>, skip: &str) {
+    out.push(SMALL_TUPLE_EXT);
+    out.push(1);
+    if map.len() <= 1 {
+        out.push(NIL_EXT);
+        return;
+    }
+    out.push(LIST_EXT);
+    out.extend(&((map.len() - 1) as u32).to_be_bytes());
+    for (k, v) in map.iter().filter(|(k, _)| k.as_str() != skip) {
+        out.push(SMALL_TUPLE_EXT);
+        out.push(2);
+        write_binary(out, k.as_bytes());
+        write_value(out, v);
+    }
+    out.push(NIL_EXT);
 }
 
 fn write_object(out: &mut Sink, map: &Map<String, Value>) {

@@ -10,8 +10,9 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use crate::{
-    ChangesPage, DatabaseInfo, Document, Error, FindQuery, GetOptions, IndexStatus, OpenRev,
-    OpenRevs, Page, Resolution, Result, Rev, RevisionOutcome, RevisionedDoc, RevsDiff, WriteResult,
+    Attachment, AttachmentRead, ChangesPage, DatabaseInfo, Document, Error, FindQuery, GetOptions,
+    IndexStatus, NewAttachment, OpenRev, OpenRevs, Page, Resolution, Result, Rev, RevisionOutcome,
+    RevisionedDoc, RevsDiff, WriteResult,
 };
 
 /// Page size the default [`DatabaseService::list_all`] and [`DatabaseService::list_stream`] use.
@@ -76,6 +77,16 @@ pub const DEFAULT_PAGE_SIZE: usize = 1000;
 /// index choice, so a `sort` no index covers is [`Error::InvalidQuery`] everywhere, and a JSON
 /// index holds only documents with all its fields. Without a `limit`, every match is returned.
 /// Design documents never match.
+///
+/// **Attachments.** A body may carry `_attachments` as CouchDB takes it: entries with base64
+/// `data` (and a `content_type`, `application/octet-stream` when absent), and stubs
+/// (`{"stub": true}`) that keep an attachment of the revision edited; omitting an
+/// attachment drops it. Reads return stubs (`content_type`, `revpos`, `digest`, `length`,
+/// `stub`), with `encoding`/`encoded_length` or the data inline when
+/// [`GetOptions`] asks. Providers that compute revisions themselves store, digest and hash
+/// attachments exactly as CouchDB does, so revisions stay identical. A stub naming nothing
+/// the edited revision holds is [`Error::MissingStub`]; bad names or data are
+/// [`Error::InvalidAttachment`].
 ///
 /// **Local documents.** [`put_local`](Self::put_local) / [`get_local`](Self::get_local) store
 /// per-database documents (CouchDB's `_local/`) that never list, query or replicate.
@@ -279,6 +290,42 @@ pub trait DatabaseService: Send + Sync + fmt::Debug + 'static {
         db: &str,
         wanted: &[(String, Rev)],
     ) -> Result<Vec<Result<RevisionedDoc>>>;
+
+    /// Attaches `attachment` as `name` to the document `id` (CouchDB's standalone
+    /// `PUT /db/doc/name`), making a new revision: on `rev`, which must be the current
+    /// revision (`Conflict` otherwise), or without `rev` on a missing or deleted document,
+    /// which is created with an empty body. The new attachment is listed first, the
+    /// document's others follow. A name starting with `_`, or data that does not match the
+    /// MD5 given, is [`Error::InvalidAttachment`].
+    async fn put_attachment(
+        &self,
+        db: &str,
+        id: &str,
+        name: &str,
+        rev: Option<&Rev>,
+        attachment: NewAttachment,
+    ) -> Result<WriteResult>;
+
+    /// Reads the attachment `name` of the winner (or of `options.rev`): its stub and bytes,
+    /// decoded unless `options.encoded`. `NotFound` when the document, the revision or the
+    /// attachment is missing.
+    async fn get_attachment(
+        &self,
+        db: &str,
+        id: &str,
+        name: &str,
+        options: &AttachmentRead,
+    ) -> Result<Attachment>;
+
+    /// Removes the attachment `name` from revision `rev` (which must be current), making a
+    /// new revision; `NotFound` when that revision has no such attachment.
+    async fn delete_attachment(
+        &self,
+        db: &str,
+        id: &str,
+        name: &str,
+        rev: &Rev,
+    ) -> Result<WriteResult>;
 }
 
 /// What a provider promises where CouchDB itself promises less: memory and embedded keep the

@@ -8,24 +8,20 @@
 
 use std::sync::Arc;
 
+use bytes::Bytes;
 use serde_json::{Map, Value, json};
 
+use crate::attachment::{self, Presentation};
 use crate::rev_tree::{RevTree, Stored};
 use crate::{Change, Document, Error, GetOptions, OpenRev, OpenRevs, Result, Rev, RevisionedDoc};
 
-/// Finds the body of a revision kept outside the tree.
+/// Finds the body of a revision kept outside the tree, and attachment bytes.
 pub(crate) trait Bodies {
     /// The body of `rev`, if kept.
     fn body(&self, rev: &Rev) -> Result<Option<Arc<Map<String, Value>>>>;
-}
 
-/// For trees that keep every body themselves.
-pub(crate) struct InTree;
-
-impl Bodies for InTree {
-    fn body(&self, _rev: &Rev) -> Result<Option<Arc<Map<String, Value>>>> {
-        Ok(None)
-    }
+    /// The stored bytes of the attachment with MD5 `digest`.
+    fn attachment(&self, digest: &[u8; 16]) -> Result<Bytes>;
 }
 
 /// A revision's deletion flag and body.
@@ -40,13 +36,22 @@ fn body_of(tree: &RevTree, rev: &Rev, bodies: &dyn Bodies) -> Result<Option<Revi
     })
 }
 
-/// `{_id, _rev, ...body, _deleted?}`, as CouchDB writes a revision.
-fn document(id: &str, rev: &Rev, deleted: bool, body: &Map<String, Value>) -> Document {
-    let mut doc = Document::assemble(id, rev, body.clone());
+/// `{_id, _rev, ...body, _deleted?, _attachments?}`, as CouchDB writes a revision, its
+/// attachments shown `how` asks.
+fn document(
+    id: &str,
+    rev: &Rev,
+    deleted: bool,
+    body: &Map<String, Value>,
+    how: Presentation,
+    bodies: &dyn Bodies,
+) -> Result<Document> {
+    let mut map = Document::assemble_stored(id, rev, body.clone()).into_map();
     if deleted {
-        doc.insert("_deleted", true);
+        map.insert("_deleted".into(), Value::Bool(true));
     }
-    doc
+    attachment::present(&mut map, how, &|digest| bodies.attachment(digest))?;
+    Ok(Document::from(map))
 }
 
 /// CouchDB's `_revisions` of `rev`: `{start, ids}` from `rev` up to its tree's root, at
@@ -88,7 +93,11 @@ pub(crate) fn get_with(
     };
     let (deleted, body) =
         body_of(tree, &rev, bodies)?.ok_or_else(|| Error::doc_not_found(db, id, "missing"))?;
-    let mut doc = document(id, &rev, deleted, &body);
+    let how = Presentation {
+        data: options.attachments,
+        encoding_info: options.att_encoding_info,
+    };
+    let mut doc = document(id, &rev, deleted, &body, how, bodies)?;
     if options.revs {
         doc.insert("_revisions", revisions(tree, &rev, revs_limit));
     }
@@ -127,7 +136,30 @@ pub(crate) fn get_with(
             doc.insert("_deleted_conflicts", Value::Array(gone));
         }
     }
+    attachment::move_last(doc.as_map_mut());
     Ok(doc)
+}
+
+/// The stored body whose attachments `get_attachment` reads: revision `rev`'s, or the
+/// live winner's; `NotFound` when that is deleted or its body is not held.
+pub(crate) fn attachment_body(
+    db: &str,
+    id: &str,
+    tree: &RevTree,
+    rev: Option<&Rev>,
+    bodies: &dyn Bodies,
+) -> Result<Arc<Map<String, Value>>> {
+    let rev = match rev {
+        Some(rev) => *rev,
+        None => match tree.winner() {
+            Some(w) if !w.deleted => w.rev,
+            Some(_) => return Err(Error::doc_not_found(db, id, "deleted")),
+            None => return Err(Error::doc_not_found(db, id, "missing")),
+        },
+    };
+    body_of(tree, &rev, bodies)?
+        .map(|(_, body)| body)
+        .ok_or_else(|| Error::doc_not_found(db, id, "missing"))
 }
 
 /// `open_revs` (see [`crate::DatabaseService::open_revs`]) of document `id`, `tree` being
@@ -175,9 +207,10 @@ pub(crate) fn open_revs(
     for rev in found {
         match body_of(tree, &rev, bodies)? {
             Some((deleted, body)) => {
-                let mut doc = document(id, &rev, deleted, &body);
+                let mut doc = document(id, &rev, deleted, &body, Presentation::default(), bodies)?;
                 if with_revs {
                     doc.insert("_revisions", revisions(tree, &rev, revs_limit));
+                    attachment::move_last(doc.as_map_mut());
                 }
                 out.push(OpenRev::Found(doc));
             }

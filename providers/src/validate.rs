@@ -119,8 +119,8 @@ pub struct BodyFields {
 }
 
 /// Checks a document body written as `id`: a JSON object whose only top-level `_` fields are
-/// `_id` (equal to `id`), `_rev` (a revision) and `_deleted` (a boolean), with numbers
-/// CouchDB can store.
+/// `_id` (equal to `id`), `_rev` (a revision), `_deleted` (a boolean) and `_attachments`, with
+/// numbers CouchDB can store.
 pub fn body(db: &str, id: &str, doc: &Document) -> Result<BodyFields> {
     let invalid = |reason: String| Error::invalid_document(db, Some(id), reason);
     let mut fields = BodyFields::default();
@@ -147,10 +147,17 @@ pub fn body(db: &str, id: &str, doc: &Document) -> Result<BodyFields> {
                 Value::Bool(deleted) => fields.deleted = *deleted,
                 _ => return Err(invalid("_deleted must be true or false".into())),
             },
+            // Entries are checked where attachments are parsed (`attachment::check_inputs`).
+            "_attachments" if value.is_object() => {}
+            "_attachments" => {
+                return Err(invalid(
+                    "_attachments must be an object of attachments by name".into(),
+                ));
+            }
             k if k.starts_with('_') => {
                 return Err(invalid(format!(
-                    "top-level field {k:?} is reserved (only _id, _rev and _deleted may start \
-                     with '_')"
+                    "top-level field {k:?} is reserved (only _id, _rev, _deleted and \
+                     _attachments may start with '_')"
                 )));
             }
             _ => check_numbers(value).map_err(invalid)?,

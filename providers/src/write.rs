@@ -20,7 +20,10 @@ use std::sync::Arc;
 use serde_json::{Map, Value};
 
 use crate::rev_tree::{Merged, RevTree, Stored};
-use crate::{Document, Error, Result, Rev, RevisionOutcome, RevisionedDoc, validate};
+use crate::{
+    Document, Error, NewAttachment, Result, Rev, RevisionOutcome, RevisionedDoc, attachment,
+    validate,
+};
 
 /// The winning leaf of a stored document: its revision and whether it is a deletion.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -38,6 +41,9 @@ impl Leaf {
         })
     }
 }
+
+/// Reads the stored `_attachments` of a leaf of the document a save plans on.
+pub(crate) type StoredAttachments<'a> = dyn Fn(&Rev) -> Result<Option<Map<String, Value>>> + 'a;
 
 /// CouchDB's default `revs_limit`: the revisions a path keeps, the leaf itself included.
 pub const REVS_LIMIT: u64 = 1000;
@@ -61,12 +67,18 @@ pub(crate) fn count_transition(live: &mut u64, deleted: &mut u64, old: Option<Le
 
 /// A save, validated: the body to store (without `_id`/`_rev`/`_deleted`), the revision it
 /// edits, whether it is a deletion, and whether it may only create.
+///
+/// `body` holds `_attachments` as given until [`SaveRequest::encode_attachments`] takes it
+/// out into `attachments` (the providers that store documents themselves; CouchDB's gets the
+/// body as it came); [`SaveRequest::plan`] then puts the stored stubs back.
 #[derive(Debug)]
 pub(crate) struct SaveRequest {
     pub body: Map<String, Value>,
     pub expected: Option<Rev>,
     pub deleted: bool,
     pub create_only: bool,
+    /// The parsed and encoded `_attachments`, once taken out of `body`.
+    pub attachments: Option<Vec<(String, attachment::Input)>>,
 }
 
 impl SaveRequest {
@@ -83,7 +95,80 @@ impl SaveRequest {
             expected: fields.rev,
             deleted: fields.deleted,
             create_only: false,
+            attachments: None,
         })
+    }
+
+    /// Takes `_attachments` out of the body, decoding and compressing inline data (the CPU
+    /// work, done before any lock); once only.
+    pub fn encode_attachments(&mut self, db: &str, id: &str) -> Result<()> {
+        if self.attachments.is_none()
+            && let Some(raw) = self.body.shift_remove(attachment::ATTACHMENTS)
+        {
+            self.attachments = Some(attachment::parse_inputs(db, id, &raw)?);
+        }
+        Ok(())
+    }
+
+    /// A standalone attachment upload (`new`) or removal (`None`) of `name` on revision
+    /// `rev`, as the save CouchDB makes of it: `rev`'s body (`body_of_rev`, its stored body
+    /// when `rev` is a leaf) with the new attachment first and the revision's others
+    /// after it; without `rev`, a new document with an empty body (`create` rules).
+    pub fn for_attachment(
+        db: &str,
+        id: &str,
+        name: &str,
+        rev: Option<Rev>,
+        new: Option<NewAttachment>,
+        body_of_rev: Option<&Map<String, Value>>,
+    ) -> Result<Self> {
+        validate::document_id(db, id)?;
+        attachment::check_name(db, id, name)?;
+        let mut body = body_of_rev.cloned().unwrap_or_default();
+        let old = body.shift_remove(attachment::ATTACHMENTS);
+        let old_names = old
+            .iter()
+            .flat_map(|o| o.as_object())
+            .flat_map(|o| o.keys());
+        let mut inputs = Vec::new();
+        match new {
+            Some(new) => {
+                attachment::check_upload(db, id, name, &new)?;
+                let content_type = new
+                    .content_type
+                    .unwrap_or_else(|| attachment::DEFAULT_CONTENT_TYPE.into());
+                let blob = attachment::Blob::encode(&content_type, new.data, new.encoding)?;
+                inputs.push((
+                    name.to_owned(),
+                    attachment::Input::Data { content_type, blob },
+                ));
+            }
+            None => {
+                let has = old.as_ref().and_then(|o| o.get(name)).is_some();
+                if !has && body_of_rev.is_some() {
+                    return Err(attachment::attachment_not_found(db, id, name));
+                }
+            }
+        }
+        inputs.extend(
+            old_names
+                .filter(|n| n.as_str() != name)
+                .map(|n| (n.clone(), attachment::Input::Stub { revpos: None })),
+        );
+        Ok(Self {
+            body,
+            expected: rev,
+            deleted: false,
+            create_only: rev.is_none(),
+            attachments: Some(inputs),
+        })
+    }
+
+    /// The attachment bytes this save brings, for the provider to store with it.
+    pub fn new_blobs(&self) -> impl Iterator<Item = &attachment::Blob> {
+        self.attachments
+            .iter()
+            .flat_map(|inputs| attachment::new_blobs(inputs))
     }
 
     /// Validates a `create` (no `_rev` allowed).
@@ -110,8 +195,17 @@ impl SaveRequest {
     }
 
     /// The edit this save makes on `tree` (`None`: the database never had the document), or
-    /// `Conflict` (see the module doc).
-    pub fn plan(&self, db: &str, id: &str, tree: Option<&RevTree>) -> Result<Edit> {
+    /// `Conflict` (see the module doc). A save with attachments gets its stored stubs put
+    /// into `body` here: stubs taken from the revision it names, read with
+    /// `stored_attachments(rev)` (the `_attachments` of that leaf's stored body).
+    pub fn plan(
+        &mut self,
+        db: &str,
+        id: &str,
+        tree: Option<&RevTree>,
+        stored_attachments: &StoredAttachments<'_>,
+    ) -> Result<Edit> {
+        self.encode_attachments(db, id)?;
         let winner = tree.and_then(Leaf::winner_of);
         let parent = match (self.expected, winner) {
             (Some(_), None) => return Err(Error::conflict(db, id)),
@@ -130,9 +224,31 @@ impl SaveRequest {
             (None, Some(w)) if w.deleted && self.deleted => return Err(Error::conflict(db, id)),
             (None, winner) => winner.map(|w| w.rev),
         };
+        let recreation = self.expected.is_none() && winner.is_some_and(|w| w.deleted);
+        if let Some(inputs) = &self.attachments {
+            // The revision the write names: its `_rev`, or for an upsert the live winner.
+            let named = if recreation { None } else { parent };
+            let kept = match &named {
+                Some(rev) => stored_attachments(rev)?,
+                None => None,
+            };
+            let revpos = named.map_or(0, |r| r.generation()) + 1;
+            let stored = attachment::resolve(db, id, inputs, kept.as_ref(), revpos)?;
+            if stored.is_empty() {
+                self.body.shift_remove(attachment::ATTACHMENTS);
+            } else {
+                self.body
+                    .insert(attachment::ATTACHMENTS.into(), Value::Object(stored));
+            }
+        }
+        let rev = if recreation {
+            Rev::compute_recreation(parent.as_ref(), self.deleted, &self.body)
+        } else {
+            Rev::compute(parent.as_ref(), self.deleted, &self.body)
+        };
         Ok(Edit {
             parent,
-            rev: Rev::compute(parent.as_ref(), self.deleted, &self.body),
+            rev,
             deleted: self.deleted,
         })
     }
@@ -311,7 +427,12 @@ mod tests {
     }
 
     fn write(tree: &mut Option<RevTree>, r: &SaveRequest) -> Result<Rev> {
-        let edit = r.plan("db", "d", tree.as_ref())?;
+        let r = &mut SaveRequest {
+            body: r.body.clone(),
+            attachments: None,
+            ..*r
+        };
+        let edit = r.plan("db", "d", tree.as_ref(), &|_| Ok(None))?;
         edit.apply(tree, r.body.clone(), REVS_LIMIT);
         Ok(edit.rev)
     }

@@ -22,7 +22,7 @@ pub async fn bulk_results_keep_input_order(svc: &Service) {
                 doc(json!({"no_id": true})),
                 doc(json!({"_id": "old", "_rev": stale.to_string()})),
                 doc(json!({"_id": "old", "_rev": existing.rev.to_string(), "v": 1})),
-                doc(json!({"_id": "c", "_attachments": {}})),
+                doc(json!({"_id": "c", "_attachments": "x"})),
                 doc(json!({"_id": "d"})),
             ],
         )

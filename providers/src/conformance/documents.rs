@@ -133,13 +133,14 @@ pub async fn awkward_ids_round_trip(svc: &Service) {
     drop_db(svc, &db).await;
 }
 
-/// Top-level `_` fields other than `_id`/`_rev`/`_deleted` (a boolean), and an `_id` that
+/// Top-level `_` fields other than `_id`/`_rev`/`_deleted` (a boolean)/`_attachments` (an
+/// object), and an `_id` that
 /// differs from the id argument, are `InvalidDocument`; `_deleted: true` writes a tombstone;
 /// nested `_` fields are ordinary data.
 pub async fn reserved_fields_are_rejected(svc: &Service) {
     let db = unique_db("reserved");
     for body in [
-        json!({"_attachments": {}}),
+        json!({"_attachments": 7}),
         json!({"_deleted": 1}),
         json!({"_deleted": null}),
         json!({"_custom": 1}),

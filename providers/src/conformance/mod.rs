@@ -15,7 +15,8 @@
 //! delete), `bulk`, `listing` (listings, pagination, changes, databases), `selectors` (what a
 //! `find` selector matches), `queries` (how `find` serves it: index choice, sort, limit,
 //! `ensure_index`), `replication` (local documents and replication writes), `trees`
-//! (revision trees, against scenarios recorded from CouchDB) and `concurrency`. The list of behaviours is written once, in `__conformance_behaviours!`
+//! (revision trees, against scenarios recorded from CouchDB), `attachments` (against
+//! scenarios recorded from CouchDB) and `concurrency`. The list of behaviours is written once, in `__conformance_behaviours!`
 //! below; a new rule is a function in its area's file and a name in that list.
 
 use std::sync::Arc;
@@ -24,6 +25,7 @@ use serde_json::Value;
 
 use crate::{DatabaseService, Document, Error};
 
+mod attachments;
 mod bulk;
 mod concurrency;
 mod documents;
@@ -33,6 +35,7 @@ mod replication;
 mod selectors;
 mod trees;
 
+pub use attachments::*;
 pub use bulk::*;
 pub use concurrency::*;
 pub use documents::*;
@@ -64,6 +67,8 @@ enum Kind {
     InvalidDocumentId,
     InvalidDocument,
     InvalidQuery,
+    InvalidAttachment,
+    MissingStub,
     Other,
 }
 
@@ -76,6 +81,8 @@ fn kind<T: std::fmt::Debug>(r: &crate::Result<T>) -> Kind {
         Err(Error::InvalidDocumentId { .. }) => Kind::InvalidDocumentId,
         Err(Error::InvalidDocument { .. }) => Kind::InvalidDocument,
         Err(Error::InvalidQuery { .. }) => Kind::InvalidQuery,
+        Err(Error::InvalidAttachment { .. }) => Kind::InvalidAttachment,
+        Err(Error::MissingStub { .. }) => Kind::MissingStub,
         Err(_) => Kind::Other,
     }
 }
@@ -171,6 +178,9 @@ macro_rules! __conformance_behaviours {
             find_couchdb_3_5_operators,
             find_prefers_a_usable_json_index,
             revs_diff_answers_as_couchdb,
+            attachment_scenarios_match_recorded_couchdb,
+            attachments_round_trip_and_share,
+            attachment_bad_input_is_typed,
         );
     };
 }

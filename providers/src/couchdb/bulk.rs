@@ -208,7 +208,12 @@ impl CouchDbProvider {
         let mut results: Vec<Option<Result<WriteResult>>> = Vec::with_capacity(docs.len());
         let mut queue = Vec::new();
         for (slot, doc) in docs.into_iter().enumerate() {
-            match SaveRequest::for_bulk(db, doc) {
+            let checked = SaveRequest::for_bulk(db, doc).and_then(|(id, req)| {
+                let atts = req.body.get(crate::attachment::ATTACHMENTS);
+                crate::attachment::check_inputs(db, &id, atts)?;
+                Ok((id, req))
+            });
+            match checked {
                 Ok((id, mut req)) => {
                     if req.deleted {
                         req.body.insert("_deleted".into(), Value::Bool(true));

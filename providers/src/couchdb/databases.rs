@@ -11,7 +11,7 @@ use crate::{DatabaseInfo, Result, validate};
 
 impl CouchDbProvider {
     /// Creates a database; one that already exists is fine.
-    async fn create_db(&self, db: &str) -> Result<()> {
+    pub(super) async fn create_db(&self, db: &str) -> Result<()> {
         let url = self.http.url(&[db], &[]);
         let reply = self
             .http

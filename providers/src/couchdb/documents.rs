@@ -6,6 +6,7 @@ use serde_json::{Map, Value};
 
 use super::http::{Idempotency, Target, status_error};
 use super::{CouchDbProvider, Current, UPSERT_ATTEMPTS, doc_json, document_from, protocol, rev_of};
+use crate::attachment;
 use crate::service::backoff;
 use crate::write::{SaveRequest, local_body, only};
 use crate::{Document, Error, GetOptions, OpenRev, OpenRevs, Result, Rev, WriteResult, validate};
@@ -127,6 +128,7 @@ impl CouchDbProvider {
     pub(super) async fn save(&self, db: &str, id: &str, doc: Document) -> Result<WriteResult> {
         validate::database_name(db)?;
         let req = SaveRequest::new(db, id, doc)?;
+        attachment::check_inputs(db, id, req.body.get(attachment::ATTACHMENTS))?;
         let body = body_to_send(req.body, req.deleted);
         if is_dot_segment(id) {
             let mut doc = Document::from(body);
@@ -150,6 +152,7 @@ impl CouchDbProvider {
     pub(super) async fn create(&self, db: &str, id: &str, doc: Document) -> Result<WriteResult> {
         validate::database_name(db)?;
         let req = SaveRequest::for_create(db, id, doc)?;
+        attachment::check_inputs(db, id, req.body.get(attachment::ATTACHMENTS))?;
         let body = body_to_send(req.body, req.deleted);
         let rev = if is_dot_segment(id) {
             // One `_bulk_docs` entry without `_rev`: created, or a conflict, as a PUT would.
@@ -186,6 +189,8 @@ impl CouchDbProvider {
             (options.deleted_conflicts, "deleted_conflicts"),
             (options.revs, "revs"),
             (options.revs_info, "revs_info"),
+            (options.attachments, "attachments"),
+            (options.att_encoding_info, "att_encoding_info"),
         ] {
             if set {
                 query.push((name, "true"));

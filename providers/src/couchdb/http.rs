@@ -41,10 +41,23 @@ pub(crate) enum Idempotency {
     Unsafe,
 }
 
-/// An HTTP answer: status and raw body.
+/// An HTTP answer: status, headers and raw body.
 pub(crate) struct Reply {
     pub status: StatusCode,
+    pub headers: reqwest::header::HeaderMap,
     pub body: bytes::Bytes,
+}
+
+/// A request's body and headers beyond the defaults (`Accept: application/json`, and
+/// `Content-Type: application/json` for a body).
+#[derive(Default)]
+pub(crate) struct Outgoing {
+    /// The body.
+    pub body: Option<bytes::Bytes>,
+    /// Its content type, when not JSON.
+    pub content_type: Option<String>,
+    /// Further headers.
+    pub headers: Vec<(&'static str, String)>,
 }
 
 /// The reasons CouchDB gives (as `unknown_error`) for an Erlang runtime error: a crash of the
@@ -195,6 +208,22 @@ impl Http {
         body: Option<bytes::Bytes>,
         idempotency: Idempotency,
     ) -> Result<Reply> {
+        let outgoing = Outgoing {
+            body,
+            ..Outgoing::default()
+        };
+        self.send_with(method, url, &outgoing, idempotency).await
+    }
+
+    /// [`Http::send`] with a body of any type and extra headers.
+    pub async fn send_with(
+        &self,
+        method: Method,
+        url: &str,
+        outgoing: &Outgoing,
+        idempotency: Idempotency,
+    ) -> Result<Reply> {
+        let body = &outgoing.body;
         let mut attempt = 0;
         loop {
             self.requests.fetch_add(1, Ordering::Relaxed);
@@ -205,16 +234,28 @@ impl Http {
             if let Some(user) = &self.user {
                 request = request.basic_auth(user, self.password.as_ref().map(Secret::expose));
             }
-            if let Some(body) = &body {
+            if let Some(body) = body {
+                let content_type = outgoing.content_type.as_deref();
                 request = request
-                    .header(reqwest::header::CONTENT_TYPE, "application/json")
+                    .header(
+                        reqwest::header::CONTENT_TYPE,
+                        content_type.unwrap_or("application/json"),
+                    )
                     .body(body.clone());
+            }
+            for (name, value) in &outgoing.headers {
+                request = request.header(*name, value);
             }
             let outcome = match request.send().await {
                 Ok(response) => {
                     let status = response.status();
+                    let headers = response.headers().clone();
                     match response.bytes().await {
-                        Ok(body) => Ok(Reply { status, body }),
+                        Ok(body) => Ok(Reply {
+                            status,
+                            headers,
+                            body,
+                        }),
                         Err(e) => Err(e),
                     }
                 }
@@ -356,6 +397,27 @@ pub(crate) fn status_error(reply: &Reply, target: Target<'_>) -> Error {
         400 if error == "bad_request" && target.id.is_none() => {
             Error::InvalidQuery { reason: detail }
         }
+        412 if error == "missing_stub" => Error::MissingStub {
+            location: target.location(),
+            // "Invalid attachment stub in <id> for <name>"
+            name: reason
+                .rsplit_once(" for ")
+                .map_or_else(String::new, |(_, name)| name.to_owned()),
+        },
+        400 if reason.starts_with("Invalid attachment data for ")
+            || reason.starts_with("Attachment name ") =>
+        {
+            // "Invalid attachment data for <name>" / "Attachment name '<name>' starts with ..."
+            let name = match reason.rsplit_once(" for ") {
+                Some((_, name)) => name.to_owned(),
+                None => reason.split('\'').nth(1).unwrap_or_default().to_owned(),
+            };
+            Error::InvalidAttachment {
+                location: target.location(),
+                name,
+                reason: detail,
+            }
+        }
         400 | 413 | 415 => Error::InvalidDocument {
             location: target.location(),
             reason: detail,
@@ -389,6 +451,7 @@ mod tests {
     fn only_erlang_crashes_are_server_bugs() {
         let reply = |status: u16, body: &str| Reply {
             status: StatusCode::from_u16(status).unwrap(),
+            headers: Default::default(),
             body: bytes::Bytes::copy_from_slice(body.as_bytes()),
         };
         for crash in [

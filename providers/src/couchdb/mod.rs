@@ -20,6 +20,8 @@
 //! | `put_revisions`                             | 2 (`_revs_diff`, `_bulk_docs` with `new_edits: false`); 1 when all are present; + 1 winner lookup when a revision may lose to a leaf it does not extend |
 //! | `write_revisions`, `read_revisions`         | 1 (`_bulk_docs` with `new_edits: false` / `POST _bulk_get?revs=true`) |
 //! | `get_with`, `open_revs`, `create`, `revs_limit`, `set_revs_limit` | 1 |
+//! | `put_attachment`, `delete_attachment`       | 1 (`PUT` / `DELETE /db/id/name`) |
+//! | `get_attachment`                            | 2 (the stub, then that revision's bytes) |
 //! | `compact`                                   | 1 + polls of `GET /db` until compaction ends |
 //! | `get_local`; `put_local` of a `_local` document seen before or new | 1 |
 //! | `database_info`                             | 2 (`GET /db`, design documents to leave out of `doc_count`) |
@@ -43,6 +45,7 @@
 //! same as on the other providers. The credentials are sent as HTTP basic auth on every
 //! request and never appear in errors or `Debug` output.
 
+mod attachments;
 mod bulk;
 mod changes;
 mod databases;
@@ -61,11 +64,12 @@ use reqwest::Method;
 use serde_json::{Map, Value};
 
 use self::http::{Http, Idempotency, Reply};
+use crate::attachment;
 use crate::write::Leaf;
 use crate::{
-    ChangesPage, DatabaseInfo, DatabaseService, Document, Error, FindQuery, GetOptions,
-    IndexStatus, OpenRev, OpenRevs, Page, Result, Rev, RevisionOutcome, RevisionedDoc, RevsDiff,
-    Secret, WriteResult, redact_url,
+    Attachment, AttachmentRead, ChangesPage, DatabaseInfo, DatabaseService, Document, Error,
+    FindQuery, GetOptions, IndexStatus, NewAttachment, OpenRev, OpenRevs, Page, Result, Rev,
+    RevisionOutcome, RevisionedDoc, RevsDiff, Secret, WriteResult, redact_url,
 };
 
 /// Typed configuration of the CouchDB provider.
@@ -246,7 +250,7 @@ fn document_from(value: Value) -> Option<(Document, Rev)> {
     let mut keys = map.keys();
     if keys.next().map(String::as_str) == Some("_id")
         && keys.next().map(String::as_str) == Some("_rev")
-        && !keys.any(|k| k.starts_with('_'))
+        && !keys.any(|k| k.starts_with('_') && k != attachment::ATTACHMENTS)
         && map["_id"].is_string()
     {
         let rev = rev_of(&map["_rev"])?;
@@ -257,7 +261,7 @@ fn document_from(value: Value) -> Option<(Document, Rev)> {
         _ => return None,
     };
     let rev = rev_of(&map.shift_remove("_rev")?)?;
-    map.retain(|k, _| !k.starts_with('_') || k == "_deleted");
+    map.retain(|k, _| !k.starts_with('_') || k == "_deleted" || k == attachment::ATTACHMENTS);
     map.shift_remove("_deleted");
     Some((Document::assemble(&id, &rev, map), rev))
 }
@@ -370,6 +374,37 @@ impl DatabaseService for CouchDbProvider {
 
     async fn get_with(&self, db: &str, id: &str, options: &GetOptions) -> Result<Document> {
         self.get_with(db, id, options).await
+    }
+
+    async fn put_attachment(
+        &self,
+        db: &str,
+        id: &str,
+        name: &str,
+        rev: Option<&Rev>,
+        attachment: NewAttachment,
+    ) -> Result<WriteResult> {
+        self.put_attachment(db, id, name, rev, attachment).await
+    }
+
+    async fn get_attachment(
+        &self,
+        db: &str,
+        id: &str,
+        name: &str,
+        options: &AttachmentRead,
+    ) -> Result<Attachment> {
+        self.get_attachment(db, id, name, options).await
+    }
+
+    async fn delete_attachment(
+        &self,
+        db: &str,
+        id: &str,
+        name: &str,
+        rev: &Rev,
+    ) -> Result<WriteResult> {
+        self.delete_attachment(db, id, name, rev).await
     }
 
     async fn open_revs(

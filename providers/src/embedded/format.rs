@@ -460,6 +460,24 @@ pub fn body_key(db_id: u64, id: &str, rev: &Rev) -> Vec<u8> {
     out
 }
 
+/// Attachment bytes are stored in chunks of at most this many bytes.
+pub const ATTACHMENT_CHUNK: usize = 64 * 1024;
+
+/// The prefix of every `attachments` key of the bytes with MD5 `digest`: db id, digest.
+pub fn attachment_prefix(db_id: u64, digest: &[u8; 16]) -> Vec<u8> {
+    let mut k = Vec::with_capacity(8 + 16 + 4);
+    k.extend_from_slice(&db_id.to_be_bytes());
+    k.extend_from_slice(digest);
+    k
+}
+
+/// The `attachments` key of chunk `n` (from 0) of the bytes with MD5 `digest`.
+pub fn attachment_key(db_id: u64, digest: &[u8; 16], n: u32) -> Vec<u8> {
+    let mut k = attachment_prefix(db_id, digest);
+    k.extend_from_slice(&n.to_be_bytes());
+    k
+}
+
 /// The first key after every key of database `db_id`.
 pub fn end_of(db_id: u64) -> [u8; 8] {
     (db_id + 1).to_be_bytes()

@@ -1,6 +1,6 @@
 //! The embedded provider: documents on local disk in fjall 3, crash-safe, single-process.
 //!
-//! One fjall `Database` holds six keyspaces shared by all databases. Writes are serialized by
+//! One fjall `Database` holds seven keyspaces shared by all databases. Writes are serialized by
 //! one writer lock (the single-writer transaction model): under it, a write reads the
 //! document's record (its revision tree), checks the revision rules ([`crate::write`]), and
 //! puts the new record, the move of its `changes` entry to the new sequence number, the
@@ -29,6 +29,7 @@
 //! | `revbodies` | db id (u64) + id length (u32) + id + revision | body JSON of a revision that is no longer a leaf |
 //! | `local`     | db id (u64) + local id (UTF-8)        | body JSON                              |
 //! | `indexes`   | db id (u64) + kind + …                | index definitions and entries (see `index`) |
+//! | `attachments` | db id (u64) + MD5 (16 bytes) + chunk (u32) | up to 64 KiB of an attachment's stored bytes |
 //!
 //! Database names start with `a-z`, so the `\0` keys never collide with them. A database id is
 //! never reused, so the data of a deleted database is unreachable even before it is purged.
@@ -37,6 +38,10 @@
 //! count the records by their winner's deleted flag; a tree node marked as having its body
 //! elsewhere has exactly one `revbodies` entry, and no other `revbodies` entry exists (the
 //! id length in the key keeps one document's bodies apart from another whose id extends it).
+//! Attachment bytes are stored once per database and digest (the MD5 of the stored bytes, as
+//! stubs name it; chunk 0 always exists, empty for empty bytes), in the batch of the first
+//! write that brings them; every stub a stored body holds names bytes that exist.
+//! Compaction removes the bytes no stored body names any more.
 //!
 //! fjall is single-process: it holds a file lock, and a second open of the same path (from
 //! another process or this one) fails with a `Storage` error naming the path.
@@ -58,9 +63,9 @@ use self::store::Store;
 use self::writes::map_halves;
 use crate::write::{SaveRequest, local_body, only};
 use crate::{
-    ChangesPage, DatabaseInfo, DatabaseService, Document, Error, FindQuery, GetOptions,
-    IndexDefinition, IndexStatus, OpenRev, OpenRevs, Page, Result, Rev, RevisionOutcome,
-    RevisionedDoc, RevsDiff, WriteResult, validate,
+    Attachment, AttachmentRead, ChangesPage, DatabaseInfo, DatabaseService, Document, Error,
+    FindQuery, GetOptions, IndexDefinition, IndexStatus, NewAttachment, OpenRev, OpenRevs, Page,
+    Result, Rev, RevisionOutcome, RevisionedDoc, RevsDiff, WriteResult, validate,
 };
 
 /// How durable a commit is before the write is acknowledged.
@@ -273,6 +278,79 @@ impl DatabaseService for EmbeddedProvider {
         only(
             self.run(move |s| s.save_batch(&db, vec![Ok((id, req))]))
                 .await?,
+        )
+    }
+
+    async fn put_attachment(
+        &self,
+        db: &str,
+        id: &str,
+        name: &str,
+        rev: Option<&Rev>,
+        attachment: NewAttachment,
+    ) -> Result<WriteResult> {
+        validate::database_name(db)?;
+        validate::document_id(db, id)?;
+        let (db, id, name, rev) = (db.to_owned(), id.to_owned(), name.to_owned(), rev.copied());
+        // A revision's body never changes, so reading it before the write's lock is safe:
+        // the write still checks that `rev` is a leaf.
+        only(
+            self.run(move |s| {
+                let body = match &rev {
+                    Some(r) => s.leaf_body(&db, &id, r)?,
+                    None => None,
+                };
+                let req = SaveRequest::for_attachment(
+                    &db,
+                    &id,
+                    &name,
+                    rev,
+                    Some(attachment),
+                    body.as_ref(),
+                )?;
+                s.save_batch(&db, vec![Ok((id, req))])
+            })
+            .await?,
+        )
+    }
+
+    async fn get_attachment(
+        &self,
+        db: &str,
+        id: &str,
+        name: &str,
+        options: &AttachmentRead,
+    ) -> Result<Attachment> {
+        validate::database_name(db)?;
+        validate::document_id(db, id)?;
+        let (db, id, name, options) = (
+            db.to_owned(),
+            id.to_owned(),
+            name.to_owned(),
+            options.clone(),
+        );
+        self.run(move |s| s.get_attachment(&db, &id, &name, &options))
+            .await
+    }
+
+    async fn delete_attachment(
+        &self,
+        db: &str,
+        id: &str,
+        name: &str,
+        rev: &Rev,
+    ) -> Result<WriteResult> {
+        validate::database_name(db)?;
+        validate::document_id(db, id)?;
+        let (db, id, name, rev) = (db.to_owned(), id.to_owned(), name.to_owned(), *rev);
+        only(
+            self.run(move |s| {
+                let body = s.leaf_body(&db, &id, &rev)?;
+                let req =
+                    SaveRequest::for_attachment(&db, &id, &name, Some(rev), None, body.as_ref())?;
+                s.save_batch(&db, vec![Ok((id, req))])
+            })
+            .await?,
         )
     }
 

@@ -6,17 +6,19 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
+use bytes::Bytes;
 use fjall::{Readable, Snapshot};
 use serde_json::{Map, Value};
 
 use super::format::{self, DecodedRecord};
 use super::store::Store;
 use super::writes::map_halves;
+use crate::attachment;
 use crate::rev_tree::RevTree;
 use crate::tree_read::{self, Bodies};
 use crate::{
-    Document, Error, GetOptions, OpenRev, OpenRevs, Page, Result, Rev, RevisionedDoc, RevsDiff,
-    validate,
+    Attachment, AttachmentRead, Document, Error, GetOptions, OpenRev, OpenRevs, Page, Result, Rev,
+    RevisionedDoc, RevsDiff, validate,
 };
 
 /// The bodies of one document's revisions as a snapshot holds them: leaves' in its record,
@@ -44,6 +46,23 @@ impl Bodies for SnapshotBodies<'_> {
         stored
             .map(|json| parse_body(&json).map(Arc::new))
             .transpose()
+    }
+
+    fn attachment(&self, digest: &[u8; 16]) -> Result<Bytes> {
+        let prefix = format::attachment_prefix(self.db_id, digest);
+        let mut out = Vec::new();
+        let mut chunks = 0usize;
+        for item in self.snapshot.prefix(&self.store.attachments, &prefix) {
+            let chunk = item
+                .value()
+                .map_err(|e| self.store.err("reading an attachment", e))?;
+            out.extend_from_slice(&chunk);
+            chunks += 1;
+        }
+        if chunks == 0 {
+            return Err(format::corrupt("an attachment's bytes are missing"));
+        }
+        Ok(Bytes::from(out))
     }
 }
 
@@ -92,6 +111,50 @@ impl Store {
             let tree = tree.ok_or_else(|| Error::doc_not_found(db, id, "missing"))?;
             tree_read::get_with(db, id, tree, options, revs_limit, bodies)
         })
+    }
+
+    /// One attachment of the winner or of `options.rev`, from one snapshot.
+    pub(super) fn get_attachment(
+        &self,
+        db: &str,
+        id: &str,
+        name: &str,
+        options: &AttachmentRead,
+    ) -> Result<Attachment> {
+        self.with_tree(db, id, |tree, _, bodies| {
+            let tree = tree.ok_or_else(|| Error::doc_not_found(db, id, "missing"))?;
+            let body = tree_read::attachment_body(db, id, tree, options.rev.as_ref(), bodies)?;
+            attachment::read(db, id, name, &body, options.encoded, &|d| {
+                bodies.attachment(d)
+            })
+        })
+    }
+
+    /// The stored body of leaf `rev` of `id`, if it is one (`None` for a missing database
+    /// too: the write that follows reports what is wrong).
+    pub(super) fn leaf_body(
+        &self,
+        db: &str,
+        id: &str,
+        rev: &Rev,
+    ) -> Result<Option<Map<String, Value>>> {
+        let Some(meta) = self.meta(db)? else {
+            return Ok(None);
+        };
+        let Some(value) = self
+            .docs
+            .get(format::key(meta.id, id.as_bytes()))
+            .map_err(|e| self.err("reading a document", e))?
+        else {
+            return Ok(None);
+        };
+        let decoded = format::decode_record(&value)?;
+        match decoded.inline.get(rev) {
+            Some(json) if decoded.tree.get(rev).is_some_and(|n| n.is_leaf()) => {
+                parse_body(json).map(Some)
+            }
+            _ => Ok(None),
+        }
     }
 
     pub(super) fn open_revs(

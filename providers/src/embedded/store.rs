@@ -1,4 +1,4 @@
-//! The store under the embedded provider: the fjall database and its six keyspaces, opening,
+//! The store under the embedded provider: the fjall database and its seven keyspaces, opening,
 //! batches and commits, database metadata, the list of databases, and deleting and purging
 //! a database. The key layout is documented in the parent module.
 
@@ -30,6 +30,8 @@ pub(super) struct Store {
     pub(super) indexes: Keyspace,
     /// Bodies of revisions that are no longer leaves, kept until compaction.
     pub(super) revbodies: Keyspace,
+    /// Attachment bytes, content-addressed per database (layout in the parent module).
+    pub(super) attachments: Keyspace,
     pub(super) index_cache: IndexCache,
     /// The last changes page's `pending` per database id (see `feed`).
     pub(super) pending_counts: PendingCounts<u64>,
@@ -89,6 +91,7 @@ impl Store {
             local: ks("local")?,
             indexes: ks("indexes")?,
             revbodies: ks("revbodies")?,
+            attachments: ks("attachments")?,
             index_cache: IndexCache::default(),
             pending_counts: PendingCounts::default(),
             persist: match config.durability {
@@ -103,7 +106,7 @@ impl Store {
         Ok(store)
     }
 
-    pub(super) fn keyspaces(&self) -> [&Keyspace; 6] {
+    pub(super) fn keyspaces(&self) -> [&Keyspace; 7] {
         [
             &self.databases,
             &self.docs,
@@ -111,6 +114,7 @@ impl Store {
             &self.local,
             &self.indexes,
             &self.revbodies,
+            &self.attachments,
         ]
     }
 
@@ -205,6 +209,7 @@ impl Store {
             &self.local,
             &self.indexes,
             &self.revbodies,
+            &self.attachments,
         ] {
             loop {
                 let keys = ks

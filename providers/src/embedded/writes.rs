@@ -13,6 +13,7 @@ use super::format::{self, DbMeta, RecordHeader};
 use super::index::{IndexedWrite, NewVersion};
 use super::reads::parse_body;
 use super::store::Store;
+use crate::attachment::Blob;
 use crate::rev_tree::{RevTree, Stored};
 use crate::write::{Edit, Leaf, SaveRequest, check_revisioned, count_transition, merge_revision};
 use crate::{
@@ -51,6 +52,8 @@ impl DocState {
 pub(super) struct Pending {
     records: HashMap<Vec<u8>, DocState>,
     pub(super) index_entries: HashMap<Vec<u8>, Option<Vec<u8>>>,
+    /// Attachment bytes the batch stores, by digest.
+    blobs: HashSet<[u8; 16]>,
 }
 
 /// A changed document for [`Store::store_doc`].
@@ -254,6 +257,37 @@ impl Store {
         )
     }
 
+    /// Puts attachment bytes into the batch unless the database has them already (see the
+    /// key layout).
+    fn store_blobs<'b>(
+        &self,
+        batch: &mut OwnedWriteBatch,
+        pending: &mut Pending,
+        db_id: u64,
+        blobs: impl Iterator<Item = &'b Blob>,
+    ) -> Result<()> {
+        for blob in blobs {
+            if pending.blobs.contains(&blob.digest) {
+                continue;
+            }
+            let first = format::attachment_key(db_id, &blob.digest, 0);
+            let held = self
+                .attachments
+                .contains_key(&first)
+                .map_err(|e| self.err("reading attachments", e))?;
+            if !held {
+                let mut chunks = blob.bytes.chunks(format::ATTACHMENT_CHUNK);
+                batch.insert(&self.attachments, first, chunks.next().unwrap_or_default());
+                for (n, chunk) in (1u32..).zip(chunks) {
+                    let key = format::attachment_key(db_id, &blob.digest, n);
+                    batch.insert(&self.attachments, key, chunk);
+                }
+            }
+            pending.blobs.insert(blob.digest);
+        }
+        Ok(())
+    }
+
     pub(super) fn save_batch(
         &self,
         db: &str,
@@ -261,7 +295,7 @@ impl Store {
     ) -> Result<Vec<Result<WriteResult>>> {
         // Outside the writer lock, on both cores for big batches: the body JSON, and the
         // revision a new document would get (its hash needs no parent).
-        let prepared = prepare_saves(requests);
+        let prepared = prepare_saves(db, requests);
         let _writer = self.writer.lock();
         let mut batch = self.batch();
         let mut pending = Pending::default();
@@ -284,7 +318,7 @@ impl Store {
             None => Ok(None),
         });
         for (item, stored) in prepared.into_iter().zip(stored) {
-            let outcome = item.and_then(|save| {
+            let outcome = item.and_then(|mut save| {
                 let (stored, key) =
                     stored?.ok_or_else(|| Error::storage("a lookup went missing"))?;
                 let before = match pending.records.get(&key) {
@@ -297,10 +331,18 @@ impl Store {
                         rev,
                         deleted: save.req.deleted,
                     },
-                    (before, _) => save
-                        .req
-                        .plan(db, &save.id, before.as_ref().map(|b| &b.tree))?,
+                    (before, _) => {
+                        save.req
+                            .plan(db, &save.id, before.as_ref().map(|b| &b.tree), &|rev| {
+                                leaf_attachments(before.as_ref(), rev)
+                            })?
+                    }
                 };
+                let json = match save.json {
+                    Some(json) => json,
+                    None => Arc::new(serde_json::to_vec(&save.req.body).map_err(Error::storage)?),
+                };
+                self.store_blobs(&mut batch, &mut pending, meta.id, save.req.new_blobs())?;
                 self.write_edit(
                     &mut batch,
                     &mut pending,
@@ -311,7 +353,7 @@ impl Store {
                     before,
                     edit,
                     &save.req.body,
-                    save.json,
+                    json,
                 )?;
                 Ok(WriteResult {
                     id: save.id,
@@ -501,6 +543,54 @@ impl Store {
                 in_batch = 0;
             }
         }
+        self.commit(batch)?;
+        self.sweep_attachments(meta.id)
+    }
+
+    /// Removes the attachment bytes of database `db_id` that no stored body names (after
+    /// compaction only leaves have bodies, all in their records). The caller holds `writer`.
+    fn sweep_attachments(&self, db_id: u64) -> Result<()> {
+        const CHUNK: usize = 1000;
+        let start = format::key(db_id, b"");
+        let end = format::end_of(db_id);
+        if self
+            .attachments
+            .range(start.as_slice()..end.as_slice())
+            .next()
+            .is_none()
+        {
+            return Ok(());
+        }
+        let mut held = HashSet::new();
+        for item in self.docs.range(start.as_slice()..end.as_slice()) {
+            let value = item
+                .value()
+                .map_err(|e| self.err("reading a document", e))?;
+            let state = DocState::decode(&value)?;
+            for json in state.inline.values() {
+                if memchr_attachments(json) {
+                    held.extend(crate::attachment::digests(&parse_body(json)?));
+                }
+            }
+        }
+        let mut batch = self.batch();
+        let mut in_batch = 0;
+        for item in self.attachments.range(start.as_slice()..end.as_slice()) {
+            let key = item.key().map_err(|e| self.err("compacting", e))?;
+            let digest: [u8; 16] = key
+                .get(8..24)
+                .and_then(|d| d.try_into().ok())
+                .ok_or_else(|| format::corrupt("an attachment key is too short"))?;
+            if held.contains(&digest) {
+                continue;
+            }
+            batch.remove(&self.attachments, key);
+            in_batch += 1;
+            if in_batch == CHUNK {
+                self.commit(std::mem::replace(&mut batch, self.batch()))?;
+                in_batch = 0;
+            }
+        }
         self.commit(batch)
     }
 
@@ -530,17 +620,41 @@ fn mark_bodies_elsewhere(tree: &mut RevTree) {
 struct PreparedSave {
     id: String,
     req: SaveRequest,
-    /// The body JSON.
-    json: Arc<Vec<u8>>,
-    /// The revision if the document turns out to be new (rev-less save, no current leaf).
+    /// The body JSON (`None` for a save with attachments, whose stored body is known once
+    /// planned on the current tree).
+    json: Option<Arc<Vec<u8>>>,
+    /// The revision if the document turns out to be new (rev-less save, no current leaf,
+    /// no attachments).
     new_doc_rev: Option<Rev>,
+}
+
+/// The stored `_attachments` of leaf `rev` of a document as a write holds it.
+fn leaf_attachments(state: Option<&DocState>, rev: &Rev) -> Result<Option<Map<String, Value>>> {
+    let Some(json) = state.and_then(|s| s.inline.get(rev)) else {
+        return Ok(None);
+    };
+    Ok(parse_body(json)?
+        .shift_remove(crate::attachment::ATTACHMENTS)
+        .and_then(|v| match v {
+            Value::Object(atts) => Some(atts),
+            _ => None,
+        }))
 }
 
 /// Batches at least this big are prepared on two threads.
 const PARALLEL_PREPARE: usize = 256;
 
-fn prepare_save(request: Result<(String, SaveRequest)>) -> Result<PreparedSave> {
-    let (id, req) = request?;
+fn prepare_save(db: &str, request: Result<(String, SaveRequest)>) -> Result<PreparedSave> {
+    let (id, mut req) = request?;
+    req.encode_attachments(db, &id)?;
+    if req.attachments.is_some() {
+        return Ok(PreparedSave {
+            id,
+            req,
+            json: None,
+            new_doc_rev: None,
+        });
+    }
     let json = Arc::new(serde_json::to_vec(&req.body).map_err(Error::storage)?);
     let new_doc_rev = req
         .expected
@@ -549,14 +663,17 @@ fn prepare_save(request: Result<(String, SaveRequest)>) -> Result<PreparedSave> 
     Ok(PreparedSave {
         id,
         req,
-        json,
+        json: Some(json),
         new_doc_rev,
     })
 }
 
 /// Prepares saves in input order, splitting big batches over two threads.
-fn prepare_saves(requests: Vec<Result<(String, SaveRequest)>>) -> Vec<Result<PreparedSave>> {
-    map_halves(requests, prepare_save)
+fn prepare_saves(
+    db: &str,
+    requests: Vec<Result<(String, SaveRequest)>>,
+) -> Vec<Result<PreparedSave>> {
+    map_halves(requests, |r| prepare_save(db, r))
 }
 
 /// `items.map(f)` in order; at least `PARALLEL_PREPARE` items are split over two threads
@@ -583,4 +700,10 @@ pub(super) fn map_halves<T: Send, U: Send>(
         }
         front
     })
+}
+
+/// Whether body JSON may hold attachments (the field name occurs in it), so bodies without
+/// them need not be parsed.
+fn memchr_attachments(json: &[u8]) -> bool {
+    json.windows(14).any(|w| w == b"\"_attachments\"")
 }
