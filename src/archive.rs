@@ -6,7 +6,7 @@
 //! A zstd-compressed stream of JSON lines:
 //!
 //! ```text
-//! {"format":"docstore-backup","version":2,"source":"embedded","created_unix":1795315732}
+//! {"format":"docstore-backup","version":3,"source":"embedded","created_unix":1795315732}
 //! {"database":"agents"}
 //! {"id":"a1","rev":"3-…","deleted":false,"body":{…},"history":["2-…","1-…"]}   a document's winner
 //! {"id":"a1","rev":"2-…","deleted":false,"body":{…},"history":["1-…"],"winner":false}   its other leaves
@@ -17,8 +17,10 @@
 //! Every leaf of every document is a line (its winner first, the others marked
 //! `"winner":false`), deletions too, with the revision's known ancestors, newest first
 //! (`history`, left out when empty): a restore rebuilds the same revision trees (conflicts and
-//! deleted branches included) and extends what the target has without new branches. Version
-//! 1 archives (written before trees were kept: one line per document, its winner) still
+//! deleted branches included) and extends what the target has without new branches. A body
+//! with attachments carries them in `_attachments` with their data inline (base64), as
+//! CouchDB's `_bulk_docs` takes them (version 3). Version 1 archives (written before trees
+//! were kept: one line per document, its winner) and version 2 (before attachments) still
 //! restore. The trailer hash is the order-independent sum of MD5 over (id, rev, deleted,
 //! canonical body) of the database's lines. A stream that ends early (no trailer or no final line,
 //! or a cut zstd frame) is truncated; a line that is not what the format expects, a trailer
@@ -40,7 +42,7 @@ use crate::{DatabaseService, Document, Error, Result, Rev, RevisionedDoc};
 
 const FORMAT: &str = "docstore-backup";
 /// The version written; every version up to it reads.
-const VERSION: u64 = 2;
+const VERSION: u64 = 3;
 
 /// What [`backup`] wrote, per database.
 #[derive(Debug, Clone, Default, serde::Serialize)]

@@ -49,6 +49,44 @@ enum Command {
     },
     /// Delete a document.
     Rm { db: String, id: String },
+    /// Attach FILE to document ID (created, empty, if missing) as a new revision.
+    Attach {
+        db: String,
+        id: String,
+        /// The file to attach; `-` reads standard input.
+        file: std::path::PathBuf,
+        /// The attachment's name; omitted, the file's name.
+        #[arg(long)]
+        name: Option<String>,
+        /// Its MIME type; omitted, guessed from the name's extension
+        /// (application/octet-stream when unknown).
+        #[arg(long)]
+        content_type: Option<String>,
+        /// The revision to attach to; omitted, the current one.
+        #[arg(long)]
+        rev: Option<String>,
+    },
+    /// Write attachment NAME of document ID to a file, or to standard output.
+    Attachment {
+        db: String,
+        id: String,
+        name: String,
+        /// The file to write; omitted or `-`, standard output.
+        #[arg(long, short)]
+        out: Option<std::path::PathBuf>,
+        /// Read the attachment of this revision instead of the current one.
+        #[arg(long)]
+        rev: Option<String>,
+    },
+    /// Remove attachment NAME from document ID as a new revision.
+    Detach {
+        db: String,
+        id: String,
+        name: String,
+        /// The revision to remove it from; omitted, the current one.
+        #[arg(long)]
+        rev: Option<String>,
+    },
     /// Show a database's counts and update sequence.
     Info { db: String },
     /// Run a Mango query: a selector, or a whole `_find` body with `selector`, `fields`,
@@ -319,10 +357,22 @@ async fn execute(svc: &dyn DatabaseService, command: Command, as_json: bool) -> 
             let mut listed = Vec::new();
             while let Some(doc) = docs.try_next().await? {
                 let (id, rev) = (doc.id().unwrap_or_default(), doc.rev().unwrap_or_default());
+                let names: Vec<&String> = doc
+                    .get("_attachments")
+                    .and_then(Value::as_object)
+                    .map(|atts| atts.keys().collect())
+                    .unwrap_or_default();
                 if as_json {
-                    listed.push(json!({"id": id, "rev": rev}));
-                } else {
+                    let mut row = json!({"id": id, "rev": rev});
+                    if !names.is_empty() {
+                        row["attachments"] = json!(names);
+                    }
+                    listed.push(row);
+                } else if names.is_empty() {
                     println!("{id}\t{rev}");
+                } else {
+                    let names: Vec<&str> = names.iter().map(|n| n.as_str()).collect();
+                    println!("{id}\t{rev}\t[{}]", names.join(", "));
                 }
             }
             if as_json {
@@ -352,6 +402,89 @@ async fn execute(svc: &dyn DatabaseService, command: Command, as_json: bool) -> 
         Command::Rm { db, id } => {
             let written = svc.delete(&db, &id).await?;
             report_write(as_json, "deleted", &written);
+        }
+        Command::Attach {
+            db,
+            id,
+            file,
+            name,
+            content_type,
+            rev,
+        } => {
+            let data = if file.as_os_str() == "-" {
+                let mut data = Vec::new();
+                std::io::stdin()
+                    .read_to_end(&mut data)
+                    .context("reading the attachment from standard input")?;
+                data
+            } else {
+                std::fs::read(&file).with_context(|| format!("reading {}", file.display()))?
+            };
+            let name = match name {
+                Some(name) => name,
+                None => file
+                    .file_name()
+                    .filter(|_| file.as_os_str() != "-")
+                    .map(|n| n.to_string_lossy().into_owned())
+                    .context("name the attachment with --name when it comes from standard input")?,
+            };
+            let content_type = content_type.unwrap_or_else(|| guess_content_type(&name).into());
+            let rev = match rev {
+                Some(rev) => Some(parse_rev(&rev)?),
+                None => current_rev(svc, &db, &id).await?,
+            };
+            let attachment = docstore::NewAttachment::new(content_type, data);
+            let written = svc
+                .put_attachment(&db, &id, &name, rev.as_ref(), attachment)
+                .await?;
+            report_write(as_json, &format!("attached {name} to"), &written);
+        }
+        Command::Attachment {
+            db,
+            id,
+            name,
+            out,
+            rev,
+        } => {
+            let options = docstore::AttachmentRead {
+                rev: rev.as_deref().map(parse_rev).transpose()?,
+                encoded: false,
+            };
+            let attachment = svc.get_attachment(&db, &id, &name, &options).await?;
+            match out.filter(|o| o.as_os_str() != "-") {
+                Some(path) => {
+                    std::fs::write(&path, &attachment.data)
+                        .with_context(|| format!("writing {}", path.display()))?;
+                    if as_json {
+                        print_json(&serde_json::to_value(&attachment.info)?);
+                    } else {
+                        println!(
+                            "wrote {name} ({}, {} bytes) to {}",
+                            attachment.info.content_type,
+                            attachment.data.len(),
+                            path.display()
+                        );
+                    }
+                }
+                None => {
+                    use std::io::Write;
+                    let mut stdout = std::io::stdout().lock();
+                    stdout
+                        .write_all(&attachment.data)
+                        .and_then(|()| stdout.flush())
+                        .context("writing the attachment to standard output")?;
+                }
+            }
+        }
+        Command::Detach { db, id, name, rev } => {
+            let rev = match rev {
+                Some(rev) => parse_rev(&rev)?,
+                None => current_rev(svc, &db, &id)
+                    .await?
+                    .with_context(|| format!("{db}/{id} does not exist"))?,
+            };
+            let written = svc.delete_attachment(&db, &id, &name, &rev).await?;
+            report_write(as_json, &format!("removed {name} from"), &written);
         }
         Command::Info { db } => {
             let info = svc.database_info(&db).await?;
@@ -492,6 +625,50 @@ async fn conflicted(svc: &dyn DatabaseService, db: &str) -> Result<Vec<Value>> {
             return Ok(listed);
         }
         since = Some(page.last_seq);
+    }
+}
+
+/// A revision given on the command line.
+fn parse_rev(text: &str) -> Result<docstore::Rev> {
+    text.parse()
+        .with_context(|| format!("{text:?} is not a revision (N-<32 hex digits>)"))
+}
+
+/// The current revision of a live document; `None` when it is missing or deleted.
+async fn current_rev(
+    svc: &dyn DatabaseService,
+    db: &str,
+    id: &str,
+) -> Result<Option<docstore::Rev>> {
+    match svc.get(db, id).await {
+        Ok(doc) => Ok(doc.rev().map(parse_rev).transpose()?),
+        Err(e) if e.is_not_found() => Ok(None),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// A MIME type for common file extensions; `application/octet-stream` otherwise.
+fn guess_content_type(name: &str) -> &'static str {
+    let extension = name
+        .rsplit_once('.')
+        .map(|(_, e)| e.to_ascii_lowercase())
+        .unwrap_or_default();
+    match extension.as_str() {
+        "txt" | "log" => "text/plain",
+        "md" => "text/markdown",
+        "csv" => "text/csv",
+        "html" | "htm" => "text/html",
+        "css" => "text/css",
+        "js" => "application/javascript",
+        "json" => "application/json",
+        "xml" => "application/xml",
+        "pdf" => "application/pdf",
+        "png" => "image/png",
+        "jpg" | "jpeg" => "image/jpeg",
+        "gif" => "image/gif",
+        "svg" => "image/svg+xml",
+        "zip" => "application/zip",
+        _ => "application/octet-stream",
     }
 }
 

@@ -42,10 +42,11 @@ pub mod replicate;
 pub mod settings;
 
 pub use docstore_providers::{
-    Capabilities, Change, ChangesPage, DEFAULT_PAGE_SIZE, DatabaseInfo, DatabaseService,
-    DatabaseServiceExt, Document, Error, FindQuery, GetOptions, IndexDefinition, IndexStatus,
-    Location, MemoryProvider, NO_INDEX_FOR_SORT, OpenRev, OpenRevs, Page, Resolution, Result, Rev,
-    RevId, RevisionOutcome, RevisionedDoc, RevsDiff, SortDirection, WriteResult, async_trait,
+    Attachment, AttachmentInfo, AttachmentRead, Capabilities, Change, ChangesPage, ContentEncoding,
+    DEFAULT_PAGE_SIZE, DatabaseInfo, DatabaseService, DatabaseServiceExt, Document, Error,
+    FindQuery, GetOptions, IndexDefinition, IndexStatus, Location, MemoryProvider,
+    NO_INDEX_FOR_SORT, NewAttachment, OpenRev, OpenRevs, Page, Resolution, Result, Rev, RevId,
+    RevisionOutcome, RevisionedDoc, RevsDiff, SortDirection, WriteResult, async_trait, attachment,
     collate, mango, serde_json, validate,
 };
 #[cfg(feature = "couchdb")]

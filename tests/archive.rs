@@ -17,6 +17,11 @@ use docstore::{
 };
 use docstore_providers::testing::unique_db;
 
+/// The bytes of the archived attachment: 100 KB over two storage chunks.
+fn attachment_bytes() -> Vec<u8> {
+    (0..100_000u32).map(|i| (i * 7 % 251) as u8).collect()
+}
+
 async fn source(dbs: &[String]) -> MemoryProvider {
     let svc = MemoryProvider::new();
     for (n, db) in dbs.iter().enumerate() {
@@ -37,6 +42,16 @@ async fn source(dbs: &[String]) -> MemoryProvider {
     }
     let big = Document::from_value(json!({"big": "y".repeat(2 * 1024 * 1024)})).expect("doc");
     svc.save(&dbs[0], "big", big).await.expect("2 MB");
+    // Attachments travel in the archive with their data (format version 3).
+    svc.put_attachment(
+        &dbs[2],
+        "files",
+        "f.bin",
+        None,
+        docstore::NewAttachment::new("application/octet-stream", attachment_bytes()),
+    )
+    .await
+    .expect("attachment");
     // A conflict (two live branches) and a deleted branch: archives carry every leaf.
     let root: Rev = "1-11111111111111111111111111111111".parse().expect("rev");
     let branches = [
@@ -132,6 +147,16 @@ async fn archive_round_trip_into_embedded_and_couchdb() {
             leaves(&src, &dbs[1], "tree").await,
             "the same tree, every leaf"
         );
+        let restored = target
+            .get_attachment(
+                &dbs[2],
+                "files",
+                "f.bin",
+                &docstore::AttachmentRead::default(),
+            )
+            .await
+            .expect("restored attachment");
+        assert_eq!(restored.data.as_ref(), &attachment_bytes()[..]);
         let again = restore(&*target, &file, &options()).await.expect("again");
         assert!(again.is_success());
         let written: u64 = again.databases.iter().map(|d| d.created + d.updated).sum();

@@ -293,3 +293,59 @@ fn replicate_both_ways_and_list_conflicts() {
     let out = docstore(d, &["replicate", a, "archive:x"], &[], None);
     assert!(!out.status.success());
 }
+
+/// `attach` a file, list it, read it back to stdout and to a file, `detach` it.
+#[test]
+fn attachments_from_the_command_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let bytes: Vec<u8> = (0..5000u32).map(|i| (i % 256) as u8).collect();
+    std::fs::write(d.join("photo.png"), &bytes).unwrap();
+    let out = docstore(d, &["attach", "docs", "a", "photo.png"], &[], None);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stdout).starts_with("attached photo.png to a at 1-"),
+        "{}",
+        text(&out.stdout)
+    );
+    let out = docstore(
+        d,
+        &["attach", "docs", "a", "-", "--name", "notes.txt"],
+        &[],
+        Some("some notes"),
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let out = docstore(d, &["ls", "docs"], &[], None);
+    assert!(
+        text(&out.stdout).contains("[notes.txt, photo.png]"),
+        "{}",
+        text(&out.stdout)
+    );
+    let out = docstore(d, &["get", "docs", "a"], &[], None);
+    let doc: docstore::serde_json::Value = docstore::serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        doc["_attachments"]["photo.png"]["content_type"],
+        "image/png"
+    );
+    assert_eq!(doc["_attachments"]["notes.txt"]["length"], 10);
+    let out = docstore(d, &["attachment", "docs", "a", "photo.png"], &[], None);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(out.stdout, bytes, "the bytes on standard output");
+    let out = docstore(
+        d,
+        &["attachment", "docs", "a", "notes.txt", "-o", "n.txt"],
+        &[],
+        None,
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(std::fs::read(d.join("n.txt")).unwrap(), b"some notes");
+    let out = docstore(d, &["detach", "docs", "a", "photo.png"], &[], None);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let out = docstore(d, &["attachment", "docs", "a", "photo.png"], &[], None);
+    assert!(!out.status.success());
+    assert!(
+        text(&out.stderr).contains("missing attachment"),
+        "{}",
+        text(&out.stderr)
+    );
+}

@@ -164,3 +164,71 @@ async fn an_unusable_path_is_a_config_error_naming_it() {
         other => panic!("expected a Config error, got {other:?}"),
     }
 }
+
+/// Attachment bytes are stored once per content, shared by documents and revisions, and the
+/// compaction drops what no revision holds any more; reopening keeps them.
+#[tokio::test]
+async fn attachments_are_shared_and_reclaimed() {
+    use docstore::{AttachmentRead, NewAttachment};
+    let dir = tempfile::tempdir().unwrap();
+    let bytes: Vec<u8> = (0..1_000_000u32)
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
+        .collect();
+    let store = EmbeddedProvider::open(EmbeddedConfig::new(dir.path()))
+        .await
+        .unwrap();
+    let upload = || NewAttachment::new("application/octet-stream", bytes.clone());
+    let a = store
+        .put_attachment("app", "a", "blob", None, upload())
+        .await
+        .unwrap();
+    store
+        .put_attachment("app", "b", "same", None, upload())
+        .await
+        .unwrap();
+    assert_eq!(
+        store.attachment_bytes("app").await.unwrap(),
+        1_000_000,
+        "stored once"
+    );
+    // An edit keeping the attachment by stub, then its removal: the old revision still holds
+    // the bytes until compaction, and document "b" holds them after it.
+    let mut edited = store.get("app", "a").await.unwrap();
+    edited.insert("title", "kept");
+    let kept = store.save("app", "a", edited).await.unwrap();
+    assert!(kept.rev > a.rev);
+    store
+        .delete_attachment("app", "a", "blob", &kept.rev)
+        .await
+        .unwrap();
+    store.compact("app").await.unwrap();
+    assert_eq!(store.attachment_bytes("app").await.unwrap(), 1_000_000);
+    store.delete("app", "b").await.unwrap();
+    assert_eq!(
+        store.attachment_bytes("app").await.unwrap(),
+        1_000_000,
+        "the deleted document's last revision is an ancestor until compaction"
+    );
+    store.compact("app").await.unwrap();
+    assert_eq!(store.attachment_bytes("app").await.unwrap(), 0, "reclaimed");
+    // What stays referenced survives a reopen.
+    store
+        .put_attachment(
+            "app",
+            "c",
+            "text.txt",
+            None,
+            NewAttachment::new("text/plain", "hi"),
+        )
+        .await
+        .unwrap();
+    drop(store);
+    let store = EmbeddedProvider::open(EmbeddedConfig::new(dir.path()))
+        .await
+        .unwrap();
+    let text = store
+        .get_attachment("app", "c", "text.txt", &AttachmentRead::default())
+        .await
+        .unwrap();
+    assert_eq!(text.data.as_ref(), b"hi");
+}

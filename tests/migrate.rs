@@ -9,7 +9,9 @@ use std::sync::Arc;
 
 use docstore::migrate::{ConflictPolicy, MigrateOptions, MigrationReport, migrate};
 use docstore::serde_json::{Value, json};
-use docstore::{DatabaseService, Document, Settings, get_database_service};
+use docstore::{
+    AttachmentRead, DatabaseService, Document, NewAttachment, Settings, get_database_service,
+};
 use docstore_providers::testing::{drop_db, unique_db};
 
 #[derive(Clone, Copy, Debug)]
@@ -78,6 +80,49 @@ async fn corpus(svc: &dyn DatabaseService, dbs: &[String]) {
     svc.save(&dbs[0], "big", doc(json!({"big": big})))
         .await
         .expect("2 MB document");
+    // A document with attachments (text stored gzip, bytes stored as they are).
+    svc.save(
+        &dbs[0],
+        "files",
+        doc(json!({"_attachments": {"a.txt": {"content_type": "text/plain", "data": "aGVsbG8="}}})),
+    )
+    .await
+    .expect("inline attachment");
+    let rev = svc
+        .get(&dbs[0], "files")
+        .await
+        .expect("files")
+        .rev()
+        .map(str::to_owned);
+    let rev: docstore::Rev = rev.expect("rev").parse().expect("rev");
+    svc.put_attachment(
+        &dbs[0],
+        "files",
+        "b.bin",
+        Some(&rev),
+        NewAttachment::new(
+            "application/octet-stream",
+            (0..70_000u32).map(|i| (i % 253) as u8).collect::<Vec<u8>>(),
+        ),
+    )
+    .await
+    .expect("upload");
+}
+
+/// The attachments `corpus` wrote, read back from `svc` with their bytes.
+async fn assert_files(svc: &dyn DatabaseService, db: &str) {
+    let read = AttachmentRead::default();
+    let a = svc
+        .get_attachment(db, "files", "a.txt", &read)
+        .await
+        .expect("a.txt");
+    assert_eq!(a.data.as_ref(), b"hello");
+    let b = svc
+        .get_attachment(db, "files", "b.bin", &read)
+        .await
+        .expect("b.bin");
+    let expected: Vec<u8> = (0..70_000u32).map(|i| (i % 253) as u8).collect();
+    assert_eq!(b.data.as_ref(), &expected[..], "{}", svc.provider_name());
 }
 
 use docstore::DatabaseServiceExt;
@@ -120,8 +165,9 @@ async fn pair(from: Kind, to: Kind) {
         .expect("migrate");
     assert_verified(&first);
     assert_eq!(first.databases.len(), 3);
-    assert_eq!(first.databases[0].created, 151, "{:#?}", first.databases[0]);
+    assert_eq!(first.databases[0].created, 152, "{:#?}", first.databases[0]);
     assert_eq!(first.databases[0].deleted, 20);
+    assert_files(&*target, &dbs[0]).await;
     // Revisions and bodies arrived as they are.
     let big = target.get(&dbs[0], "big").await.expect("big");
     assert_eq!(
@@ -418,7 +464,7 @@ async fn unverified_runs_say_so() {
     .expect("migrate");
     assert!(report.unverified && report.is_success(), "{report:#?}");
     assert!(report.databases[0].verification.is_none());
-    assert_eq!(report.databases[0].created, 151);
+    assert_eq!(report.databases[0].created, 152);
     // What it copied verifies when asked.
     let v = docstore::migrate::verify_database(&*source, &*target, &dbs[0])
         .await

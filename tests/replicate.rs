@@ -12,8 +12,8 @@ use std::time::{Duration, Instant};
 use docstore::replicate::{ReplicateOptions, replicate, sync};
 use docstore::serde_json::{Value, json};
 use docstore::{
-    CouchDbProvider, DatabaseService, DatabaseServiceExt, Document, GetOptions, OpenRev, OpenRevs,
-    Rev, RevisionedDoc, Settings, get_database_service,
+    AttachmentRead, CouchDbProvider, DatabaseService, DatabaseServiceExt, Document, GetOptions,
+    NewAttachment, OpenRev, OpenRevs, Rev, RevisionedDoc, Settings, get_database_service,
 };
 use docstore_providers::testing::unique_db;
 
@@ -120,6 +120,26 @@ async fn fill(svc: &Service, db: &str) {
     svc.save(db, "d10", doc(json!({"back": true})))
         .await
         .expect("re-create");
+    // Attachments: inline text (stored gzip), and a binary upload on an edited document.
+    svc.save(
+        db,
+        "att",
+        doc(json!({"kind": "files", "_attachments": {
+            "note.txt": {"content_type": "text/plain", "data": "aGVsbG8sIHdvcmxk"}}})),
+    )
+    .await
+    .expect("inline attachment");
+    let d03 = svc.get(db, "d03").await.expect("d03");
+    let d03_rev = rev(d03.rev().expect("rev"));
+    svc.put_attachment(
+        db,
+        "d03",
+        "pic.bin",
+        Some(&d03_rev),
+        NewAttachment::new("application/octet-stream", picture()),
+    )
+    .await
+    .expect("upload");
     let root = rev("1-11111111111111111111111111111111");
     let branches: Vec<RevisionedDoc> = [
         "2-aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa",
@@ -142,6 +162,34 @@ async fn fill(svc: &Service, db: &str) {
     svc.put_revisions(db, branches).await.expect("branches");
 }
 
+/// 200 KB of bytes that do not compress, for an attachment spanning several chunks.
+fn picture() -> Vec<u8> {
+    let mut state = 0x9e37_79b9_7f4a_7c15u64;
+    (0..200_000)
+        .map(|_| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state as u8
+        })
+        .collect()
+}
+
+/// Both attachments of `fill` read back with their bytes.
+async fn assert_attachments(svc: &Service, db: &str) {
+    let read = AttachmentRead::default();
+    let pic = svc
+        .get_attachment(db, "d03", "pic.bin", &read)
+        .await
+        .expect("pic.bin");
+    assert_eq!(pic.data.as_ref(), &picture()[..], "{}", svc.provider_name());
+    let note = svc
+        .get_attachment(db, "att", "note.txt", &read)
+        .await
+        .expect("note.txt");
+    assert_eq!(note.data.as_ref(), b"hello, world");
+}
+
 /// One-shot replication between two providers: identical trees; a second run finds nothing
 /// to do; later changes (an edit, a deletion, a new conflict branch) follow incrementally.
 async fn one_way(source: Service, target: Service) {
@@ -152,10 +200,11 @@ async fn one_way(source: Service, target: Service) {
         .await
         .expect("replicates");
     assert_eq!(first.doc_write_failures, 0, "{:?}", first.failures);
-    assert_eq!(first.changes_read, 31);
-    assert_eq!(first.missing_found, 33, "31 winners and two other leaves");
-    assert_eq!(first.docs_written, 33);
+    assert_eq!(first.changes_read, 32);
+    assert_eq!(first.missing_found, 34, "32 winners and two other leaves");
+    assert_eq!(first.docs_written, 34);
     assert_same_trees(&source, &src, &target, &tgt).await;
+    assert_attachments(&target, &tgt).await;
 
     let again = replicate(&*source, &src, &*target, &tgt, &options)
         .await

@@ -288,7 +288,7 @@ pub(crate) enum Input {
 
 /// Parses and encodes a save's `_attachments` (CouchDB's `couch_att:from_json`).
 pub(crate) fn parse_inputs(db: &str, id: &str, value: &Value) -> Result<Vec<(String, Input)>> {
-    let entries = parse_with(db, id, value, |content_type, bytes| {
+    let entries = parse_with(db, id, value, |_, content_type, bytes| {
         Ok(Input::Data {
             blob: Blob::encode(&content_type, Bytes::from(bytes), ContentEncoding::Identity)?,
             content_type,
@@ -316,17 +316,17 @@ enum Entry<T> {
 pub(crate) fn check_inputs(db: &str, id: &str, value: Option<&Value>) -> Result<()> {
     match value {
         None => Ok(()),
-        Some(value) => parse_with(db, id, value, |_, _| Ok(())).map(drop),
+        Some(value) => parse_with(db, id, value, |_, _, _| Ok(())).map(drop),
     }
 }
 
-/// The entries of `_attachments`, stubs as [`Input::Stub`], data (content type and decoded
-/// bytes) as `data` makes of it.
+/// The entries of `_attachments`: stubs, and data as `data` makes of the entry's fields, its
+/// content type and its decoded bytes.
 fn parse_with<T>(
     db: &str,
     id: &str,
     value: &Value,
-    data: impl Fn(String, Vec<u8>) -> Result<T>,
+    data: impl Fn(&Map<String, Value>, String, Vec<u8>) -> Result<T>,
 ) -> Result<Vec<(String, Entry<T>)>> {
     let Value::Object(entries) = value else {
         return Err(Error::invalid_document(
@@ -373,9 +373,66 @@ fn parse_with<T>(
             Some(Value::String(t)) => t.clone(),
             Some(_) => return Err(invalid(db, id, name, "\"content_type\" must be a string")),
         };
-        inputs.push((name.clone(), Entry::Data(data(content_type, bytes)?)));
+        inputs.push((
+            name.clone(),
+            Entry::Data(data(fields, content_type, bytes)?),
+        ));
     }
     Ok(inputs)
+}
+
+/// The stored `_attachments` of a replicated revision of generation `generation` (CouchDB's
+/// `_bulk_docs` with `new_edits: false`) and the bytes to store: inline data encoded as an
+/// upload is, keeping the entry's `revpos` (the generation when it has none); a stub taken
+/// from what `held(name, digest)` finds among the document's stored revisions, or
+/// [`Error::MissingStub`].
+pub(crate) fn replicated(
+    db: &str,
+    id: &str,
+    generation: u64,
+    value: &Value,
+    held: &dyn Fn(&str, Option<&str>) -> Option<Value>,
+) -> Result<(Map<String, Value>, Vec<Blob>)> {
+    let entries = parse_with(db, id, value, |fields, content_type, bytes| {
+        let revpos = fields
+            .get("revpos")
+            .and_then(Value::as_u64)
+            .unwrap_or(generation);
+        let blob = Blob::encode(&content_type, Bytes::from(bytes), ContentEncoding::Identity)?;
+        Ok((blob.stub(&content_type, revpos), blob))
+    })?;
+    let stubs = value.as_object();
+    let mut stored = Map::with_capacity(entries.len());
+    let mut blobs = Vec::new();
+    for (name, entry) in entries {
+        let stub = match entry {
+            Entry::Data((stub, blob)) => {
+                blobs.push(blob);
+                Value::Object(stub)
+            }
+            Entry::Stub { .. } => {
+                let digest = stubs
+                    .and_then(|s| s.get(&name))
+                    .and_then(|s| s.get("digest"))
+                    .and_then(Value::as_str);
+                held(&name, digest).ok_or_else(|| missing_stub(db, id, &name))?
+            }
+        };
+        stored.insert(name, stub);
+    }
+    Ok((stored, blobs))
+}
+
+/// Finds a stored stub named `name` (with `digest`, when given) among stored bodies.
+pub(crate) fn find_stub<'a>(
+    bodies: impl Iterator<Item = &'a Map<String, Value>>,
+    name: &str,
+    digest: Option<&str>,
+) -> Option<Value> {
+    bodies
+        .filter_map(|body| body.get(ATTACHMENTS)?.get(name))
+        .find(|stub| digest.is_none_or(|d| stub.get("digest").and_then(Value::as_str) == Some(d)))
+        .cloned()
 }
 
 /// The stored `_attachments` of a write: stubs replaced by the attachments of the revision

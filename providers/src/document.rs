@@ -327,7 +327,9 @@ pub struct RevisionedDoc {
     pub rev: Rev,
     /// Whether this revision is a deletion (tombstone).
     pub deleted: bool,
-    /// The body, without `_id`/`_rev` (a tombstone's fields, usually none).
+    /// The body, without `_id`/`_rev` (a tombstone's fields, usually none). Attachments are
+    /// in `_attachments` as CouchDB's `_bulk_docs` takes them: with their `data` inline
+    /// (base64), or as stubs naming attachments the target already holds for the document.
     pub body: Map<String, Value>,
     /// Known ancestors of `rev`, newest first (may be empty). When the target's current
     /// revision is among them, `rev` extends it (no conflict), as in CouchDB's revision tree.
@@ -375,10 +377,13 @@ impl RevisionedDoc {
                 }
             },
         };
-        if let Some(key) = map.keys().find(|k| k.starts_with('_')) {
+        if let Some(key) = map
+            .keys()
+            .find(|k| k.starts_with('_') && *k != crate::attachment::ATTACHMENTS)
+        {
             return Err(bad(format!(
                 "top-level field {key:?} is reserved (a revision to store may carry _id, _rev, \
-                 _revisions and _deleted)"
+                 _revisions, _deleted and _attachments)"
             )));
         }
         Ok(Self {

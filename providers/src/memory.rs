@@ -28,8 +28,8 @@ use crate::query::{self, Candidate};
 use crate::rev_tree::{RevTree, Stored};
 use crate::tree_read::{self, Bodies};
 use crate::write::{
-    Edit, Leaf, REVS_LIMIT, SaveRequest, check_revisioned, count_transition, local_body,
-    merge_revision,
+    Edit, Leaf, REVS_LIMIT, SaveRequest, count_transition, local_body, merge_revision,
+    prepare_revisioned,
 };
 use crate::{
     Attachment, AttachmentRead, ChangesPage, DatabaseInfo, DatabaseService, Document, Error,
@@ -582,8 +582,21 @@ impl DatabaseService for MemoryProvider {
         let limit = state.revs_limit;
         Ok(docs
             .into_iter()
-            .map(|doc| {
-                check_revisioned(db, &doc)?;
+            .map(|mut doc| {
+                let tree = state.tree(&doc.id);
+                let blobs = prepare_revisioned(db, &mut doc, &|name, digest| {
+                    let bodies = tree
+                        .into_iter()
+                        .flat_map(|t| t.nodes())
+                        .filter_map(|n| match &n.value {
+                            Stored::Body { body, .. } => Some(&**body),
+                            _ => None,
+                        });
+                    attachment::find_stub(bodies, name, digest)
+                })?;
+                for blob in blobs {
+                    state.blobs.entry(blob.digest).or_insert(blob.bytes);
+                }
                 let id = doc.id.clone();
                 let Taken {
                     mut tree,

@@ -241,11 +241,18 @@ pub(crate) fn revisioned(
         .skip(1)
         .map(|(r, _)| *r)
         .collect();
+    let mut body = Arc::try_unwrap(body).unwrap_or_else(|shared| (*shared).clone());
+    // Replication carries attachments with their data, as `_bulk_get?attachments=true` does.
+    let inline = Presentation {
+        data: true,
+        encoding_info: false,
+    };
+    attachment::present(&mut body, inline, &|digest| bodies.attachment(digest))?;
     Ok(RevisionedDoc {
         id: id.to_owned(),
         rev: *rev,
         deleted,
-        body: Arc::try_unwrap(body).unwrap_or_else(|shared| (*shared).clone()),
+        body,
         history,
     })
 }

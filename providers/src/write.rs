@@ -316,10 +316,23 @@ pub(crate) fn stem(tree: &mut RevTree, revs_limit: u64) {
     }
 }
 
-/// Checks a revision a replication brings.
+/// Checks a revision a replication brings: its id, its reserved fields, and its
+/// `_attachments` entry by entry (what the CouchDB provider checks before sending, so a bad
+/// revision fails alone, not the whole `_bulk_docs`).
+#[cfg_attr(not(feature = "couchdb"), allow(dead_code))]
 pub(crate) fn check_revisioned(db: &str, doc: &RevisionedDoc) -> Result<()> {
+    check_fields(db, doc)?;
+    attachment::check_inputs(db, &doc.id, doc.body.get(attachment::ATTACHMENTS))
+}
+
+/// The id and reserved fields of a revision a replication brings.
+fn check_fields(db: &str, doc: &RevisionedDoc) -> Result<()> {
     validate::document_id(db, &doc.id)?;
-    if let Some(key) = doc.body.keys().find(|k| k.starts_with('_')) {
+    if let Some(key) = doc
+        .body
+        .keys()
+        .find(|k| k.starts_with('_') && *k != attachment::ATTACHMENTS)
+    {
         return Err(Error::invalid_document(
             db,
             Some(&doc.id),
@@ -327,6 +340,28 @@ pub(crate) fn check_revisioned(db: &str, doc: &RevisionedDoc) -> Result<()> {
         ));
     }
     Ok(())
+}
+
+/// Checks a revision a replication brings and turns its `_attachments` into stored stubs
+/// (see [`attachment::replicated`]; `held` finds a stub among the document's stored
+/// revisions); returns the attachment bytes to store with it.
+pub(crate) fn prepare_revisioned(
+    db: &str,
+    doc: &mut RevisionedDoc,
+    held: &dyn Fn(&str, Option<&str>) -> Option<Value>,
+) -> Result<Vec<attachment::Blob>> {
+    check_fields(db, doc)?;
+    let Some(raw) = doc.body.get(attachment::ATTACHMENTS) else {
+        return Ok(Vec::new());
+    };
+    let (stored, blobs) = attachment::replicated(db, &doc.id, doc.rev.generation(), raw, held)?;
+    if stored.is_empty() {
+        doc.body.shift_remove(attachment::ATTACHMENTS);
+    } else {
+        doc.body
+            .insert(attachment::ATTACHMENTS.into(), Value::Object(stored));
+    }
+    Ok(blobs)
 }
 
 /// Merges a replicated revision and its linked history into `tree` (created when `None`),

@@ -66,8 +66,36 @@ fn digest<'a>(
     if deleted {
         text.extend_from_slice(b"deleted\0");
     }
-    write_canonical_entries(body, &mut text);
+    let mut attachments = None;
+    let body: Vec<(&String, &Value)> = body
+        .filter(|(key, value)| {
+            let is_attachments = key.as_str() == "_attachments";
+            if is_attachments {
+                attachments = Some(*value);
+            }
+            !is_attachments
+        })
+        .collect();
+    write_canonical_entries(body.into_iter(), &mut text);
+    if let Some(Value::Object(atts)) = attachments {
+        write_attachments(atts, &mut text);
+    }
     u128::from_be_bytes(Md5::digest(&text).into())
+}
+
+/// Attachments as a digest sees them, whether a read shows them as stubs or with their data
+/// inline: each name with its content type and digest (the MD5 of the stored bytes), sorted.
+fn write_attachments(atts: &Map<String, Value>, out: &mut Vec<u8>) {
+    let mut names: Vec<&String> = atts.keys().collect();
+    names.sort();
+    out.extend_from_slice(b"\0attachments");
+    for name in names {
+        let field = |key: &str| atts[name].get(key).and_then(Value::as_str).unwrap_or("");
+        for part in [name.as_str(), field("content_type"), field("digest")] {
+            out.push(0);
+            out.extend_from_slice(part.as_bytes());
+        }
+    }
 }
 
 /// Compact JSON with object keys sorted at every level, written without copying the value.

@@ -278,7 +278,10 @@ impl CouchDbProvider {
                 .send(Method::HEAD, &url, None, Idempotency::Safe)
                 .await?
         } else {
-            let url = self.http.url(&[db, "_bulk_get"], &[("revs", "true")]);
+            let url = self.http.url(
+                &[db, "_bulk_get"],
+                &[("revs", "true"), ("attachments", "true")],
+            );
             self.http
                 .send_json(
                     Method::POST,
@@ -374,9 +377,8 @@ impl CouchDbProvider {
 }
 
 /// A document `_bulk_get?revs=true` returned, keyed by the id and revision it was asked
-/// for, as replication carries it ([`RevisionedDoc::from_couchdb_json`]). A document the
-/// conversion refuses (one with attachments, which replication does not carry yet) is an
-/// error for that document only; one without `_id` or `_rev` is a protocol error (`None`).
+/// for, as replication carries it ([`RevisionedDoc::from_couchdb_json`]), attachments with
+/// their data inline. A document the conversion refuses is an error for that document only; one without `_id` or `_rev` is a protocol error (`None`).
 fn revisioned_from(db: &str, value: Value) -> Option<((String, Rev), Result<RevisionedDoc>)> {
     let Value::Object(mut map) = value else {
         return None;

@@ -159,6 +159,16 @@ impl EmbeddedProvider {
         .await
     }
 
+    /// The attachment bytes database `db` stores: each distinct content once, however many
+    /// revisions and documents hold it, as stored (compressed types gzip). Bytes no revision
+    /// holds any more are dropped by [`DatabaseService::compact`]. `NotFound` for a missing
+    /// database.
+    pub async fn attachment_bytes(&self, db: &str) -> Result<u64> {
+        validate::database_name(db)?;
+        let db = db.to_owned();
+        self.run(move |s| s.attachment_bytes(&db)).await
+    }
+
     /// Runs a blocking store operation on tokio's blocking pool.
     async fn run<T, F>(&self, op: F) -> Result<T>
     where

@@ -130,6 +130,21 @@ impl Store {
         })
     }
 
+    /// The stored attachment bytes of database `db` (see `attachment_bytes`).
+    pub(super) fn attachment_bytes(&self, db: &str) -> Result<u64> {
+        let meta = self.meta(db)?.ok_or_else(|| Error::db_not_found(db))?;
+        let start = format::key(meta.id, b"");
+        let end = format::end_of(meta.id);
+        let mut total = 0u64;
+        for item in self.attachments.range(start.as_slice()..end.as_slice()) {
+            let value = item
+                .value()
+                .map_err(|e| self.err("reading attachments", e))?;
+            total += value.len() as u64;
+        }
+        Ok(total)
+    }
+
     /// The stored body of leaf `rev` of `id`, if it is one (`None` for a missing database
     /// too: the write that follows reports what is wrong).
     pub(super) fn leaf_body(

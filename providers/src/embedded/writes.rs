@@ -15,7 +15,7 @@ use super::reads::parse_body;
 use super::store::Store;
 use crate::attachment::Blob;
 use crate::rev_tree::{RevTree, Stored};
-use crate::write::{Edit, Leaf, SaveRequest, check_revisioned, count_transition, merge_revision};
+use crate::write::{Edit, Leaf, SaveRequest, count_transition, merge_revision, prepare_revisioned};
 use crate::{
     Error, IndexDefinition, Result, Rev, RevisionOutcome, RevisionedDoc, WriteResult, validate,
 };
@@ -436,11 +436,18 @@ impl Store {
         let defs = self.index_definitions(meta.id)?;
         let mut results = Vec::with_capacity(docs.len());
         let mut wrote = false;
-        for doc in docs {
+        for mut doc in docs {
             let outcome = (|| {
-                check_revisioned(db, &doc)?;
                 let key = format::key(meta.id, doc.id.as_bytes());
                 let before = self.load(&pending, &key)?;
+                let blobs = prepare_revisioned(db, &mut doc, &|name, digest| {
+                    let leaves = before.iter().flat_map(|b| b.inline.values());
+                    let bodies: Vec<Map<String, Value>> = leaves
+                        .filter(|json| memchr_attachments(json))
+                        .filter_map(|json| parse_body(json).ok())
+                        .collect();
+                    crate::attachment::find_stub(bodies.iter(), name, digest)
+                })?;
                 let (id, rev) = (doc.id.clone(), doc.rev);
                 let body = doc.body.clone();
                 let json = Arc::new(serde_json::to_vec(&body).map_err(Error::storage)?);
@@ -450,6 +457,7 @@ impl Store {
                     return Ok((outcome, false));
                 }
                 let tree = tree.ok_or_else(|| Error::storage("a merge left no tree"))?;
+                self.store_blobs(&mut batch, &mut pending, meta.id, blobs.iter())?;
                 let mut inline = before
                     .as_ref()
                     .map(|b| b.inline.clone())
