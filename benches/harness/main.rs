@@ -11,7 +11,9 @@
 //! Sections: `memory` (vs a `DashMap`), `embedded` (vs raw fjall), `couchdb` (vs a raw HTTP
 //! client on the same server), `migration` (vs the per-document loop and raw `_bulk_docs`),
 //! `replication` (embedded ⇄ CouchDB vs raw `_bulk_docs` / `_bulk_get` + fjall, and the lag of
-//! a continuous replication at 100 writes/s), `latency` (embedded single saves, 1 and 8
+//! a continuous replication at 100 writes/s), `attachments` (a 1 GiB attachment streamed
+//! up and down, embedded vs raw fjall and CouchDB vs a raw streaming client, with peak
+//! memory; `BENCH_ATTACHMENT_MB`), `latency` (embedded single saves, 1 and 8
 //! writers), `scaling` (listing and migration at
 //! 10k, 100k, 1M documents: time and peak memory). Sizes: `BENCH_DOCS` (default 100,000;
 //! the CouchDB section uses `BENCH_COUCH_DOCS`, default 10,000), `BENCH_LOOP_DOCS` (per-doc
@@ -22,6 +24,7 @@
 #[path = "../../tests/support/mod.rs"]
 mod support;
 
+mod attachments;
 mod common;
 mod couchdb;
 mod embedded;
@@ -37,12 +40,13 @@ use docstore::serde_json::{self, json};
 
 use crate::common::{Row, env_usize, print_rows};
 
-const SECTIONS: [&str; 7] = [
+const SECTIONS: [&str; 8] = [
     "memory",
     "embedded",
     "couchdb",
     "migration",
     "replication",
+    "attachments",
     "latency",
     "scaling",
 ];
@@ -126,6 +130,9 @@ async fn run() {
         let (new, measured) = replication::run(couch_docs).await;
         section("replication", new, &mut rows);
         lag = measured;
+    }
+    if wanted("attachments") {
+        section("attachments", attachments::run().await, &mut rows);
     }
     let latency = if wanted("latency") {
         embedded::latency().await

@@ -34,7 +34,10 @@ pub mod conformance;
 #[cfg(feature = "conformance")]
 pub mod testing;
 
-pub use attachment::{Attachment, AttachmentInfo, AttachmentRead, ContentEncoding, NewAttachment};
+pub use attachment::{
+    Attachment, AttachmentInfo, AttachmentRead, AttachmentStream, AttachmentUpload,
+    ContentEncoding, NewAttachment,
+};
 #[cfg(feature = "couchdb")]
 pub use couchdb::{CouchDbConfig, CouchDbProvider};
 pub use document::{

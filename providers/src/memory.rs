@@ -689,8 +689,9 @@ impl DatabaseService for MemoryProvider {
         validate::document_id(db, id)?;
         let state = self.create_if_missing(db)?;
         let mut state = state.write();
+        let upload = attachment::prepare_upload(db, id, name, attachment)?;
         let body = rev.and_then(|r| state.leaf_body(id, r));
-        let req = SaveRequest::for_attachment(db, id, name, rev.copied(), Some(attachment), body)?;
+        let req = SaveRequest::for_attachment(db, id, name, rev.copied(), Some(upload), body)?;
         state.save(db, id, req)
     }
 

@@ -10,9 +10,9 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use crate::{
-    Attachment, AttachmentRead, ChangesPage, DatabaseInfo, Document, Error, FindQuery, GetOptions,
-    IndexStatus, NewAttachment, OpenRev, OpenRevs, Page, Resolution, Result, Rev, RevisionOutcome,
-    RevisionedDoc, RevsDiff, WriteResult,
+    Attachment, AttachmentRead, AttachmentStream, AttachmentUpload, ChangesPage, DatabaseInfo,
+    Document, Error, FindQuery, GetOptions, IndexStatus, NewAttachment, OpenRev, OpenRevs, Page,
+    Resolution, Result, Rev, RevisionOutcome, RevisionedDoc, RevsDiff, WriteResult,
 };
 
 /// Page size the default [`DatabaseService::list_all`] and [`DatabaseService::list_stream`] use.
@@ -316,6 +316,41 @@ pub trait DatabaseService: Send + Sync + fmt::Debug + 'static {
         name: &str,
         options: &AttachmentRead,
     ) -> Result<Attachment>;
+
+    /// [`put_attachment`](Self::put_attachment) from a stream: the embedded and CouchDB
+    /// providers store or send it piece by piece, so an attachment of any size goes through
+    /// in bounded memory; the memory provider collects it (its bytes live in memory anyway).
+    async fn put_attachment_stream(
+        &self,
+        db: &str,
+        id: &str,
+        name: &str,
+        rev: Option<&Rev>,
+        upload: AttachmentUpload,
+    ) -> Result<WriteResult> {
+        let attachment = upload
+            .collect()
+            .await
+            .map_err(|e| crate::attachment::stream::upload_failed(db, id, name, e))?;
+        self.put_attachment(db, id, name, rev, attachment).await
+    }
+
+    /// [`get_attachment`](Self::get_attachment) as a stream of pieces, read as they are
+    /// consumed (embedded, CouchDB); the memory provider hands out its bytes at once.
+    async fn get_attachment_stream(
+        &self,
+        db: &str,
+        id: &str,
+        name: &str,
+        options: &AttachmentRead,
+    ) -> Result<AttachmentStream> {
+        let attachment = self.get_attachment(db, id, name, options).await?;
+        Ok(AttachmentStream {
+            info: attachment.info,
+            encoding: attachment.encoding,
+            body: stream::once(async move { Ok(attachment.data) }).boxed(),
+        })
+    }
 
     /// Removes the attachment `name` from revision `rev` (which must be current), making a
     /// new revision; `NotFound` when that revision has no such attachment.

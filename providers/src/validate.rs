@@ -213,7 +213,8 @@ mod tests {
         let doc = |t: &str| Document::from_json(t).unwrap();
         assert!(body("d", "x", &doc(r#"{"_id":"x","a":1}"#)).is_ok());
         assert!(body("d", "x", &doc(r#"{"_id":"y"}"#)).is_err());
-        assert!(body("d", "x", &doc(r#"{"_attachments":{}}"#)).is_err());
+        assert!(body("d", "x", &doc(r#"{"_attachments":{}}"#)).is_ok());
+        assert!(body("d", "x", &doc(r#"{"_attachments":7}"#)).is_err());
         assert!(body("d", "x", &doc(r#"{"_rev":"nope"}"#)).is_err());
         assert!(body("d", "x", &doc(r#"{"f":1e400}"#)).is_err());
         assert!(body("d", "x", &doc(r#"{"nested":{"_ok":1}}"#)).is_ok());

@@ -20,10 +20,7 @@ use std::sync::Arc;
 use serde_json::{Map, Value};
 
 use crate::rev_tree::{Merged, RevTree, Stored};
-use crate::{
-    Document, Error, NewAttachment, Result, Rev, RevisionOutcome, RevisionedDoc, attachment,
-    validate,
-};
+use crate::{Document, Error, Result, Rev, RevisionOutcome, RevisionedDoc, attachment, validate};
 
 /// The winning leaf of a stored document: its revision and whether it is a deletion.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -110,7 +107,8 @@ impl SaveRequest {
         Ok(())
     }
 
-    /// A standalone attachment upload (`new`) or removal (`None`) of `name` on revision
+    /// A standalone attachment upload (`new`: its content type and encoded bytes, see
+    /// [`attachment::prepare_upload`]) or removal (`None`) of `name` on revision
     /// `rev`, as the save CouchDB makes of it: `rev`'s body (`body_of_rev`, its stored body
     /// when `rev` is a leaf) with the new attachment first and the revision's others
     /// after it; without `rev`, a new document with an empty body (`create` rules).
@@ -119,7 +117,7 @@ impl SaveRequest {
         id: &str,
         name: &str,
         rev: Option<Rev>,
-        new: Option<NewAttachment>,
+        new: Option<(String, attachment::Blob)>,
         body_of_rev: Option<&Map<String, Value>>,
     ) -> Result<Self> {
         validate::document_id(db, id)?;
@@ -132,12 +130,7 @@ impl SaveRequest {
             .flat_map(|o| o.keys());
         let mut inputs = Vec::new();
         match new {
-            Some(new) => {
-                attachment::check_upload(db, id, name, &new)?;
-                let content_type = new
-                    .content_type
-                    .unwrap_or_else(|| attachment::DEFAULT_CONTENT_TYPE.into());
-                let blob = attachment::Blob::encode(&content_type, new.data, new.encoding)?;
+            Some((content_type, blob)) => {
                 inputs.push((
                     name.to_owned(),
                     attachment::Input::Data { content_type, blob },

@@ -16,7 +16,7 @@
 //! `find` selector matches), `queries` (how `find` serves it: index choice, sort, limit,
 //! `ensure_index`), `replication` (local documents and replication writes), `trees`
 //! (revision trees, against scenarios recorded from CouchDB), `attachments` (against
-//! scenarios recorded from CouchDB) and `concurrency`. The list of behaviours is written once, in `__conformance_behaviours!`
+//! scenarios recorded from CouchDB), `attachment_api` and `concurrency`. The list of behaviours is written once, in `__conformance_behaviours!`
 //! below; a new rule is a function in its area's file and a name in that list.
 
 use std::sync::Arc;
@@ -25,6 +25,7 @@ use serde_json::Value;
 
 use crate::{DatabaseService, Document, Error};
 
+mod attachment_api;
 mod attachments;
 mod bulk;
 mod concurrency;
@@ -35,6 +36,7 @@ mod replication;
 mod selectors;
 mod trees;
 
+pub use attachment_api::*;
 pub use attachments::*;
 pub use bulk::*;
 pub use concurrency::*;
@@ -181,6 +183,7 @@ macro_rules! __conformance_behaviours {
             attachment_scenarios_match_recorded_couchdb,
             attachments_round_trip_and_share,
             attachment_bad_input_is_typed,
+            attachments_stream_in_pieces,
         );
     };
 }

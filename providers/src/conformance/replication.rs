@@ -194,8 +194,15 @@ pub async fn put_revisions_keep_couchdb_winners(svc: &Service) {
             &db,
             vec![
                 rd("_x", a1, false, json!({}), vec![]),
-                rd("y", a1, false, json!({"_attachments": {}}), vec![]),
+                rd("y", a1, false, json!({"_conflicts": []}), vec![]),
                 rd("z", a1, false, json!({"ok": 1}), vec![]),
+                rd(
+                    "w",
+                    a1,
+                    false,
+                    json!({"_attachments": {"a": {"data": "not base64!"}}}),
+                    vec![],
+                ),
             ],
         )
         .await
@@ -203,6 +210,7 @@ pub async fn put_revisions_keep_couchdb_winners(svc: &Service) {
     assert_eq!(kind(&bad[0]), Kind::InvalidDocumentId);
     assert_eq!(kind(&bad[1]), Kind::InvalidDocument);
     assert_eq!(bad[2].as_ref().ok(), Some(&O::Written));
+    assert_eq!(kind(&bad[3]), Kind::InvalidAttachment);
     drop_db(svc, &db).await;
 }
 

@@ -41,6 +41,11 @@ pub(crate) enum Idempotency {
     Unsafe,
 }
 
+/// The whole-request timeout of streamed transfers (attachments of any size): in effect
+/// none; a download that receives nothing for `request_timeout` fails (see
+/// `CouchDbProvider::get_attachment_stream`).
+const STREAMED_TRANSFER_TIMEOUT: Duration = Duration::from_secs(7 * 24 * 3600);
+
 /// An HTTP answer: status, headers and raw body.
 pub(crate) struct Reply {
     pub status: StatusCode,
@@ -124,6 +129,8 @@ pub(crate) struct Http {
     password: Option<Secret>,
     max_retries: u32,
     requests: AtomicU64,
+    /// The configured `request_timeout`, which streamed downloads apply between pieces.
+    idle_timeout: Duration,
 }
 
 impl Http {
@@ -167,6 +174,7 @@ impl Http {
             password: config.password.clone().or(url_password),
             max_retries: config.max_retries,
             requests: AtomicU64::new(0),
+            idle_timeout: config.request_timeout,
         })
     }
 
@@ -177,6 +185,11 @@ impl Http {
 
     pub fn user(&self) -> Option<&str> {
         self.user.as_deref()
+    }
+
+    /// The longest wait for the next piece of a streamed download.
+    pub fn idle_timeout(&self) -> Duration {
+        self.idle_timeout
     }
 
     pub fn request_count(&self) -> u64 {
@@ -301,6 +314,84 @@ impl Http {
             tokio::time::sleep(backoff(attempt + 4)).await;
             attempt += 1;
         }
+    }
+
+    /// Sends one request whose answer is read as a stream (attachment downloads): no retry
+    /// once it is out; the answer as it arrives, or the status error read whole.
+    pub async fn open(
+        &self,
+        url: &str,
+        headers: &[(&'static str, String)],
+        target: Target<'_>,
+    ) -> Result<reqwest::Response> {
+        self.requests.fetch_add(1, Ordering::Relaxed);
+        let mut request = self.client.get(url).timeout(STREAMED_TRANSFER_TIMEOUT);
+        if let Some(user) = &self.user {
+            request = request.basic_auth(user, self.password.as_ref().map(Secret::expose));
+        }
+        for (name, value) in headers {
+            request = request.header(*name, value);
+        }
+        let response = request
+            .send()
+            .await
+            .map_err(|e| self.transport_error(&e, 1))?;
+        if response.status().is_success() {
+            return Ok(response);
+        }
+        let status = response.status();
+        let headers = response.headers().clone();
+        let body = response
+            .bytes()
+            .await
+            .map_err(|e| self.transport_error(&e, 1))?;
+        Err(status_error(
+            &Reply {
+                status,
+                headers,
+                body,
+            },
+            target,
+        ))
+    }
+
+    /// Sends one request with a streamed body (attachment uploads): never retried, since
+    /// the stream cannot be sent again.
+    pub async fn send_stream(
+        &self,
+        method: Method,
+        url: &str,
+        content_type: &str,
+        headers: &[(&'static str, String)],
+        body: reqwest::Body,
+    ) -> std::result::Result<Reply, reqwest::Error> {
+        self.requests.fetch_add(1, Ordering::Relaxed);
+        let mut request = self
+            .client
+            .request(method, url)
+            .timeout(STREAMED_TRANSFER_TIMEOUT)
+            .header(reqwest::header::ACCEPT, "application/json")
+            .header(reqwest::header::CONTENT_TYPE, content_type);
+        if let Some(user) = &self.user {
+            request = request.basic_auth(user, self.password.as_ref().map(Secret::expose));
+        }
+        for (name, value) in headers {
+            request = request.header(*name, value);
+        }
+        let response = request.body(body).send().await?;
+        let status = response.status();
+        let headers = response.headers().clone();
+        let body = response.bytes().await?;
+        Ok(Reply {
+            status,
+            headers,
+            body,
+        })
+    }
+
+    /// What a failed streamed request reports (see [`Http::send_stream`]).
+    pub fn stream_error(&self, e: &reqwest::Error) -> Error {
+        self.transport_error(e, 1)
     }
 
     /// Sends JSON and expects JSON.

@@ -21,7 +21,8 @@
 //! | `write_revisions`, `read_revisions`         | 1 (`_bulk_docs` with `new_edits: false` / `POST _bulk_get?revs=true`) |
 //! | `get_with`, `open_revs`, `create`, `revs_limit`, `set_revs_limit` | 1 |
 //! | `put_attachment`, `delete_attachment`       | 1 (`PUT` / `DELETE /db/id/name`) |
-//! | `get_attachment`                            | 2 (the stub, then that revision's bytes) |
+//! | `get_attachment`, `get_attachment_stream`   | 2 (the stub, then that revision's bytes) |
+//! | `put_attachment_stream`                     | 2 (`PUT /db`, which a stream cannot do without, then the streamed `PUT`) |
 //! | `compact`                                   | 1 + polls of `GET /db` until compaction ends |
 //! | `get_local`; `put_local` of a `_local` document seen before or new | 1 |
 //! | `database_info`                             | 2 (`GET /db`, design documents to leave out of `doc_count`) |
@@ -67,9 +68,10 @@ use self::http::{Http, Idempotency, Reply};
 use crate::attachment;
 use crate::write::Leaf;
 use crate::{
-    Attachment, AttachmentRead, ChangesPage, DatabaseInfo, DatabaseService, Document, Error,
-    FindQuery, GetOptions, IndexStatus, NewAttachment, OpenRev, OpenRevs, Page, Result, Rev,
-    RevisionOutcome, RevisionedDoc, RevsDiff, Secret, WriteResult, redact_url,
+    Attachment, AttachmentRead, AttachmentStream, AttachmentUpload, ChangesPage, DatabaseInfo,
+    DatabaseService, Document, Error, FindQuery, GetOptions, IndexStatus, NewAttachment, OpenRev,
+    OpenRevs, Page, Result, Rev, RevisionOutcome, RevisionedDoc, RevsDiff, Secret, WriteResult,
+    redact_url,
 };
 
 /// Typed configuration of the CouchDB provider.
@@ -83,7 +85,8 @@ pub struct CouchDbConfig {
     pub password: Option<Secret>,
     /// TCP/TLS connect timeout.
     pub connect_timeout: Duration,
-    /// Whole-request timeout.
+    /// Whole-request timeout; for streamed attachment transfers, the longest wait between
+    /// two reads.
     pub request_timeout: Duration,
     /// Retries after a connection error, a timeout or a 5xx (see the retry rule).
     pub max_retries: u32,
@@ -395,6 +398,27 @@ impl DatabaseService for CouchDbProvider {
         options: &AttachmentRead,
     ) -> Result<Attachment> {
         self.get_attachment(db, id, name, options).await
+    }
+
+    async fn put_attachment_stream(
+        &self,
+        db: &str,
+        id: &str,
+        name: &str,
+        rev: Option<&Rev>,
+        upload: AttachmentUpload,
+    ) -> Result<WriteResult> {
+        self.put_attachment_stream(db, id, name, rev, upload).await
+    }
+
+    async fn get_attachment_stream(
+        &self,
+        db: &str,
+        id: &str,
+        name: &str,
+        options: &AttachmentRead,
+    ) -> Result<AttachmentStream> {
+        self.get_attachment_stream(db, id, name, options).await
     }
 
     async fn delete_attachment(

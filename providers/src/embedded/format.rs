@@ -460,6 +460,9 @@ pub fn body_key(db_id: u64, id: &str, rev: &Rev) -> Vec<u8> {
     out
 }
 
+/// The chunk number of an attachment's redirect entry (see the `attachments` module).
+pub const REDIRECT_CHUNK: u32 = u32::MAX;
+
 /// Attachment bytes are stored in chunks of at most this many bytes.
 pub const ATTACHMENT_CHUNK: usize = 64 * 1024;
 

@@ -46,6 +46,7 @@
 //! fjall is single-process: it holds a file lock, and a second open of the same path (from
 //! another process or this one) fails with a `Storage` error naming the path.
 
+mod attachments;
 mod changes;
 mod format;
 mod index;
@@ -63,9 +64,10 @@ use self::store::Store;
 use self::writes::map_halves;
 use crate::write::{SaveRequest, local_body, only};
 use crate::{
-    Attachment, AttachmentRead, ChangesPage, DatabaseInfo, DatabaseService, Document, Error,
-    FindQuery, GetOptions, IndexDefinition, IndexStatus, NewAttachment, OpenRev, OpenRevs, Page,
-    Result, Rev, RevisionOutcome, RevisionedDoc, RevsDiff, WriteResult, validate,
+    Attachment, AttachmentRead, AttachmentStream, AttachmentUpload, ChangesPage, DatabaseInfo,
+    DatabaseService, Document, Error, FindQuery, GetOptions, IndexDefinition, IndexStatus,
+    NewAttachment, OpenRev, OpenRevs, Page, Result, Rev, RevisionOutcome, RevisionedDoc, RevsDiff,
+    WriteResult, validate,
 };
 
 /// How durable a commit is before the write is acknowledged.
@@ -306,22 +308,143 @@ impl DatabaseService for EmbeddedProvider {
         // the write still checks that `rev` is a leaf.
         only(
             self.run(move |s| {
+                let upload = crate::attachment::prepare_upload(&db, &id, &name, attachment)?;
                 let body = match &rev {
                     Some(r) => s.leaf_body(&db, &id, r)?,
                     None => None,
                 };
-                let req = SaveRequest::for_attachment(
-                    &db,
-                    &id,
-                    &name,
-                    rev,
-                    Some(attachment),
-                    body.as_ref(),
-                )?;
+                let req =
+                    SaveRequest::for_attachment(&db, &id, &name, rev, Some(upload), body.as_ref())?;
                 s.save_batch(&db, vec![Ok((id, req))])
             })
             .await?,
         )
+    }
+
+    async fn put_attachment_stream(
+        &self,
+        db: &str,
+        id: &str,
+        name: &str,
+        rev: Option<&Rev>,
+        upload: AttachmentUpload,
+    ) -> Result<WriteResult> {
+        use futures::StreamExt;
+        validate::database_name(db)?;
+        validate::document_id(db, id)?;
+        crate::attachment::check_upload_name(db, id, name)?;
+        let content_type = upload
+            .content_type
+            .clone()
+            .unwrap_or_else(|| crate::attachment::DEFAULT_CONTENT_TYPE.to_owned());
+        let db_id = {
+            let db = db.to_owned();
+            self.run(move |s| s.ensure_db(&db)).await?
+        };
+        // The chunks go to the store as they come, under a key of this upload's own; the
+        // document write then points the digest at them (see `attachments`).
+        let staged = attachments::Staged::new(Arc::clone(&self.store));
+        let key = staged.key;
+        let mut encoder = crate::attachment::stream::Encoder::new(
+            &content_type,
+            upload.encoding,
+            format::ATTACHMENT_CHUNK,
+        );
+        let mut body = upload.body;
+        let mut ready = Vec::new();
+        let mut next = 0u32;
+        let mut stored_digest = None;
+        let outcome: Result<WriteResult> = async {
+            while let Some(piece) = body.next().await {
+                let piece =
+                    piece.map_err(|e| crate::attachment::stream::upload_failed(db, id, name, e))?;
+                ready.extend(encoder.push(&piece)?);
+                if ready.len() >= attachments::STAGED_BATCH {
+                    let chunks = std::mem::take(&mut ready);
+                    let first = next;
+                    next += chunks.len() as u32;
+                    self.run(move |s| s.write_staged(db_id, &key, first, chunks))
+                        .await?;
+                }
+            }
+            let (last, encoded) = encoder.finish()?;
+            stored_digest = Some(encoded.digest);
+            ready.extend(last);
+            let chunks = std::mem::take(&mut ready);
+            self.run(move |s| s.write_staged(db_id, &key, next, chunks))
+                .await?;
+            crate::attachment::check_md5(db, id, name, upload.md5, encoded.sent_md5)?;
+            let blob = crate::attachment::Blob {
+                digest: encoded.digest,
+                bytes: bytes::Bytes::new(),
+                gzip: encoded.gzip,
+                length: encoded.length,
+                stored_len: encoded.stored_len,
+                staged: Some(key),
+            };
+            let (db, id, name, rev) = (db.to_owned(), id.to_owned(), name.to_owned(), rev.copied());
+            only(
+                self.run(move |s| {
+                    let body = match &rev {
+                        Some(r) => s.leaf_body(&db, &id, r)?,
+                        None => None,
+                    };
+                    let upload = Some((content_type, blob));
+                    let req =
+                        SaveRequest::for_attachment(&db, &id, &name, rev, upload, body.as_ref())?;
+                    s.save_batch(&db, vec![Ok((id, req))])
+                })
+                .await?,
+            )
+        }
+        .await;
+        // Whatever happened, chunks no document took are removed now.
+        self.run(move |s| match stored_digest {
+            Some(digest) => s.finish_staged(db_id, &key, digest),
+            None => s.remove_prefix(&format::attachment_prefix(db_id, &key)),
+        })
+        .await?;
+        drop(staged);
+        outcome
+    }
+
+    async fn get_attachment_stream(
+        &self,
+        db: &str,
+        id: &str,
+        name: &str,
+        options: &AttachmentRead,
+    ) -> Result<AttachmentStream> {
+        use futures::StreamExt;
+        validate::database_name(db)?;
+        validate::document_id(db, id)?;
+        let (db, id, name, read) = (
+            db.to_owned(),
+            id.to_owned(),
+            name.to_owned(),
+            options.clone(),
+        );
+        let (info, db_id, key) = self
+            .run(move |s| s.attachment_location(&db, &id, &name, &read))
+            .await?;
+        let gzip = info.encoding == Some(crate::ContentEncoding::Gzip);
+        let decode = gzip && !options.encoded;
+        let (tx, rx) = tokio::sync::mpsc::channel(4);
+        let store = Arc::clone(&self.store);
+        tokio::task::spawn_blocking(move || store.send_chunks(db_id, key, decode, tx));
+        let body = futures::stream::unfold(rx, |mut rx| async move {
+            rx.recv().await.map(|piece| (piece, rx))
+        })
+        .boxed();
+        Ok(AttachmentStream {
+            info,
+            encoding: if gzip && options.encoded {
+                crate::ContentEncoding::Gzip
+            } else {
+                crate::ContentEncoding::Identity
+            },
+            body,
+        })
     }
 
     async fn get_attachment(

@@ -49,7 +49,8 @@ impl Bodies for SnapshotBodies<'_> {
     }
 
     fn attachment(&self, digest: &[u8; 16]) -> Result<Bytes> {
-        let prefix = format::attachment_prefix(self.db_id, digest);
+        let key = self.store.chunk_key(self.snapshot, self.db_id, digest)?;
+        let prefix = format::attachment_prefix(self.db_id, &key);
         let mut out = Vec::new();
         let mut chunks = 0usize;
         for item in self.snapshot.prefix(&self.store.attachments, &prefix) {
@@ -113,6 +114,33 @@ impl Store {
         })
     }
 
+    /// Where the bytes of one attachment of the winner (or of `options.rev`) are: its stub,
+    /// the database id and the key of its chunks.
+    pub(super) fn attachment_location(
+        &self,
+        db: &str,
+        id: &str,
+        name: &str,
+        options: &AttachmentRead,
+    ) -> Result<(crate::AttachmentInfo, u64, [u8; 16])> {
+        let snapshot = self.db.snapshot();
+        let meta = self.snapshot_meta(&snapshot, db)?;
+        self.with_tree(db, id, |tree, _, bodies| {
+            let tree = tree.ok_or_else(|| Error::doc_not_found(db, id, "missing"))?;
+            let body = tree_read::attachment_body(db, id, tree, options.rev.as_ref(), bodies)?;
+            let stub = body
+                .get(attachment::ATTACHMENTS)
+                .and_then(|a| a.get(name))
+                .ok_or_else(|| attachment::attachment_not_found(db, id, name))?;
+            let info = crate::AttachmentInfo::from_stub(stub)
+                .ok_or_else(|| format::corrupt("a stored attachment stub is incomplete"))?;
+            let digest = attachment::digest_bytes(&info.digest)
+                .ok_or_else(|| format::corrupt("a stored attachment stub has no digest"))?;
+            let key = self.chunk_key(&snapshot, meta.id, &digest)?;
+            Ok((info, meta.id, key))
+        })
+    }
+
     /// One attachment of the winner or of `options.rev`, from one snapshot.
     pub(super) fn get_attachment(
         &self,
@@ -128,21 +156,6 @@ impl Store {
                 bodies.attachment(d)
             })
         })
-    }
-
-    /// The stored attachment bytes of database `db` (see `attachment_bytes`).
-    pub(super) fn attachment_bytes(&self, db: &str) -> Result<u64> {
-        let meta = self.meta(db)?.ok_or_else(|| Error::db_not_found(db))?;
-        let start = format::key(meta.id, b"");
-        let end = format::end_of(meta.id);
-        let mut total = 0u64;
-        for item in self.attachments.range(start.as_slice()..end.as_slice()) {
-            let value = item
-                .value()
-                .map_err(|e| self.err("reading attachments", e))?;
-            total += value.len() as u64;
-        }
-        Ok(total)
     }
 
     /// The stored body of leaf `rev` of `id`, if it is one (`None` for a missing database

@@ -9,6 +9,7 @@ use fjall::{
 };
 use parking_lot::Mutex;
 
+use super::attachments::Uploads;
 use super::format::{self, DbMeta, NEXT_ID_KEY, PURGE_PREFIX};
 use super::index::IndexCache;
 use super::{Durability, EmbeddedConfig};
@@ -32,6 +33,8 @@ pub(super) struct Store {
     pub(super) revbodies: Keyspace,
     /// Attachment bytes, content-addressed per database (layout in the parent module).
     pub(super) attachments: Keyspace,
+    /// Streamed uploads in progress (their staged chunks are not swept).
+    pub(super) uploads: Uploads,
     pub(super) index_cache: IndexCache,
     /// The last changes page's `pending` per database id (see `feed`).
     pub(super) pending_counts: PendingCounts<u64>,
@@ -41,6 +44,9 @@ pub(super) struct Store {
 /// memtables waiting for their flush, let a long bulk load hold hundreds of MiB; smaller
 /// memtables keep memory bounded (measured: restoring 200,000 1 KB documents).
 const MEMTABLE_BYTES: u64 = 16 * 1024 * 1024;
+
+/// Memtable size of the `attachments` keyspace (see `open`).
+const ATTACHMENT_MEMTABLE_BYTES: u64 = 4 * 1024 * 1024;
 
 /// Deleted databases are purged in transactions of this many keys.
 const PURGE_CHUNK: usize = 10_000;
@@ -91,7 +97,17 @@ impl Store {
             local: ks("local")?,
             indexes: ks("indexes")?,
             revbodies: ks("revbodies")?,
-            attachments: ks("attachments")?,
+            // Attachment chunks are large values written in long runs: a small memtable
+            // keeps a streamed upload's memory low, and key-value separation keeps them out
+            // of the tables' compactions.
+            attachments: db
+                .keyspace("attachments", || {
+                    KeyspaceCreateOptions::default()
+                        .max_memtable_size(ATTACHMENT_MEMTABLE_BYTES)
+                        .with_kv_separation(Some(fjall::KvSeparationOptions::default()))
+                })
+                .map_err(|e| engine(&path, "opening a keyspace", e))?,
+            uploads: Uploads::default(),
             index_cache: IndexCache::default(),
             pending_counts: PendingCounts::default(),
             persist: match config.durability {

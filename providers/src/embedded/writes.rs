@@ -270,17 +270,23 @@ impl Store {
             if pending.blobs.contains(&blob.digest) {
                 continue;
             }
-            let first = format::attachment_key(db_id, &blob.digest, 0);
-            let held = self
-                .attachments
-                .contains_key(&first)
-                .map_err(|e| self.err("reading attachments", e))?;
-            if !held {
-                let mut chunks = blob.bytes.chunks(format::ATTACHMENT_CHUNK);
-                batch.insert(&self.attachments, first, chunks.next().unwrap_or_default());
-                for (n, chunk) in (1u32..).zip(chunks) {
-                    let key = format::attachment_key(db_id, &blob.digest, n);
-                    batch.insert(&self.attachments, key, chunk);
+            if !self.holds_blob(db_id, &blob.digest)? {
+                match &blob.staged {
+                    // A streamed upload's chunks are in place: point the digest at them.
+                    Some(staged) => batch.insert(
+                        &self.attachments,
+                        format::attachment_key(db_id, &blob.digest, format::REDIRECT_CHUNK),
+                        &staged[..],
+                    ),
+                    None => {
+                        let first = format::attachment_key(db_id, &blob.digest, 0);
+                        let mut chunks = blob.bytes.chunks(format::ATTACHMENT_CHUNK);
+                        batch.insert(&self.attachments, first, chunks.next().unwrap_or_default());
+                        for (n, chunk) in (1u32..).zip(chunks) {
+                            let key = format::attachment_key(db_id, &blob.digest, n);
+                            batch.insert(&self.attachments, key, chunk);
+                        }
+                    }
                 }
             }
             pending.blobs.insert(blob.digest);
@@ -552,23 +558,15 @@ impl Store {
             }
         }
         self.commit(batch)?;
-        self.sweep_attachments(meta.id)
+        let held = self.held_digests(meta.id)?;
+        self.sweep_attachments(meta.id, held)
     }
 
-    /// Removes the attachment bytes of database `db_id` that no stored body names (after
-    /// compaction only leaves have bodies, all in their records). The caller holds `writer`.
-    fn sweep_attachments(&self, db_id: u64) -> Result<()> {
-        const CHUNK: usize = 1000;
+    /// The digests of the attachments the stored bodies of database `db_id` name (after
+    /// compaction only leaves have bodies, all in their records).
+    fn held_digests(&self, db_id: u64) -> Result<HashSet<[u8; 16]>> {
         let start = format::key(db_id, b"");
         let end = format::end_of(db_id);
-        if self
-            .attachments
-            .range(start.as_slice()..end.as_slice())
-            .next()
-            .is_none()
-        {
-            return Ok(());
-        }
         let mut held = HashSet::new();
         for item in self.docs.range(start.as_slice()..end.as_slice()) {
             let value = item
@@ -581,25 +579,7 @@ impl Store {
                 }
             }
         }
-        let mut batch = self.batch();
-        let mut in_batch = 0;
-        for item in self.attachments.range(start.as_slice()..end.as_slice()) {
-            let key = item.key().map_err(|e| self.err("compacting", e))?;
-            let digest: [u8; 16] = key
-                .get(8..24)
-                .and_then(|d| d.try_into().ok())
-                .ok_or_else(|| format::corrupt("an attachment key is too short"))?;
-            if held.contains(&digest) {
-                continue;
-            }
-            batch.remove(&self.attachments, key);
-            in_batch += 1;
-            if in_batch == CHUNK {
-                self.commit(std::mem::replace(&mut batch, self.batch()))?;
-                in_batch = 0;
-            }
-        }
-        self.commit(batch)
+        Ok(held)
     }
 
     pub(super) fn put_local(&self, db: &str, id: &str, body: &[u8]) -> Result<()> {

@@ -29,6 +29,10 @@ use serde_json::{Map, Value};
 
 use crate::{Error, Location, Result, Rev};
 
+pub mod stream;
+
+pub use stream::{AttachmentStream, AttachmentUpload};
+
 /// The body field holding a document's attachments.
 pub const ATTACHMENTS: &str = "_attachments";
 
@@ -132,42 +136,43 @@ pub struct Attachment {
 /// Bytes as a provider stores them, under their digest.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct Blob {
-    /// MD5 of `bytes`.
+    /// MD5 of the stored bytes.
     pub digest: [u8; 16],
-    /// The stored bytes (gzip when `gzip`).
+    /// The stored bytes (gzip when `gzip`); empty when `staged`.
     pub bytes: Bytes,
-    /// Whether `bytes` is gzip.
+    /// Whether the stored bytes are gzip.
     pub gzip: bool,
     /// The `length` stubs report.
     pub length: u64,
+    /// How many bytes are stored.
+    pub stored_len: u64,
+    /// A streamed upload's bytes, already in the store under this key instead of `bytes`
+    /// (see [`stream::Encoder`]).
+    pub staged: Option<[u8; 16]>,
 }
 
 impl Blob {
     /// Encodes `data` of `content_type` for storage as CouchDB does (see the module doc).
     pub fn encode(content_type: &str, data: Bytes, encoding: ContentEncoding) -> Result<Self> {
-        if encoding == ContentEncoding::Gzip {
-            return Ok(Self {
-                digest: md5_of(&data),
-                length: data.len() as u64,
-                bytes: data,
-                gzip: true,
-            });
-        }
         let length = data.len() as u64;
-        if is_compressible(content_type) {
-            let gz = gzip(&data)?;
-            return Ok(Self {
-                digest: md5_of(&gz),
-                bytes: Bytes::from(gz),
-                gzip: true,
-                length,
-            });
-        }
+        let (bytes, gzip) = if encoding == ContentEncoding::Gzip {
+            (data, true)
+        } else if is_compressible(content_type) {
+            (Bytes::from(gzip(&data)?), true)
+        } else {
+            (data, false)
+        };
         Ok(Self {
-            digest: md5_of(&data),
-            bytes: data,
-            gzip: false,
-            length,
+            digest: md5_of(&bytes),
+            length: if encoding == ContentEncoding::Gzip {
+                bytes.len() as u64
+            } else {
+                length
+            },
+            stored_len: bytes.len() as u64,
+            bytes,
+            gzip,
+            staged: None,
         })
     }
 
@@ -181,13 +186,13 @@ impl Blob {
         stub.insert("stub".into(), true.into());
         if self.gzip {
             stub.insert("encoding".into(), "gzip".into());
-            stub.insert("encoded_length".into(), (self.bytes.len() as u64).into());
+            stub.insert("encoded_length".into(), self.stored_len.into());
         }
         stub
     }
 }
 
-fn md5_of(bytes: &[u8]) -> [u8; 16] {
+pub(crate) fn md5_of(bytes: &[u8]) -> [u8; 16] {
     Md5::digest(bytes).into()
 }
 
@@ -224,12 +229,17 @@ pub(crate) fn is_compressible(content_type: &str) -> bool {
     })
 }
 
+/// A gzip encoder at level 8 with zlib's header (mtime 0, OS 3): byte for byte what CouchDB
+/// stores, however the input is split.
+pub(crate) fn gzip_encoder(out: Vec<u8>) -> flate2::write::GzEncoder<Vec<u8>> {
+    flate2::GzBuilder::new()
+        .operating_system(3)
+        .write(out, flate2::Compression::new(8))
+}
+
 /// gzip at level 8 with zlib's header: byte for byte what CouchDB stores.
 fn gzip(data: &[u8]) -> Result<Vec<u8>> {
-    let mut encoder = flate2::GzBuilder::new().operating_system(3).write(
-        Vec::with_capacity(data.len() / 2 + 32),
-        flate2::Compression::new(8),
-    );
+    let mut encoder = gzip_encoder(Vec::with_capacity(data.len() / 2 + 32));
     encoder.write_all(data).map_err(Error::storage)?;
     encoder.finish().map_err(Error::storage)
 }
@@ -588,6 +598,12 @@ pub(crate) fn attachment_not_found(db: &str, id: &str, name: &str) -> Error {
 /// Checks an upload: its name (which a URL must be able to carry, so not empty), and its
 /// MD5 when the caller gave one.
 pub(crate) fn check_upload(db: &str, id: &str, name: &str, new: &NewAttachment) -> Result<()> {
+    check_upload_name(db, id, name)?;
+    check_md5(db, id, name, new.md5, md5_of(&new.data))
+}
+
+/// The name of a standalone upload: [`check_name`], and not empty.
+pub(crate) fn check_upload_name(db: &str, id: &str, name: &str) -> Result<()> {
     check_name(db, id, name)?;
     if name.is_empty() {
         return Err(invalid(
@@ -597,17 +613,41 @@ pub(crate) fn check_upload(db: &str, id: &str, name: &str, new: &NewAttachment) 
             "a standalone attachment needs a name; an empty one is only possible inline",
         ));
     }
-    if let Some(expected) = new.md5
-        && md5_of(&new.data) != expected
-    {
-        return Err(invalid(
+    Ok(())
+}
+
+/// Refuses data whose MD5 is not the one the caller expected.
+pub(crate) fn check_md5(
+    db: &str,
+    id: &str,
+    name: &str,
+    expected: Option<[u8; 16]>,
+    got: [u8; 16],
+) -> Result<()> {
+    match expected {
+        Some(expected) if expected != got => Err(invalid(
             db,
             id,
             name,
             "the data's MD5 does not match the digest given; the upload was damaged",
-        ));
+        )),
+        _ => Ok(()),
     }
-    Ok(())
+}
+
+/// A checked upload encoded for storage: its content type and bytes.
+pub(crate) fn prepare_upload(
+    db: &str,
+    id: &str,
+    name: &str,
+    new: NewAttachment,
+) -> Result<(String, Blob)> {
+    check_upload(db, id, name, &new)?;
+    let content_type = new
+        .content_type
+        .unwrap_or_else(|| DEFAULT_CONTENT_TYPE.into());
+    let blob = Blob::encode(&content_type, new.data, new.encoding)?;
+    Ok((content_type, blob))
 }
 
 /// The digests a stored body's attachments reference.
