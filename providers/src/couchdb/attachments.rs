@@ -9,7 +9,7 @@ use parking_lot::Mutex;
 use reqwest::Method;
 use reqwest::StatusCode;
 
-use super::http::{Idempotency, Outgoing, Target, status_error};
+use super::http::{Idempotency, Outgoing, Reply, Target, status_error};
 use super::{CouchDbProvider, protocol, rev_of};
 use crate::attachment::{self, DEFAULT_CONTENT_TYPE};
 use crate::{
@@ -58,18 +58,7 @@ impl CouchDbProvider {
                 .send_with(Method::PUT, &url, &outgoing, Idempotency::Unsafe)
                 .await?;
         }
-        match reply.status.as_u16() {
-            200..=202 => {
-                let rev = rev_of(&reply.json()?["rev"])
-                    .ok_or_else(|| protocol("an attachment upload", &reply))?;
-                self.revs.put(db, id, rev);
-                Ok(WriteResult {
-                    id: id.to_owned(),
-                    rev,
-                })
-            }
-            _ => Err(status_error(&reply, target)),
-        }
+        self.attachment_written(&reply, target, "an attachment upload")
     }
 
     /// A streamed upload: the database is created first if needed (the stream cannot be sent
@@ -164,18 +153,27 @@ impl CouchDbProvider {
                 });
             }
         };
-        match reply.status.as_u16() {
-            200..=202 => {
-                let rev = rev_of(&reply.json()?["rev"])
-                    .ok_or_else(|| protocol("an attachment upload", &reply))?;
-                self.revs.put(db, id, rev);
-                Ok(WriteResult {
-                    id: id.to_owned(),
-                    rev,
-                })
-            }
-            _ => Err(status_error(&reply, target)),
+        self.attachment_written(&reply, target, "an attachment upload")
+    }
+
+    /// The revision an attachment upload or removal answered (remembered as seen), or the
+    /// error its status says.
+    fn attachment_written(
+        &self,
+        reply: &Reply,
+        target: Target<'_>,
+        what: &str,
+    ) -> Result<WriteResult> {
+        if !(200..=202).contains(&reply.status.as_u16()) {
+            return Err(status_error(reply, target));
         }
+        let id = target.id.unwrap_or_default();
+        let rev = rev_of(&reply.json()?["rev"]).ok_or_else(|| protocol(what, reply))?;
+        self.revs.put(target.db, id, rev);
+        Ok(WriteResult {
+            id: id.to_owned(),
+            rev,
+        })
     }
 
     /// A streamed download: the stub (one request), then that revision's bytes as they
@@ -329,15 +327,11 @@ impl CouchDbProvider {
             .send(Method::DELETE, &url, None, Idempotency::Unsafe)
             .await?;
         match reply.status.as_u16() {
-            200..=202 => {
-                let rev = rev_of(&reply.json()?["rev"])
-                    .ok_or_else(|| protocol("an attachment removal", &reply))?;
-                self.revs.put(db, id, rev);
-                Ok(WriteResult {
-                    id: id.to_owned(),
-                    rev,
-                })
-            }
+            200..=202 => self.attachment_written(
+                &reply,
+                Target { db, id: Some(id) },
+                "an attachment removal",
+            ),
             404 if !status_error(&reply, Target { db, id: Some(id) }).is_database_missing() => {
                 let (_, reason) = reply.error_and_reason();
                 Err(Error::NotFound {
