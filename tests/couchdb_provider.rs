@@ -146,6 +146,50 @@ async fn request_counts_per_operation() {
 /// A user name of its own, never the server admin's: CouchDB 3.5 locks a name out for five
 /// minutes after a few failed logins from one address, so failing as the admin would lock
 /// every later test (and run) out.
+/// Attachments: a standalone upload or removal is one request, a download two (the stub,
+/// then that revision's bytes), a streamed upload two (`PUT /db` first: a stream cannot be
+/// sent again when the database turns out to be missing); the first one-shot upload into a
+/// missing database costs the creation and the upload again.
+#[tokio::test]
+async fn attachment_request_counts() {
+    use docstore::{AttachmentRead, AttachmentUpload, NewAttachment};
+    use futures::{StreamExt, TryStreamExt};
+    let p = provider().await;
+    let db = unique_db("att-counts");
+    let bytes = || NewAttachment::new("image/png", vec![7u8; 200_000]);
+    let (w, n) = count(&p, p.put_attachment(&db, "a", "x.png", None, bytes())).await;
+    let first = w.unwrap();
+    assert_eq!(n, 3, "into a missing database: PUT (404), PUT /db, PUT");
+    let (w, n) = count(
+        &p,
+        p.put_attachment(&db, "a", "y.png", Some(&first.rev), bytes()),
+    )
+    .await;
+    let second = w.unwrap();
+    assert_eq!(n, 1, "an upload");
+    let read = AttachmentRead::default();
+    let (a, n) = count(&p, p.get_attachment(&db, "a", "y.png", &read)).await;
+    assert_eq!(a.unwrap().data.len(), 200_000);
+    assert_eq!(n, 2, "a download: the stub, then the bytes");
+    let (a, n) = count(&p, p.get_attachment_stream(&db, "a", "x.png", &read)).await;
+    let pieces: Vec<bytes::Bytes> = a.unwrap().body.try_collect().await.unwrap();
+    assert_eq!(pieces.concat().len(), 200_000);
+    assert_eq!(n, 2, "a streamed download");
+    let body = futures::stream::iter(vec![Ok(bytes::Bytes::from(vec![1u8; 100_000]))]).boxed();
+    let upload = AttachmentUpload::new("application/octet-stream", body);
+    let (w, n) = count(
+        &p,
+        p.put_attachment_stream(&db, "a", "z.bin", Some(&second.rev), upload),
+    )
+    .await;
+    let third = w.unwrap();
+    assert_eq!(n, 2, "a streamed upload: PUT /db, then the streamed PUT");
+    let (w, n) = count(&p, p.delete_attachment(&db, "a", "x.png", &third.rev)).await;
+    assert_eq!(w.unwrap().rev.generation(), 4);
+    assert_eq!(n, 1, "a removal");
+    let _ = p.delete_database(&db).await;
+}
+
 #[tokio::test]
 async fn wrong_password_is_unauthorized_and_never_shown() {
     let server = support::couchdb();
