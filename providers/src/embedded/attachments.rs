@@ -1,4 +1,5 @@
-//! Attachment bytes of the embedded provider: where an attachment's chunks are (under its
+//! Attachments of the embedded provider: the write of a standalone upload or removal, and
+//! their bytes: where an attachment's chunks are (under its
 //! digest, or under the key of the streamed upload that stored them, which a redirect
 //! entry names), streamed uploads staged chunk by chunk before the document write that
 //! references them, chunked reads for streams, and the sweep of bytes no body names.
@@ -19,8 +20,10 @@ use parking_lot::Mutex;
 
 use super::format::{self, REDIRECT_CHUNK};
 use super::store::Store;
+use crate::attachment::Blob;
 use crate::attachment::stream::Decoder;
-use crate::{Error, Result};
+use crate::write::{SaveRequest, only};
+use crate::{Error, Result, Rev, WriteResult};
 
 /// The staged keys of uploads in progress, kept out of the sweep.
 #[derive(Default)]
@@ -56,6 +59,26 @@ impl Drop for Staged {
 pub(super) const STAGED_BATCH: usize = 16;
 
 impl Store {
+    /// Writes a standalone upload (`upload`: content type and encoded bytes) or removal
+    /// (`None`) of attachment `name` as the new revision of `id` on `rev`. A revision's body
+    /// never changes, so reading it before the write's lock is safe: the write still checks
+    /// that `rev` is a leaf.
+    pub(super) fn save_attachment(
+        &self,
+        db: &str,
+        id: String,
+        name: &str,
+        rev: Option<Rev>,
+        upload: Option<(String, Blob)>,
+    ) -> Result<WriteResult> {
+        let body = match &rev {
+            Some(r) => self.leaf_body(db, &id, r)?,
+            None => None,
+        };
+        let req = SaveRequest::for_attachment(db, &id, name, rev, upload, body.as_ref())?;
+        only(self.save_batch(db, vec![Ok((id, req))])?)
+    }
+
     /// The id of database `db`, created if needed (an upload stages its chunks under it).
     pub(super) fn ensure_db(&self, db: &str) -> Result<u64> {
         let _writer = self.writer.lock();

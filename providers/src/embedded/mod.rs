@@ -304,21 +304,11 @@ impl DatabaseService for EmbeddedProvider {
         validate::database_name(db)?;
         validate::document_id(db, id)?;
         let (db, id, name, rev) = (db.to_owned(), id.to_owned(), name.to_owned(), rev.copied());
-        // A revision's body never changes, so reading it before the write's lock is safe:
-        // the write still checks that `rev` is a leaf.
-        only(
-            self.run(move |s| {
-                let upload = crate::attachment::prepare_upload(&db, &id, &name, attachment)?;
-                let body = match &rev {
-                    Some(r) => s.leaf_body(&db, &id, r)?,
-                    None => None,
-                };
-                let req =
-                    SaveRequest::for_attachment(&db, &id, &name, rev, Some(upload), body.as_ref())?;
-                s.save_batch(&db, vec![Ok((id, req))])
-            })
-            .await?,
-        )
+        self.run(move |s| {
+            let upload = crate::attachment::prepare_upload(&db, &id, &name, attachment)?;
+            s.save_attachment(&db, id, &name, rev, Some(upload))
+        })
+        .await
     }
 
     async fn put_attachment_stream(
@@ -383,19 +373,8 @@ impl DatabaseService for EmbeddedProvider {
                 staged: Some(key),
             };
             let (db, id, name, rev) = (db.to_owned(), id.to_owned(), name.to_owned(), rev.copied());
-            only(
-                self.run(move |s| {
-                    let body = match &rev {
-                        Some(r) => s.leaf_body(&db, &id, r)?,
-                        None => None,
-                    };
-                    let upload = Some((content_type, blob));
-                    let req =
-                        SaveRequest::for_attachment(&db, &id, &name, rev, upload, body.as_ref())?;
-                    s.save_batch(&db, vec![Ok((id, req))])
-                })
-                .await?,
-            )
+            self.run(move |s| s.save_attachment(&db, id, &name, rev, Some((content_type, blob))))
+                .await
         }
         .await;
         // Whatever happened, chunks no document took are removed now.
@@ -476,15 +455,8 @@ impl DatabaseService for EmbeddedProvider {
         validate::database_name(db)?;
         validate::document_id(db, id)?;
         let (db, id, name, rev) = (db.to_owned(), id.to_owned(), name.to_owned(), *rev);
-        only(
-            self.run(move |s| {
-                let body = s.leaf_body(&db, &id, &rev)?;
-                let req =
-                    SaveRequest::for_attachment(&db, &id, &name, Some(rev), None, body.as_ref())?;
-                s.save_batch(&db, vec![Ok((id, req))])
-            })
-            .await?,
-        )
+        self.run(move |s| s.save_attachment(&db, id, &name, Some(rev), None))
+            .await
     }
 
     async fn save(&self, db: &str, id: &str, doc: Document) -> Result<WriteResult> {
