@@ -13,7 +13,7 @@ use docstore::replicate::{ReplicateOptions, replicate, sync};
 use docstore::serde_json::{Value, json};
 use docstore::{
     AttachmentRead, CouchDbProvider, DatabaseService, DatabaseServiceExt, Document, GetOptions,
-    NewAttachment, OpenRev, OpenRevs, Rev, RevisionedDoc, Settings, get_database_service,
+    NewAttachment, Rev, RevisionedDoc, Settings, get_database_service,
 };
 use docstore_providers::testing::unique_db;
 
@@ -41,34 +41,6 @@ async fn couchdb() -> Service {
         .expect("couchdb")
 }
 
-/// Everything replication must make equal about one document: every leaf with its body and
-/// `_revisions`, the winner, `_conflicts` and `_deleted_conflicts`. (`_revs_info` is not:
-/// replication carries no ancestor bodies, on CouchDB either.)
-async fn tree(svc: &Service, db: &str, id: &str) -> Value {
-    let leaves = match svc.open_revs(db, id, &OpenRevs::All, true).await {
-        Ok(leaves) => leaves
-            .into_iter()
-            .map(|l| match l {
-                OpenRev::Found(doc) => doc.into_value(),
-                OpenRev::Missing(rev) => json!({"missing": rev.to_string()}),
-            })
-            .collect(),
-        Err(e) if e.is_not_found() => return json!("not found"),
-        Err(e) => panic!("open_revs {id}: {e}"),
-    };
-    let options = GetOptions {
-        conflicts: true,
-        deleted_conflicts: true,
-        ..GetOptions::default()
-    };
-    let winner = match svc.get_with(db, id, &options).await {
-        Ok(doc) => doc.into_value(),
-        Err(docstore::Error::NotFound { reason, .. }) => json!({"not_found": reason}),
-        Err(e) => panic!("get_with {id}: {e}"),
-    };
-    json!({"leaves": Value::Array(leaves), "winner": winner})
-}
-
 /// The ids of a database, tombstones included (from its changes feed).
 async fn all_ids(svc: &Service, db: &str) -> Vec<String> {
     let page = match svc.changes(db, None, 10_000).await {
@@ -85,8 +57,8 @@ async fn assert_same_trees(a: &Service, a_db: &str, b: &Service, b_db: &str) {
     assert_eq!(ids, all_ids(b, b_db).await, "the same documents");
     for id in &ids {
         assert_eq!(
-            tree(a, a_db, id).await,
-            tree(b, b_db, id).await,
+            support::document_tree(&**a, a_db, id).await,
+            support::document_tree(&**b, b_db, id).await,
             "{id}: {} {a_db} vs {} {b_db}",
             a.provider_name(),
             b.provider_name()

@@ -14,9 +14,7 @@ use std::sync::Arc;
 
 use docstore::replicate::{ReplicateOptions, sync};
 use docstore::serde_json::{Value, json};
-use docstore::{
-    DatabaseService, Document, GetOptions, OpenRev, OpenRevs, Settings, get_database_service,
-};
+use docstore::{DatabaseService, Document, Settings, get_database_service};
 use docstore_providers::testing::unique_db;
 
 type Service = Arc<dyn DatabaseService>;
@@ -73,32 +71,6 @@ async fn apply(svc: &Service, db: &str, op: &Op) -> String {
     }
 }
 
-/// A document's leaves (with bodies and `_revisions`), winner and conflicts.
-async fn tree(svc: &Service, db: &str, id: &str) -> Value {
-    let leaves: Vec<Value> = match svc.open_revs(db, id, &OpenRevs::All, true).await {
-        Ok(leaves) => leaves
-            .into_iter()
-            .map(|l| match l {
-                OpenRev::Found(doc) => doc.into_value(),
-                OpenRev::Missing(rev) => json!({"missing": rev.to_string()}),
-            })
-            .collect(),
-        Err(e) if e.is_not_found() => return json!("absent"),
-        Err(e) => panic!("{e}"),
-    };
-    let options = GetOptions {
-        conflicts: true,
-        deleted_conflicts: true,
-        ..GetOptions::default()
-    };
-    let winner = match svc.get_with(db, id, &options).await {
-        Ok(doc) => doc.into_value(),
-        Err(docstore::Error::NotFound { reason, .. }) => json!({"not_found": reason}),
-        Err(e) => panic!("{e}"),
-    };
-    json!({"leaves": leaves, "winner": winner})
-}
-
 /// A pair of sides to run a history on.
 struct Pair {
     a: Service,
@@ -141,8 +113,8 @@ impl Pair {
         let mut out = Vec::new();
         for id in ["p", "q", "r", "s"] {
             out.push((
-                tree(&self.a, &self.a_db, id).await,
-                tree(&self.b, &self.b_db, id).await,
+                support::document_tree(&*self.a, &self.a_db, id).await,
+                support::document_tree(&*self.b, &self.b_db, id).await,
             ));
         }
         out

@@ -325,3 +325,39 @@ fn base64(text: &str) -> String {
     }
     out
 }
+
+/// Everything replication must make equal about one document: every leaf with its body and
+/// `_revisions`, the winner, `_conflicts` and `_deleted_conflicts` (`"not found"` for a
+/// document the database never had). `_revs_info` is not: replication carries no ancestor
+/// bodies, on CouchDB either.
+pub async fn document_tree(
+    svc: &dyn docstore::DatabaseService,
+    db: &str,
+    id: &str,
+) -> docstore::serde_json::Value {
+    use docstore::serde_json::json;
+    use docstore::{GetOptions, OpenRev, OpenRevs};
+    let leaves: Vec<docstore::serde_json::Value> =
+        match svc.open_revs(db, id, &OpenRevs::All, true).await {
+            Ok(leaves) => leaves
+                .into_iter()
+                .map(|l| match l {
+                    OpenRev::Found(doc) => doc.into_value(),
+                    OpenRev::Missing(rev) => json!({"missing": rev.to_string()}),
+                })
+                .collect(),
+            Err(e) if e.is_not_found() => return json!("not found"),
+            Err(e) => panic!("open_revs {id}: {e}"),
+        };
+    let options = GetOptions {
+        conflicts: true,
+        deleted_conflicts: true,
+        ..GetOptions::default()
+    };
+    let winner = match svc.get_with(db, id, &options).await {
+        Ok(doc) => doc.into_value(),
+        Err(docstore::Error::NotFound { reason, .. }) => json!({"not_found": reason}),
+        Err(e) => panic!("get_with {id}: {e}"),
+    };
+    json!({"leaves": leaves, "winner": winner})
+}
