@@ -27,6 +27,7 @@ mod secret;
 mod service;
 mod tree_read;
 pub mod validate;
+mod watch;
 mod write;
 
 #[cfg(feature = "conformance")]
@@ -52,6 +53,7 @@ pub use query::{FindQuery, IndexDefinition, IndexStatus, NO_INDEX_FOR_SORT, Sort
 pub use rev::{Rev, RevId};
 pub use secret::{Secret, redact_url};
 pub use service::{Capabilities, DEFAULT_PAGE_SIZE, DatabaseService, DatabaseServiceExt};
+pub use watch::{ChangeStream, LiveChange, Since, WatchOptions};
 
 /// Re-exported so implementors and callers use the same `async_trait` and JSON types.
 pub use async_trait::async_trait;

@@ -27,14 +27,15 @@ use crate::feed::PendingCounts;
 use crate::query::{self, Candidate};
 use crate::rev_tree::{RevTree, Stored};
 use crate::tree_read::{self, Bodies};
+use crate::watch::{self, ChangeStream, CommitSignal, FeedSource, Since, WatchOptions};
 use crate::write::{
     Edit, Leaf, REVS_LIMIT, SaveRequest, count_transition, local_body, merge_revision,
     prepare_revisioned,
 };
 use crate::{
-    Attachment, AttachmentRead, ChangesPage, DatabaseInfo, DatabaseService, Document, Error,
-    FindQuery, GetOptions, IndexDefinition, IndexStatus, NewAttachment, OpenRev, OpenRevs, Page,
-    Result, Rev, RevisionOutcome, RevisionedDoc, RevsDiff, WriteResult, validate,
+    Attachment, AttachmentRead, Change, ChangesPage, DatabaseInfo, DatabaseService, Document,
+    Error, FindQuery, GetOptions, IndexDefinition, IndexStatus, NewAttachment, OpenRev, OpenRevs,
+    Page, Result, Rev, RevisionOutcome, RevisionedDoc, RevsDiff, WriteResult, validate,
 };
 
 /// The in-memory provider. Data lives as long as the value; cloning is not supported, share
@@ -72,6 +73,10 @@ struct MemoryDb {
     /// Attachment bytes as stored, by MD5: shared by every revision that holds them, swept
     /// by `compact` when no revision does.
     blobs: HashMap<[u8; 16], Bytes>,
+    /// Bumped on every change (see `watch`); streams hold the database, not its name.
+    signal: CommitSignal,
+    /// Set when the database is deleted, so streams holding it end with `NotFound`.
+    dropped: bool,
 }
 
 impl Default for MemoryDb {
@@ -87,6 +92,8 @@ impl Default for MemoryDb {
             revs_limit: REVS_LIMIT,
             pending_counts: PendingCounts::default(),
             blobs: HashMap::new(),
+            signal: CommitSignal::default(),
+            dropped: false,
         }
     }
 }
@@ -163,6 +170,25 @@ impl MemoryDb {
         count_transition(&mut self.live, &mut self.deleted, taken_winner, new);
         self.docs.insert(id.to_owned(), StoredDoc { tree, seq });
         self.by_seq.insert(seq, id.to_owned());
+        self.signal.notify();
+    }
+
+    /// Up to `limit` changes after `since`, and how many follow them unless the database's
+    /// pending count for `since` is known (see `feed`).
+    fn changes_after(&self, since: u64, limit: usize, count_rest: bool) -> (Vec<Change>, u64) {
+        let mut after = self
+            .by_seq
+            .range((Bound::Excluded(since), Bound::Unbounded));
+        let results: Vec<Change> = after
+            .by_ref()
+            .take(limit)
+            .filter_map(|(seq, id)| {
+                let doc = self.docs.get(id)?;
+                tree_read::change(id, seq.to_string(), &doc.tree)
+            })
+            .collect();
+        let counted = if count_rest { after.count() as u64 } else { 0 };
+        (results, counted)
     }
 
     fn save(&mut self, db: &str, id: &str, mut req: SaveRequest) -> Result<WriteResult> {
@@ -308,10 +334,11 @@ impl DatabaseService for MemoryProvider {
 
     async fn delete_database(&self, db: &str) -> Result<()> {
         validate::database_name(db)?;
-        self.dbs
-            .remove(db)
-            .map(|_| ())
-            .ok_or_else(|| Error::db_not_found(db))
+        let (_, state) = self.dbs.remove(db).ok_or_else(|| Error::db_not_found(db))?;
+        let mut state = state.write();
+        state.dropped = true;
+        state.signal.notify();
+        Ok(())
     }
 
     async fn get(&self, db: &str, id: &str) -> Result<Document> {
@@ -490,23 +517,8 @@ impl DatabaseService for MemoryProvider {
         let since = validate::sequence_token(since, "memory")?;
         let state = self.existing(db)?.ok_or_else(|| Error::db_not_found(db))?;
         let state = state.read();
-        let mut after = state
-            .by_seq
-            .range((Bound::Excluded(since), Bound::Unbounded));
-        let results: Vec<crate::Change> = after
-            .by_ref()
-            .take(limit)
-            .filter_map(|(seq, id)| {
-                let doc = state.docs.get(id)?;
-                tree_read::change(id, seq.to_string(), &doc.tree)
-            })
-            .collect();
         let known = state.pending_counts.known(&(), since, state.seq);
-        let counted = if known.is_some() {
-            0
-        } else {
-            after.count() as u64
-        };
+        let (results, counted) = state.changes_after(since, limit, known.is_none());
         let last = results
             .last()
             .and_then(|c| c.seq.parse().ok())
@@ -520,6 +532,31 @@ impl DatabaseService for MemoryProvider {
             last_seq: last.to_string(),
             pending,
         })
+    }
+
+    async fn watch(&self, db: &str, options: WatchOptions) -> Result<ChangeStream> {
+        let selector = options.parsed_selector()?;
+        let state = self.existing(db)?.ok_or_else(|| Error::db_not_found(db))?;
+        let (since, wake) = {
+            let held = state.read();
+            let since = match &options.since {
+                Since::Start => 0,
+                Since::Now => held.seq,
+                Since::After(token) => validate::sequence_token(Some(token), "memory")?,
+            };
+            (since, held.signal.subscribe())
+        };
+        let source = Arc::new(MemoryFeed {
+            db: db.to_owned(),
+            state,
+        });
+        Ok(watch::local_stream(
+            source,
+            wake,
+            since,
+            options.include_docs,
+            selector,
+        ))
     }
 
     async fn get_local(&self, db: &str, id: &str) -> Result<Document> {
@@ -727,5 +764,40 @@ impl DatabaseService for MemoryProvider {
         let body = state.leaf_body(id, rev);
         let req = SaveRequest::for_attachment(db, id, name, Some(*rev), None, body)?;
         state.save(db, id, req)
+    }
+}
+
+/// One database's feed, for `watch`: the database itself, so a database deleted and
+/// created again under the same name is not mistaken for the one watched.
+struct MemoryFeed {
+    db: String,
+    state: Arc<RwLock<MemoryDb>>,
+}
+
+#[async_trait]
+impl FeedSource for MemoryFeed {
+    async fn read(
+        &self,
+        since: u64,
+        limit: usize,
+        with_docs: bool,
+    ) -> Result<Vec<(Change, Option<Document>)>> {
+        let state = self.state.read();
+        if state.dropped {
+            return Err(Error::db_not_found(&self.db));
+        }
+        let (changes, _) = state.changes_after(since, limit, false);
+        changes
+            .into_iter()
+            .map(|change| {
+                let doc = if with_docs {
+                    let tree = state.tree(&change.id);
+                    tree_read::document_at(&change.id, tree, &change.rev, &*state)?
+                } else {
+                    None
+                };
+                Ok((change, doc))
+            })
+            .collect()
     }
 }

@@ -9,6 +9,7 @@ use futures::stream::{self, BoxStream, StreamExt, TryStreamExt};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
+use crate::watch::{ChangeStream, WatchOptions};
 use crate::{
     Attachment, AttachmentRead, AttachmentStream, AttachmentUpload, ChangesPage, DatabaseInfo,
     Document, Error, FindQuery, GetOptions, IndexStatus, NewAttachment, OpenRev, OpenRevs, Page,
@@ -87,6 +88,10 @@ pub const DEFAULT_PAGE_SIZE: usize = 1000;
 /// attachments exactly as CouchDB does, so revisions stay identical. A stub naming nothing
 /// the edited revision holds is [`Error::MissingStub`]; bad names or data are
 /// [`Error::InvalidAttachment`].
+///
+/// **Live changes.** [`watch`](Self::watch) streams changes as they are committed, from
+/// any point of the feed, filtered by a Mango selector; see its doc for what survives a
+/// dropped connection.
 ///
 /// **Local documents.** [`put_local`](Self::put_local) / [`get_local`](Self::get_local) store
 /// per-database documents (CouchDB's `_local/`) that never list, query or replicate.
@@ -223,6 +228,22 @@ pub trait DatabaseService: Send + Sync + fmt::Debug + 'static {
     /// document at its latest change, in sequence order, deletions included.
     /// `NotFound` if the database does not exist.
     async fn changes(&self, db: &str, since: Option<&str>, limit: usize) -> Result<ChangesPage>;
+
+    /// A live stream of the database's changes that does not end by itself: the changes
+    /// after [`WatchOptions::since`] (one per document at its latest change, as
+    /// [`changes`](Self::changes) gives them), then each commit as it happens, filtered by
+    /// the options' Mango selector, with documents when asked.
+    ///
+    /// Up front, `NotFound` if the database does not exist, `InvalidQuery` for a bad selector
+    /// or token. Memory and embedded wake the stream on each commit (no polling); a
+    /// consumer that falls behind holds at most one page, never a queue of every write.
+    /// CouchDB follows the continuous `_changes` feed with heartbeats; after a dropped
+    /// connection or a server restart it reconnects from the last sequence it delivered,
+    /// with backoff and a `warn` per attempt, for as long as the stream is held. Nothing is
+    /// lost, but a change may be delivered again after a reconnect (a sharded server's
+    /// sequence resumes per shard). The stream ends with an error when the database is
+    /// deleted, or when the server refuses the credentials.
+    async fn watch(&self, db: &str, options: WatchOptions) -> Result<ChangeStream>;
 
     /// A `_local` document's body (without `_id`/`_rev`); `NotFound` if absent.
     async fn get_local(&self, db: &str, id: &str) -> Result<Document>;

@@ -162,6 +162,23 @@ pub(crate) fn attachment_body(
         .ok_or_else(|| Error::doc_not_found(db, id, "missing"))
 }
 
+/// The document at revision `rev` as a changes feed's `include_docs` shows it (`_id`,
+/// `_rev`, the body with attachment stubs, `_deleted: true` for a tombstone); `None` when
+/// the store does not hold that revision's body (compacted after the feed was read).
+pub(crate) fn document_at(
+    id: &str,
+    tree: Option<&RevTree>,
+    rev: &Rev,
+    bodies: &dyn Bodies,
+) -> Result<Option<Document>> {
+    let Some(tree) = tree else {
+        return Ok(None);
+    };
+    body_of(tree, rev, bodies)?
+        .map(|(deleted, body)| document(id, rev, deleted, &body, Presentation::default(), bodies))
+        .transpose()
+}
+
 /// `open_revs` (see [`crate::DatabaseService::open_revs`]) of document `id`, `tree` being
 /// `None` when the database does not have it.
 pub(crate) fn open_revs(

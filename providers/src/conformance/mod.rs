@@ -16,7 +16,7 @@
 //! `find` selector matches), `queries` (how `find` serves it: index choice, sort, limit,
 //! `ensure_index`), `replication` (local documents and replication writes), `trees`
 //! (revision trees, against scenarios recorded from CouchDB), `attachments` (against
-//! scenarios recorded from CouchDB), `attachment_api` and `concurrency`. The list of behaviours is written once, in `__conformance_behaviours!`
+//! scenarios recorded from CouchDB), `attachment_api`, `concurrency` and `watch` (live changes). The list of behaviours is written once, in `__conformance_behaviours!`
 //! below; a new rule is a function in its area's file and a name in that list.
 
 use std::sync::Arc;
@@ -35,6 +35,7 @@ mod queries;
 mod replication;
 mod selectors;
 mod trees;
+mod watch;
 
 pub use attachment_api::*;
 pub use attachments::*;
@@ -46,6 +47,7 @@ pub use queries::*;
 pub use replication::*;
 pub use selectors::*;
 pub use trees::*;
+pub use watch::*;
 
 /// The service under test.
 pub type Service = Arc<dyn DatabaseService>;
@@ -136,6 +138,12 @@ macro_rules! __conformance_behaviours {
             concurrent_updates_lose_nothing,
             concurrent_conditional_saves_have_one_winner,
             concurrent_revless_saves_all_succeed,
+            watch_checks_its_arguments,
+            watch_starts_where_asked,
+            watch_includes_documents_and_tombstones,
+            watch_filters_with_a_selector,
+            watch_sees_concurrent_writers,
+            watch_ends_when_the_database_is_deleted,
             delete_then_get_is_not_found,
             recreate_after_delete_continues_generation,
             reads_never_create_databases,

@@ -98,27 +98,11 @@ impl CouchDbProvider {
             .ok_or_else(|| protocol("_changes", &reply))?;
         let mut results = Vec::with_capacity(rows.len());
         for row in rows {
-            let id = row["id"]
-                .as_str()
-                .ok_or_else(|| protocol("_changes", &reply))?;
-            if id.starts_with("_design/") {
-                continue;
+            match change_of(row) {
+                Some(Some(change)) => results.push(change),
+                Some(None) => {}
+                None => return Err(protocol("_changes", &reply)),
             }
-            let mut leaves = row["changes"]
-                .as_array()
-                .ok_or_else(|| protocol("_changes", &reply))?
-                .iter()
-                .map(|c| rev_of(&c["rev"]).ok_or_else(|| protocol("_changes", &reply)));
-            let rev = leaves
-                .next()
-                .ok_or_else(|| protocol("_changes", &reply))??;
-            results.push(Change {
-                seq: seq_text(&row["seq"]),
-                id: id.to_owned(),
-                rev,
-                deleted: row["deleted"] == json!(true),
-                other_leaves: leaves.collect::<Result<Vec<Rev>>>()?,
-            });
         }
         Ok(ChangesPage {
             results,
@@ -134,4 +118,23 @@ pub(super) fn seq_text(value: &Value) -> String {
         Value::String(s) => s.clone(),
         other => other.to_string(),
     }
+}
+
+/// The change a `_changes` row (`style=all_docs`) gives; `Some(None)` for a design document,
+/// which the contract leaves out; `None` for a row that is not one.
+pub(super) fn change_of(row: &Value) -> Option<Option<Change>> {
+    let id = row["id"].as_str()?;
+    if id.starts_with("_design/") {
+        return Some(None);
+    }
+    // Every leaf of the document, the winner first.
+    let mut leaves = row["changes"].as_array()?.iter().map(|c| rev_of(&c["rev"]));
+    let rev = leaves.next()??;
+    Some(Some(Change {
+        seq: seq_text(&row["seq"]),
+        id: id.to_owned(),
+        rev,
+        deleted: row["deleted"] == json!(true),
+        other_leaves: leaves.collect::<Option<Vec<Rev>>>()?,
+    }))
 }

@@ -324,8 +324,29 @@ impl Http {
         headers: &[(&'static str, String)],
         target: Target<'_>,
     ) -> Result<reqwest::Response> {
+        self.open_with(Method::GET, url, None, headers, target)
+            .await
+    }
+
+    /// [`Http::open`] with any method and an optional JSON body (a filtered changes feed).
+    pub async fn open_with(
+        &self,
+        method: Method,
+        url: &str,
+        body: Option<bytes::Bytes>,
+        headers: &[(&'static str, String)],
+        target: Target<'_>,
+    ) -> Result<reqwest::Response> {
         self.requests.fetch_add(1, Ordering::Relaxed);
-        let mut request = self.client.get(url).timeout(STREAMED_TRANSFER_TIMEOUT);
+        let mut request = self
+            .client
+            .request(method, url)
+            .timeout(STREAMED_TRANSFER_TIMEOUT);
+        if let Some(body) = body {
+            request = request
+                .header(reqwest::header::CONTENT_TYPE, "application/json")
+                .body(body);
+        }
         if let Some(user) = &self.user {
             request = request.basic_auth(user, self.password.as_ref().map(Secret::expose));
         }

@@ -54,9 +54,11 @@ mod documents;
 mod http;
 mod queries;
 mod revisions;
+mod watch;
 
 use std::collections::HashMap;
 use std::fmt;
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -66,6 +68,7 @@ use serde_json::{Map, Value};
 
 use self::http::{Http, Idempotency, Reply};
 use crate::attachment;
+use crate::watch::{ChangeStream, WatchOptions};
 use crate::write::Leaf;
 use crate::{
     Attachment, AttachmentRead, AttachmentStream, AttachmentUpload, ChangesPage, DatabaseInfo,
@@ -124,7 +127,7 @@ impl fmt::Debug for CouchDbConfig {
 
 /// The CouchDB provider.
 pub struct CouchDbProvider {
-    http: Http,
+    http: Arc<Http>,
     revs: RevCache<Rev>,
     /// `_local` documents' revisions ("0-N"), so a rewrite (a migration checkpoint) is one
     /// `PUT`, not a refused `PUT`, a `GET` and another `PUT`.
@@ -274,7 +277,7 @@ impl CouchDbProvider {
     /// `Unavailable`, wrong credentials `Unauthorized`, each saying what to check.
     pub async fn connect(config: CouchDbConfig) -> Result<Self> {
         let provider = Self {
-            http: Http::new(&config)?,
+            http: Arc::new(Http::new(&config)?),
             revs: RevCache::default(),
             local_revs: RevCache::default(),
         };
@@ -475,6 +478,10 @@ impl DatabaseService for CouchDbProvider {
 
     async fn changes(&self, db: &str, since: Option<&str>, limit: usize) -> Result<ChangesPage> {
         self.changes(db, since, limit).await
+    }
+
+    async fn watch(&self, db: &str, options: WatchOptions) -> Result<ChangeStream> {
+        self.watch(db, options).await
     }
 
     async fn get_local(&self, db: &str, id: &str) -> Result<Document> {

@@ -62,12 +62,13 @@ use async_trait::async_trait;
 
 use self::store::Store;
 use self::writes::map_halves;
+use crate::watch::{self, ChangeStream, FeedSource, Since, WatchOptions};
 use crate::write::{SaveRequest, local_body, only};
 use crate::{
-    Attachment, AttachmentRead, AttachmentStream, AttachmentUpload, ChangesPage, DatabaseInfo,
-    DatabaseService, Document, Error, FindQuery, GetOptions, IndexDefinition, IndexStatus,
-    NewAttachment, OpenRev, OpenRevs, Page, Result, Rev, RevisionOutcome, RevisionedDoc, RevsDiff,
-    WriteResult, validate,
+    Attachment, AttachmentRead, AttachmentStream, AttachmentUpload, Change, ChangesPage,
+    DatabaseInfo, DatabaseService, Document, Error, FindQuery, GetOptions, IndexDefinition,
+    IndexStatus, NewAttachment, OpenRev, OpenRevs, Page, Result, Rev, RevisionOutcome,
+    RevisionedDoc, RevsDiff, WriteResult, validate,
 };
 
 /// How durable a commit is before the write is acknowledged.
@@ -541,6 +542,38 @@ impl DatabaseService for EmbeddedProvider {
         self.run(move |s| s.changes(&db, since, limit)).await
     }
 
+    async fn watch(&self, db: &str, options: WatchOptions) -> Result<ChangeStream> {
+        validate::database_name(db)?;
+        let selector = options.parsed_selector()?;
+        let after = match &options.since {
+            Since::After(token) => Some(validate::sequence_token(Some(token), "embedded")?),
+            _ => None,
+        };
+        // Subscribed before the update seq is read: a commit in between wakes the stream.
+        let wake = self.store.commits.subscribe();
+        let name = db.to_owned();
+        let meta = self
+            .run(move |s| s.meta(&name)?.ok_or_else(|| Error::db_not_found(&name)))
+            .await?;
+        let since = match options.since {
+            Since::Start => 0,
+            Since::Now => meta.seq,
+            _ => after.unwrap_or(0),
+        };
+        let source = Arc::new(EmbeddedFeed {
+            store: Arc::clone(&self.store),
+            db: db.to_owned(),
+            db_id: meta.id,
+        });
+        Ok(watch::local_stream(
+            source,
+            wake,
+            since,
+            options.include_docs,
+            selector,
+        ))
+    }
+
     async fn get_local(&self, db: &str, id: &str) -> Result<Document> {
         validate::database_name(db)?;
         validate::local_id(db, id)?;
@@ -618,5 +651,29 @@ impl DatabaseService for EmbeddedProvider {
         validate::database_name(db)?;
         let (db, wanted) = (db.to_owned(), wanted.to_vec());
         self.run(move |s| s.read_revisions(&db, &wanted)).await
+    }
+}
+
+/// One database's feed, for `watch`: by name and id, so a database deleted (and perhaps
+/// created again) ends the stream instead of feeding it another database's changes.
+struct EmbeddedFeed {
+    store: Arc<Store>,
+    db: String,
+    db_id: u64,
+}
+
+#[async_trait]
+impl FeedSource for EmbeddedFeed {
+    async fn read(
+        &self,
+        since: u64,
+        limit: usize,
+        with_docs: bool,
+    ) -> Result<Vec<(Change, Option<Document>)>> {
+        let store = Arc::clone(&self.store);
+        let (db, db_id) = (self.db.clone(), self.db_id);
+        tokio::task::spawn_blocking(move || store.watch_page(&db, db_id, since, limit, with_docs))
+            .await
+            .map_err(|e| Error::storage(format!("an embedded store task panicked: {e}")))?
     }
 }

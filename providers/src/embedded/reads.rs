@@ -84,7 +84,7 @@ impl Store {
     /// Runs `read` on document `id`'s decoded record (`None`: the database does not have
     /// it), its bodies and the database's `revs_limit`, from one snapshot; `NotFound` for a
     /// missing database.
-    fn with_tree<T>(
+    pub(super) fn with_tree<T>(
         &self,
         db: &str,
         id: &str,

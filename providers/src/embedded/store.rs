@@ -14,6 +14,7 @@ use super::format::{self, DbMeta, NEXT_ID_KEY, PURGE_PREFIX};
 use super::index::IndexCache;
 use super::{Durability, EmbeddedConfig};
 use crate::feed::PendingCounts;
+use crate::watch::CommitSignal;
 use crate::write::REVS_LIMIT;
 use crate::{Error, Result};
 
@@ -38,6 +39,8 @@ pub(super) struct Store {
     pub(super) index_cache: IndexCache,
     /// The last changes page's `pending` per database id (see `feed`).
     pub(super) pending_counts: PendingCounts<u64>,
+    /// Bumped after every commit; `watch` streams wait on it (one for the whole store).
+    pub(super) commits: CommitSignal,
 }
 
 /// Memtable size per keyspace. fjall's default (64 MiB) times six keyspaces, plus sealed
@@ -110,6 +113,7 @@ impl Store {
             uploads: Uploads::default(),
             index_cache: IndexCache::default(),
             pending_counts: PendingCounts::default(),
+            commits: CommitSignal::default(),
             persist: match config.durability {
                 Durability::Sync => PersistMode::SyncAll,
                 Durability::Buffered => PersistMode::Buffer,
@@ -144,7 +148,9 @@ impl Store {
     }
 
     pub(super) fn commit(&self, batch: OwnedWriteBatch) -> Result<()> {
-        batch.commit().map_err(|e| self.err("committing", e))
+        batch.commit().map_err(|e| self.err("committing", e))?;
+        self.commits.notify();
+        Ok(())
     }
 
     pub(super) fn meta(&self, db: &str) -> Result<Option<DbMeta>> {
