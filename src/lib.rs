@@ -43,11 +43,12 @@ pub mod settings;
 
 pub use docstore_providers::{
     Attachment, AttachmentInfo, AttachmentRead, AttachmentStream, AttachmentUpload, Capabilities,
-    Change, ChangesPage, ContentEncoding, DEFAULT_PAGE_SIZE, DatabaseInfo, DatabaseService,
-    DatabaseServiceExt, Document, Error, FindQuery, GetOptions, IndexDefinition, IndexStatus,
-    Location, MemoryProvider, NO_INDEX_FOR_SORT, NewAttachment, OpenRev, OpenRevs, Page,
-    Resolution, Result, Rev, RevId, RevisionOutcome, RevisionedDoc, RevsDiff, SortDirection,
-    WriteResult, async_trait, attachment, collate, mango, serde_json, validate,
+    Change, ChangeStream, ChangesPage, ContentEncoding, DEFAULT_PAGE_SIZE, DatabaseInfo,
+    DatabaseService, DatabaseServiceExt, Document, Error, FindQuery, GetOptions, IndexDefinition,
+    IndexStatus, LiveChange, Location, MemoryProvider, NO_INDEX_FOR_SORT, NewAttachment, OpenRev,
+    OpenRevs, Page, Resolution, Result, Rev, RevId, RevisionOutcome, RevisionedDoc, RevsDiff,
+    Since, SortDirection, WatchOptions, WriteResult, async_trait, attachment, collate, mango,
+    serde_json, validate,
 };
 #[cfg(feature = "couchdb")]
 pub use docstore_providers::{CouchDbConfig, CouchDbProvider};
