@@ -32,8 +32,22 @@ use crate::{Document, Error, Result, validate};
 /// The longest line (one change, with its document) the stream accepts.
 const MAX_LINE: usize = 256 * 1024 * 1024;
 
+/// The first wait before reopening a broken feed; it doubles per failure up to
+/// [`MAX_BACKOFF`].
+const FIRST_BACKOFF: Duration = Duration::from_millis(100);
+
 /// The longest wait between two attempts to reopen the feed.
 const MAX_BACKOFF: Duration = Duration::from_secs(5);
+
+/// The wait before attempt `failures` (≥ 1): half of the doubled window, plus jitter up to
+/// the other half, so many streams of one restarted server do not return together.
+fn reconnect_wait(failures: u32) -> Duration {
+    let window = FIRST_BACKOFF
+        .saturating_mul(1u32 << (failures - 1).min(16))
+        .min(MAX_BACKOFF);
+    let half = window / 2;
+    half + Duration::from_micros(fastrand::u64(0..=half.as_micros() as u64))
+}
 
 impl CouchDbProvider {
     pub(super) async fn watch(&self, db: &str, options: WatchOptions) -> Result<ChangeStream> {
@@ -122,8 +136,7 @@ impl Feed {
         loop {
             if self.body.is_none() {
                 if self.failures > 0 {
-                    let wait = crate::service::backoff(self.failures).min(MAX_BACKOFF);
-                    tokio::time::sleep(wait).await;
+                    tokio::time::sleep(reconnect_wait(self.failures)).await;
                 }
                 match self.connect().await {
                     Ok(body) => {
@@ -190,7 +203,18 @@ impl Feed {
             db: &self.db,
             id: None,
         };
-        let response = self.http.open_with(method, &url, body, &[], target).await?;
+        // The answer's head must come within the request timeout (the body never ends).
+        let limit = self.http.idle_timeout();
+        let opening = self.http.open_with(method, &url, body, &[], target);
+        let response =
+            tokio::time::timeout(limit, opening)
+                .await
+                .map_err(|_| Error::Unavailable {
+                    reason: format!(
+                        "CouchDB did not answer the changes feed request within {} s",
+                        limit.as_secs_f64()
+                    ),
+                })??;
         Ok(response.bytes_stream().boxed())
     }
 
