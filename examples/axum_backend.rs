@@ -1,7 +1,9 @@
-//! A small REST backend on docstore and axum: typed notes with CRUD, cursor pagination and
-//! Mango search, over whichever provider the settings select. Errors come back as JSON
-//! (`{"error": "not_found", "reason": "..."}`) with the status `Error::http_status` gives
-//! (404, 409 on a stale `_rev`, 400 on bad input, 503 when the database is unreachable).
+//! A small REST backend on docstore and axum: typed notes with CRUD, cursor pagination, Mango
+//! search and live changes as Server-Sent Events, over whichever provider the settings select.
+//! Errors come back as JSON (`{"error": "not_found", "reason": "..."}`) with the status
+//! `Error::http_status` gives (404, 409 on a stale `_rev`, 400 on bad input, 503 when the
+//! database is unreachable). `_find` and `_changes` cannot clash with a note: document ids
+//! starting with `_` are reserved.
 //!
 //! | route                        | what it does                                              |
 //! |------------------------------|-----------------------------------------------------------|
@@ -13,6 +15,7 @@
 //! | `DELETE /notes/{id}`         | delete (`?rev=` to delete only that revision)             |
 //! | `GET /notes?after=&limit=`   | a page in id order: `{"notes": [...], "next": "id"}`      |
 //! | `POST /notes/_find`          | a Mango query (`{"selector": ..., "sort", "limit", ...}`) |
+//! | `GET /notes/_changes`        | SSE: an `event: change` per write (see `watch_notes`)     |
 //!
 //! Configured by `Settings::load()` (`config/default.toml`, `.env`, the environment), plus
 //! `BIND_ADDR` (default `127.0.0.1`), `PORT` (default 8080; 0 picks a free one) and
@@ -24,10 +27,11 @@
 //! DATABASE_PROVIDER=embedded EMBEDDED_PATH=./data/backend cargo run --example axum_backend
 //! DATABASE_PROVIDER=couchdb COUCHDB_URL=http://127.0.0.1:5984 COUCHDB_USER=admin \
 //!   COUCHDB_PASSWORD=change-me cargo run --example axum_backend
-//! docker compose up -d --build     # CouchDB plus this backend (see docker-compose.yml)
+//! cargo build --release --example axum_backend && docker compose --profile backend up -d --build
 //!
 //! curl -X POST localhost:8080/notes -H 'content-type: application/json' \
 //!   -d '{"title": "hello", "body": "first note", "tags": ["demo"]}'
+//! curl -N 'localhost:8080/notes/_changes?include_docs=true'
 //! ```
 
 use std::future::Future;
@@ -38,13 +42,16 @@ use std::sync::Arc;
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::{Path, Query, State};
-use axum::http::StatusCode;
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use docstore::serde_json::{self, Value, json};
 use docstore::{
-    DatabaseService, DatabaseServiceExt, Error, FindQuery, Rev, Settings, get_database_service,
+    DatabaseService, DatabaseServiceExt, Error, FindQuery, Rev, Settings, Since, WatchOptions,
+    get_database_service,
 };
+use futures::StreamExt;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
@@ -77,18 +84,30 @@ struct NotePatch {
     tags: Option<Vec<String>>,
 }
 
-/// What every handler shares: the provider and the database holding the notes.
+/// The query parameters of every route, as text: each handler parses its own and answers 400
+/// with JSON on a bad one (rather than axum's plain-text rejection).
+#[derive(Debug, Deserialize)]
+struct Params {
+    after: Option<String>,
+    limit: Option<String>,
+    rev: Option<String>,
+    since: Option<String>,
+    include_docs: Option<String>,
+    selector: Option<String>,
+}
+
+/// What every handler shares: the provider, the database holding the notes, and whether the
+/// server is shutting down (which ends the change streams, so shutdown does not wait on them).
 #[derive(Debug, Clone)]
-pub struct AppState {
-    /// The provider the settings selected.
-    pub service: Arc<dyn DatabaseService>,
-    /// The database of the notes.
-    pub db: Arc<str>,
+struct AppState {
+    service: Arc<dyn DatabaseService>,
+    db: Arc<str>,
+    closing: tokio::sync::watch::Receiver<bool>,
 }
 
 /// An error answer: a status and CouchDB-style `{"error", "reason"}`.
 #[derive(Debug)]
-pub struct ApiError {
+struct ApiError {
     status: StatusCode,
     error: &'static str,
     reason: String,
@@ -106,16 +125,14 @@ impl ApiError {
 
 impl From<Error> for ApiError {
     fn from(err: Error) -> Self {
-        let (status, error) = match &err {
-            Error::NotFound { .. } => (StatusCode::NOT_FOUND, "not_found"),
-            Error::Conflict { .. } => (StatusCode::CONFLICT, "conflict"),
-            Error::MissingStub { .. } => (StatusCode::PRECONDITION_FAILED, "missing_stub"),
-            // The server refused *our* credentials: not the client's fault, and nothing it
-            // can fix; the backend is unusable until its settings are.
-            Error::Unavailable { .. } | Error::Unauthorized { .. } => {
-                (StatusCode::SERVICE_UNAVAILABLE, "unavailable")
-            }
-            e if e.http_status() == 400 => (StatusCode::BAD_REQUEST, "bad_request"),
+        let (status, error) = match err.http_status() {
+            404 => (StatusCode::NOT_FOUND, "not_found"),
+            409 => (StatusCode::CONFLICT, "conflict"),
+            400 => (StatusCode::BAD_REQUEST, "bad_request"),
+            412 => (StatusCode::PRECONDITION_FAILED, "missing_stub"),
+            // 401 is the database refusing *our* credentials: nothing the client can fix, and
+            // the backend is unusable until its settings are, as when it is unreachable.
+            401 | 503 => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
             _ => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
         };
         if status.is_server_error() {
@@ -152,11 +169,12 @@ fn written(status: StatusCode, w: docstore::WriteResult) -> Response {
 }
 
 /// The routes, on `state`.
-pub fn app(state: AppState) -> Router {
+fn app(state: AppState) -> Router {
     Router::new()
         .route("/health", get(health))
         .route("/notes", get(list_notes).post(create_note))
         .route("/notes/_find", post(find_notes))
+        .route("/notes/_changes", get(watch_notes))
         .route(
             "/notes/{id}",
             get(read_note)
@@ -174,15 +192,25 @@ pub async fn prepare(service: &dyn DatabaseService, db: &str) -> docstore::Resul
     Ok(())
 }
 
-/// Serves `app` on `listener` until `shutdown` completes, then finishes the requests in
-/// flight.
+/// Serves the notes of `db` on `listener` until `shutdown` completes, then ends the change
+/// streams and finishes the requests in flight.
 pub async fn serve(
     listener: tokio::net::TcpListener,
-    state: AppState,
+    service: Arc<dyn DatabaseService>,
+    db: &str,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
+    let (close, closing) = tokio::sync::watch::channel(false);
+    let state = AppState {
+        service,
+        db: db.into(),
+        closing,
+    };
     axum::serve(listener, app(state))
-        .with_graceful_shutdown(shutdown)
+        .with_graceful_shutdown(async move {
+            shutdown.await;
+            let _ = close.send(true);
+        })
         .await
 }
 
@@ -243,15 +271,10 @@ async fn patch_note(
     Ok(written(StatusCode::OK, w))
 }
 
-#[derive(Debug, Deserialize)]
-struct DeleteParams {
-    rev: Option<String>,
-}
-
 async fn delete_note(
     State(state): State<AppState>,
     Path(id): Path<String>,
-    Query(params): Query<DeleteParams>,
+    Query(params): Query<Params>,
 ) -> ApiResult<Response> {
     let w = match params.rev {
         None => state.service.delete(&state.db, &id).await?,
@@ -265,18 +288,12 @@ async fn delete_note(
     Ok(written(StatusCode::OK, w))
 }
 
-#[derive(Debug, Deserialize)]
-struct ListParams {
-    after: Option<String>,
-    limit: Option<String>,
-}
-
 const DEFAULT_LIMIT: usize = 20;
 const MAX_LIMIT: usize = 1000;
 
 async fn list_notes(
     State(state): State<AppState>,
-    Query(params): Query<ListParams>,
+    Query(params): Query<Params>,
 ) -> ApiResult<Response> {
     let limit = match params.limit.as_deref() {
         None => DEFAULT_LIMIT,
@@ -302,79 +319,130 @@ async fn find_notes(State(state): State<AppState>, body: Bytes) -> ApiResult<Res
     Ok(axum::Json(json!({"docs": docs})).into_response())
 }
 
-/// The listen address from `BIND_ADDR` and `PORT`.
-fn listen_address() -> Result<SocketAddr, String> {
-    let ip = match std::env::var("BIND_ADDR") {
-        Ok(text) if !text.trim().is_empty() => text
-            .trim()
-            .parse::<IpAddr>()
-            .map_err(|_| format!("BIND_ADDR {text:?} is not an IP address"))?,
-        _ => IpAddr::from([127, 0, 0, 1]),
+/// Live changes as Server-Sent Events: `event: change`, `id:` the change's sequence, `data:`
+/// `{"seq", "id", "rev", "deleted", "doc"}` (`doc` with `?include_docs=true`). `?since=now`
+/// (default), `start` or a sequence; a reconnecting client's `Last-Event-ID` resumes after
+/// the last event it saw. `?selector=` (URL-encoded JSON) keeps only matching documents'
+/// changes. A comment every 15 s keeps proxies from closing a quiet stream; a failure ends
+/// the stream with an `event: error` carrying `{"error", "reason"}`.
+async fn watch_notes(
+    State(state): State<AppState>,
+    Query(params): Query<Params>,
+    headers: HeaderMap,
+) -> ApiResult<Response> {
+    let resume = headers.get("last-event-id").and_then(|v| v.to_str().ok());
+    let since = match (resume, params.since.as_deref()) {
+        (Some(seq), _) => Since::After(seq.to_owned()),
+        (None, None | Some("now")) => Since::Now,
+        (None, Some("start")) => Since::Start,
+        (None, Some(seq)) => Since::After(seq.to_owned()),
     };
-    let port = match std::env::var("PORT") {
-        Ok(text) if !text.trim().is_empty() => text
-            .trim()
-            .parse::<u16>()
-            .map_err(|_| format!("PORT {text:?} is not a port number"))?,
-        _ => 8080,
+    let include_docs = match params.include_docs.as_deref() {
+        None | Some("false") => false,
+        Some("true") => true,
+        Some(other) => {
+            return Err(ApiError::bad_request(format!(
+                "include_docs must be true or false, got {other:?}"
+            )));
+        }
+    };
+    let mut options = WatchOptions::new().since(since).include_docs(include_docs);
+    if let Some(selector) = &params.selector {
+        let selector = serde_json::from_str(selector)
+            .map_err(|e| ApiError::bad_request(format!("selector is not JSON: {e}")))?;
+        options = options.selector(selector);
+    }
+    let changes = state.service.watch(&state.db, options).await?;
+    let mut closing = state.closing.clone();
+    let events = changes
+        .map(|item| match item {
+            Ok(live) => {
+                let seq = &live.change.seq;
+                let event = Event::default().event("change");
+                // An id with a line break would break the framing (and axum panics on it).
+                let event = if seq.contains(['\r', '\n', '\0']) {
+                    event
+                } else {
+                    event.id(seq.as_str())
+                };
+                event.json_data(&live)
+            }
+            Err(err) => {
+                let ApiError { error, reason, .. } = ApiError::from(err);
+                Event::default()
+                    .event("error")
+                    .json_data(json!({"error": error, "reason": reason}))
+            }
+        })
+        .take_until(async move {
+            let _ = closing.wait_for(|closing| *closing).await;
+        });
+    Ok(Sse::new(events)
+        .keep_alive(KeepAlive::default())
+        .into_response())
+}
+
+/// An environment variable, trimmed; `None` when unset or blank.
+fn env(name: &str) -> Option<String> {
+    let value = std::env::var(name).ok()?;
+    Some(value.trim().to_owned()).filter(|v| !v.is_empty())
+}
+
+/// The listen address from `BIND_ADDR` (an IP) and `PORT`.
+fn listen_address() -> Result<SocketAddr, String> {
+    let ip: IpAddr = match env("BIND_ADDR") {
+        Some(t) => t
+            .parse()
+            .map_err(|_| format!("BIND_ADDR {t:?} is not an IP"))?,
+        None => [127, 0, 0, 1].into(),
+    };
+    let port: u16 = match env("PORT") {
+        Some(t) => t
+            .parse()
+            .map_err(|_| format!("PORT {t:?} is not a port number"))?,
+        None => 8080,
     };
     Ok(SocketAddr::new(ip, port))
 }
 
-/// Completes on Ctrl-C or, on Unix, SIGTERM (what `docker stop` sends).
-async fn shutdown_signal() {
-    let ctrl_c = async {
-        if tokio::signal::ctrl_c().await.is_err() {
-            std::future::pending::<()>().await;
-        }
-    };
+/// Installs the Ctrl-C and (on Unix) SIGTERM handlers now, before "listening" is printed,
+/// and returns what completes on either (`docker stop` sends SIGTERM).
+fn shutdown_signal() -> std::io::Result<impl Future<Output = ()> + Send + 'static> {
     #[cfg(unix)]
-    let term = async {
+    let (mut interrupt, mut terminate) = {
         use tokio::signal::unix::{SignalKind, signal};
-        match signal(SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
-        }
+        (
+            signal(SignalKind::interrupt())?,
+            signal(SignalKind::terminate())?,
+        )
     };
-    #[cfg(not(unix))]
-    let term = std::future::pending::<()>();
-    tokio::select! {
-        () = ctrl_c => {}
-        () = term => {}
-    }
-    eprintln!("shutting down");
+    Ok(async move {
+        #[cfg(unix)]
+        tokio::select! {
+            _ = interrupt.recv() => {}
+            _ = terminate.recv() => {}
+        }
+        #[cfg(not(unix))]
+        let _ = tokio::signal::ctrl_c().await;
+        eprintln!("shutting down");
+    })
 }
 
-async fn run() -> Result<(), String> {
-    let settings = Settings::load().map_err(|e| e.to_string())?;
+async fn run() -> Result<(), Box<dyn std::error::Error>> {
+    let settings = Settings::load()?;
     let addr = listen_address()?;
-    let db = std::env::var("NOTES_DB")
-        .ok()
-        .filter(|d| !d.trim().is_empty())
-        .unwrap_or_else(|| "notes".to_owned());
-    let service = get_database_service(&settings)
-        .await
-        .map_err(|e| e.to_string())?;
-    prepare(&*service, &db).await.map_err(|e| e.to_string())?;
+    let db = env("NOTES_DB").unwrap_or_else(|| "notes".to_owned());
+    let service = get_database_service(&settings).await?;
+    prepare(&*service, &db).await?;
     let listener = tokio::net::TcpListener::bind(addr)
         .await
         .map_err(|e| format!("cannot listen on {addr}: {e}"))?;
-    let bound = listener.local_addr().map_err(|e| e.to_string())?;
-    eprintln!(
-        "{} provider at {}",
-        service.provider_name(),
-        service.location()
-    );
-    println!("listening on http://{bound}");
-    let state = AppState {
-        service,
-        db: db.into(),
-    };
-    serve(listener, state, shutdown_signal())
-        .await
-        .map_err(|e| e.to_string())
+    let shutdown = shutdown_signal()?;
+    let (provider, location) = (service.provider_name(), service.location());
+    eprintln!("notes in database {db:?} of the {provider} provider at {location}");
+    println!("listening on http://{}", listener.local_addr()?);
+    serve(listener, service, &db, shutdown).await?;
+    Ok(())
 }
 
 #[tokio::main]

@@ -1,7 +1,9 @@
 //! The axum_backend example driven over real HTTP on memory, embedded and a genuine CouchDB:
 //! the example's own router (included from `examples/axum_backend.rs`) is served on a free
 //! loopback port and a reqwest client checks create, read, a 409 on a stale `_rev`, 404s,
-//! 400s on bad bodies, ids and queries, pagination, Mango search and graceful shutdown.
+//! 400s on bad bodies, ids and queries, pagination, Mango search, changes arriving over
+//! Server-Sent Events (all, filtered by a selector, resumed by `Last-Event-ID`) and graceful
+//! shutdown with an event stream still open.
 
 #[path = "../examples/axum_backend.rs"]
 #[allow(dead_code)]
@@ -13,9 +15,11 @@ use std::time::Duration;
 
 use docstore::serde_json::{Value, json};
 use docstore::{DatabaseService, Settings, get_database_service};
+use futures::StreamExt;
+use futures::stream::BoxStream;
 use reqwest::Method;
 
-use axum_backend::{AppState, prepare, serve};
+use axum_backend::{prepare, serve};
 
 /// The example served on 127.0.0.1:0, and a client for it.
 struct Running {
@@ -32,13 +36,13 @@ impl Running {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let base = format!("http://{}", listener.local_addr().unwrap());
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let state = AppState {
-            service,
-            db: db.into(),
-        };
-        let task = tokio::spawn(serve(listener, state, async {
-            let _ = stopped.await;
-        }));
+        let db = db.to_owned();
+        let task = tokio::spawn(async move {
+            serve(listener, service, &db, async {
+                let _ = stopped.await;
+            })
+            .await
+        });
         let client = reqwest::Client::builder()
             .connect_timeout(Duration::from_secs(5))
             .build()
@@ -86,6 +90,87 @@ impl Running {
             .expect("the server stops within 15 s")
             .unwrap()
             .unwrap();
+    }
+}
+
+/// One event of an SSE stream: its `event:`, `id:` and the JSON of its `data:` lines.
+#[derive(Debug)]
+struct SseEvent {
+    event: String,
+    id: Option<String>,
+    data: Value,
+}
+
+/// An open `GET /notes/_changes`, read as raw bytes and parsed by hand (comments, such as
+/// keep-alives, skipped).
+struct SseReader {
+    body: BoxStream<'static, reqwest::Result<bytes::Bytes>>,
+    buffer: String,
+}
+
+impl SseReader {
+    async fn open(app: &Running, query: &str, last_event_id: Option<&str>) -> Self {
+        let mut request = app
+            .client
+            .get(format!("{}/notes/_changes{query}", app.base));
+        if let Some(id) = last_event_id {
+            request = request.header("last-event-id", id);
+        }
+        let response = tokio::time::timeout(Duration::from_secs(30), request.send())
+            .await
+            .expect("the stream opens within 30 s")
+            .unwrap();
+        assert_eq!(response.status(), 200, "{query}");
+        let content_type = response.headers()["content-type"].to_str().unwrap();
+        assert!(
+            content_type.starts_with("text/event-stream"),
+            "{content_type}"
+        );
+        Self {
+            body: response.bytes_stream().boxed(),
+            buffer: String::new(),
+        }
+    }
+
+    /// The next event, or `None` when the stream ends; panics after 30 s without one.
+    async fn next(&mut self) -> Option<SseEvent> {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+        loop {
+            while let Some(end) = self.buffer.find("\n\n") {
+                let block: String = self.buffer.drain(..end + 2).collect();
+                let (mut event, mut id, mut data) = (String::from("message"), None, Vec::new());
+                for line in block.lines() {
+                    let (field, value) = line.split_once(':').unwrap_or((line, ""));
+                    let value = value.strip_prefix(' ').unwrap_or(value);
+                    match field {
+                        "event" => event = value.to_owned(),
+                        "id" => id = Some(value.to_owned()),
+                        "data" => data.push(value),
+                        _ => {} // a comment (keep-alive) or an empty line
+                    }
+                }
+                if !data.is_empty() {
+                    let data = docstore::serde_json::from_str(&data.join("\n")).unwrap();
+                    return Some(SseEvent { event, id, data });
+                }
+            }
+            let chunk = tokio::time::timeout_at(deadline, self.body.next())
+                .await
+                .expect("an event within 30 s")?
+                .unwrap();
+            self.buffer.push_str(std::str::from_utf8(&chunk).unwrap());
+        }
+    }
+
+    /// Reads events until the change of document `id`, and returns it.
+    async fn until(&mut self, id: &str) -> SseEvent {
+        loop {
+            let event = self.next().await.expect("the stream ended");
+            assert_eq!(event.event, "change", "{event:?}");
+            if event.data["id"] == id {
+                return event;
+            }
+        }
     }
 }
 
@@ -261,7 +346,63 @@ async fn exercise(service: Arc<dyn DatabaseService>, db: &str) {
     let (status, body) = app.call(Method::GET, "/notes/n07", None).await;
     assert_eq!(error_of(status, &body), (404, "not_found"));
 
+    // Live changes over SSE: streams opened first, then the writes.
+    let mut all = SseReader::open(&app, "?include_docs=true", None).await;
+    let selector = "%7B%22tags%22%3A%7B%22%24all%22%3A%5B%22live%22%5D%7D%7D"; // {"tags":{"$all":["live"]}}
+    let mut live_only = SseReader::open(&app, &format!("?selector={selector}"), None).await;
+    let quiet = json!({"title": "quiet", "tags": ["other"]});
+    let (status, quiet_write) = app.call(Method::PUT, "/notes/quiet-1", Some(quiet)).await;
+    assert_eq!(status, 200, "{quiet_write}");
+    let live = json!({"title": "live", "tags": ["live"]});
+    let (status, live_write) = app.call(Method::PUT, "/notes/live-1", Some(live)).await;
+    assert_eq!(status, 200, "{live_write}");
+    // Both writes arrive (in either order: a sharded CouchDB interleaves its shards' feeds).
+    let mut seen: Vec<SseEvent> = Vec::new();
+    while seen.len() < 2 {
+        let event = all.next().await.expect("the stream ended");
+        assert_eq!(event.event, "change", "{event:?}");
+        if ["quiet-1", "live-1"].contains(&event.data["id"].as_str().unwrap()) {
+            seen.push(event);
+        }
+    }
+    let event = seen.iter().find(|e| e.data["id"] == "live-1").unwrap();
+    assert_eq!(event.data["rev"], live_write["rev"]);
+    assert_eq!(event.data["deleted"], false);
+    assert_eq!(event.data["doc"]["title"], "live");
+    assert_eq!(event.id.as_deref(), event.data["seq"].as_str());
+    // The filtered stream's first change is live-1: quiet-1 does not match.
+    let event = live_only.next().await.unwrap();
+    assert_eq!(
+        (event.event.as_str(), &event.data["id"]),
+        ("change", &json!("live-1"))
+    );
+    assert!(event.data.get("doc").is_none(), "{:?}", event.data);
+    // A client reconnecting with the id of the first of the two events gets the second.
+    let mut resumed = SseReader::open(&app, "", seen[0].id.as_deref()).await;
+    resumed.until(seen[1].data["id"].as_str().unwrap()).await;
+    // since=start replays what was written before the stream opened.
+    let mut from_start = SseReader::open(&app, "?since=start", None).await;
+    from_start.until("n01").await;
+    // A deletion arrives as a change with deleted: true.
+    let (status, body) = app.call(Method::DELETE, "/notes/live-1", None).await;
+    assert_eq!(status, 200, "{body}");
+    let event = all.until("live-1").await;
+    assert_eq!(event.data["deleted"], true, "{:?}", event.data);
+    // Bad stream parameters are 400 before any event.
+    for query in [
+        "?include_docs=maybe",
+        "?selector=%7Bnot",
+        "?selector=%7B%22a%22%3A%7B%22%24bogus%22%3A1%7D%7D",
+    ] {
+        let (status, body) = app
+            .call(Method::GET, &format!("/notes/_changes{query}"), None)
+            .await;
+        assert_eq!(error_of(status, &body), (400, "bad_request"), "{query}");
+    }
+
+    // Shutdown ends the open event streams instead of waiting for them.
     app.shutdown().await;
+    assert!(all.next().await.is_none(), "the stream ends at shutdown");
 }
 
 fn unique_db() -> String {
