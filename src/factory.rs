@@ -14,7 +14,16 @@ use crate::{DatabaseService, MemoryProvider, ProviderKind, Result, Settings};
 ///
 /// For CouchDB this checks the server and the credentials once, so a wrong URL or password
 /// fails here with a clear error rather than on the first request.
+///
+/// The provider is wrapped in [`Traced`](docstore_providers::Traced): every operation is a
+/// `tracing` span, with slow calls and failures logged (see its doc).
 pub async fn get_database_service(settings: &Settings) -> Result<Arc<dyn DatabaseService>> {
+    let provider = open_provider(settings).await?;
+    tracing::debug!(provider = provider.provider_name(), location = %provider.location(), "opened");
+    Ok(Arc::new(docstore_providers::Traced::new(provider)))
+}
+
+async fn open_provider(settings: &Settings) -> Result<Arc<dyn DatabaseService>> {
     match settings.provider {
         ProviderKind::Memory => Ok(Arc::new(MemoryProvider::new())),
         #[cfg(feature = "embedded")]

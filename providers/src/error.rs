@@ -249,6 +249,26 @@ impl Error {
         }
     }
 
+    /// The variant as a stable snake_case name (`not_found`, `conflict`, …), for logs, metrics
+    /// and JSON error bodies.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Error::NotFound { .. } => "not_found",
+            Error::Conflict { .. } => "conflict",
+            Error::InvalidDatabaseName { .. } => "invalid_database_name",
+            Error::InvalidDocumentId { .. } => "invalid_document_id",
+            Error::InvalidDocument { .. } => "invalid_document",
+            Error::InvalidAttachment { .. } => "invalid_attachment",
+            Error::MissingStub { .. } => "missing_stub",
+            Error::InvalidQuery { .. } => "invalid_query",
+            Error::Unauthorized { .. } => "unauthorized",
+            Error::Unavailable { .. } => "unavailable",
+            Error::Config { .. } => "config",
+            Error::Storage { .. } => "storage",
+            Error::Protocol { .. } => "protocol",
+        }
+    }
+
     /// Whether sending the same request again may succeed.
     ///
     /// Only `Unavailable` is: the backend may come back. A `Conflict` needs a fresh read first

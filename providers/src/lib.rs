@@ -25,6 +25,7 @@ mod rev;
 mod rev_tree;
 mod secret;
 mod service;
+mod traced;
 mod tree_read;
 pub mod validate;
 mod watch;
@@ -53,6 +54,7 @@ pub use query::{FindQuery, IndexDefinition, IndexStatus, NO_INDEX_FOR_SORT, Sort
 pub use rev::{Rev, RevId};
 pub use secret::{Secret, redact_url};
 pub use service::{Capabilities, DEFAULT_PAGE_SIZE, DatabaseService, DatabaseServiceExt};
+pub use traced::{DEFAULT_SLOW_CALL, Traced};
 pub use watch::{ChangeStream, LiveChange, Since, WatchOptions};
 
 /// Re-exported so implementors and callers use the same `async_trait` and JSON types.

@@ -472,6 +472,7 @@ pub trait DatabaseServiceExt: DatabaseService {
             change(&mut doc)?;
             match self.save(db, id, doc).await {
                 Err(e) if e.is_conflict() && attempt + 1 < UPDATE_ATTEMPTS => {
+                    tracing::debug!(db, id, attempt = attempt + 1, "update conflicted; retrying");
                     tokio::time::sleep(backoff(attempt)).await;
                     attempt += 1;
                 }

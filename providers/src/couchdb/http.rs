@@ -192,6 +192,13 @@ impl Http {
         self.idle_timeout
     }
 
+    /// Counts one request sent: in this client's total, and in the calling operation's
+    /// span (see `traced`).
+    fn count_request(&self) {
+        self.requests.fetch_add(1, Ordering::Relaxed);
+        crate::traced::count_request();
+    }
+
     pub fn request_count(&self) -> u64 {
         self.requests.load(Ordering::Relaxed)
     }
@@ -239,7 +246,8 @@ impl Http {
         let body = &outgoing.body;
         let mut attempt = 0;
         loop {
-            self.requests.fetch_add(1, Ordering::Relaxed);
+            self.count_request();
+            let started = std::time::Instant::now();
             let mut request = self
                 .client
                 .request(method.clone(), url)
@@ -274,6 +282,25 @@ impl Http {
                 }
                 Err(e) => Err(e),
             };
+            let path = path_of(url, &self.base);
+            match &outcome {
+                Ok(reply) => tracing::debug!(
+                    method = %method,
+                    path,
+                    status = reply.status.as_u16(),
+                    ms = started.elapsed().as_millis() as u64,
+                    attempt = attempt + 1,
+                    "CouchDB request"
+                ),
+                Err(e) => tracing::debug!(
+                    method = %method,
+                    path,
+                    error = %e,
+                    ms = started.elapsed().as_millis() as u64,
+                    attempt = attempt + 1,
+                    "CouchDB request failed"
+                ),
+            }
             let retry = match &outcome {
                 Ok(reply) => {
                     reply.status.is_server_error()
@@ -311,6 +338,17 @@ impl Http {
                     Err(e) => Err(self.transport_error(&e, attempt + 1)),
                 };
             }
+            let why = match &outcome {
+                Ok(reply) => format!("answered {}", reply.status),
+                Err(e) => e.to_string(),
+            };
+            tracing::warn!(
+                method = %method,
+                path,
+                attempt = attempt + 1,
+                of = self.max_retries + 1,
+                "CouchDB request retried: {why}"
+            );
             tokio::time::sleep(backoff(attempt + 4)).await;
             attempt += 1;
         }
@@ -337,7 +375,8 @@ impl Http {
         headers: &[(&'static str, String)],
         target: Target<'_>,
     ) -> Result<reqwest::Response> {
-        self.requests.fetch_add(1, Ordering::Relaxed);
+        self.count_request();
+        tracing::debug!(method = %method, path = path_of(url, &self.base), "CouchDB streamed request");
         let mut request = self
             .client
             .request(method, url)
@@ -386,7 +425,8 @@ impl Http {
         headers: &[(&'static str, String)],
         body: reqwest::Body,
     ) -> std::result::Result<Reply, reqwest::Error> {
-        self.requests.fetch_add(1, Ordering::Relaxed);
+        self.count_request();
+        tracing::debug!(method = %method, path = path_of(url, &self.base), "CouchDB streamed upload");
         let mut request = self
             .client
             .request(method, url)
@@ -454,6 +494,12 @@ impl Http {
             ),
         }
     }
+}
+
+/// The part of `url` after the server's base, for logs: a path and query that never hold
+/// credentials (they are never in `base`, nor in URLs built from it).
+fn path_of<'u>(url: &'u str, base: &str) -> &'u str {
+    url.strip_prefix(base).unwrap_or(url)
 }
 
 fn decode(text: &str) -> String {
