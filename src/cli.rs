@@ -16,6 +16,7 @@ use docstore::{
     get_database_service, serde_json,
 };
 use serde_json::{Value, json};
+use tracing::debug;
 
 use crate::progress;
 
@@ -23,11 +24,32 @@ use crate::progress;
 #[derive(Debug, Parser)]
 #[command(name = "docstore", version, about)]
 pub struct Cli {
-    /// Print JSON instead of human-readable output.
+    /// Print JSON instead of human-readable output (and no progress bars).
     #[arg(long, global = true)]
     json: bool,
+    /// More log output on standard error: -v info, -vv debug, -vvv trace (RUST_LOG when
+    /// neither -v nor -q is given; warnings by default).
+    #[arg(short, long, action = clap::ArgAction::Count, global = true)]
+    verbose: u8,
+    /// Only errors on standard error: no warnings, no progress.
+    #[arg(short, long, global = true, conflicts_with = "verbose")]
+    quiet: bool,
     #[command(subcommand)]
     command: Command,
+}
+
+impl Cli {
+    /// How progress shows: bars on a terminal, plain lines elsewhere, nothing with `--json`
+    /// or `-q`.
+    pub fn display(&self) -> progress::Display {
+        progress::Display::detect(self.json, self.quiet)
+    }
+
+    /// Installs the log on standard error at the level `-q`, `-v` or `RUST_LOG` asks for,
+    /// written above `bars`.
+    pub fn init_logging(&self, bars: &progress::Bars) {
+        progress::logging::init(self.quiet, self.verbose, bars.multi());
+    }
 }
 
 #[derive(Debug, Subcommand)]
@@ -212,8 +234,9 @@ enum Command {
     },
 }
 
-/// Runs one command against the provider the settings select (or the locations given).
-pub async fn run(cli: Cli) -> Result<()> {
+/// Runs one command against the provider the settings select (or the locations given),
+/// showing progress on `bars`.
+pub async fn run(cli: Cli, bars: &progress::Bars) -> Result<()> {
     let settings = Settings::load()?;
     match cli.command {
         Command::Migrate {
@@ -239,7 +262,7 @@ pub async fn run(cli: Cli) -> Result<()> {
                 .await
                 .context("the source")?;
             let target = open(&settings, to.as_deref()).await.context("the target")?;
-            progress::migrate(&*source, &*target, options, cli.json).await
+            progress::migrate(&*source, &*target, options, bars, cli.json).await
         }
         Command::Replicate {
             source,
@@ -271,28 +294,19 @@ pub async fn run(cli: Cli) -> Result<()> {
                 bail!("replication runs between providers, not archives");
             };
             let only = (!db.is_empty()).then_some(db);
-            progress::replicate(&*from, &*to, only, options, cli.json).await
+            progress::replicate(&*from, &*to, only, options, bars, cli.json).await
         }
         Command::Verify { a, b, db } => {
             let left = side(&settings, &a).await.context("the first location")?;
             let right = side(&settings, &b).await.context("the second location")?;
-            progress::verify(&left, &right, db, cli.json).await
+            progress::verify(&left, &right, db, bars, cli.json).await
         }
         Command::Backup { out, from, db } => {
             let source = open(&settings, from.as_deref())
                 .await
                 .context("the source")?;
             let only = (!db.is_empty()).then_some(db);
-            let report = docstore::archive::backup(&*source, &out, only, 500).await?;
-            if cli.json {
-                println!("{}", serde_json::to_string_pretty(&report)?);
-            } else {
-                for (db, count, hash) in &report.databases {
-                    println!("{db}: {count} documents (hash {hash})");
-                }
-                println!("backup written to {}", out.display());
-            }
-            Ok(())
+            progress::backup(&*source, &out, only, bars, cli.json).await
         }
         Command::Restore {
             from,
@@ -306,18 +320,10 @@ pub async fn run(cli: Cli) -> Result<()> {
                 on_conflict: on_conflict.parse()?,
                 ..MigrateOptions::default()
             };
-            let report = docstore::archive::restore(&*target, &from, &options).await?;
-            progress::print_restore(&report, cli.json)?;
-            if let Some(error) = &report.error {
-                bail!("{error}");
-            }
-            if !report.is_success() {
-                bail!("the restore did not fully succeed (see the summary)");
-            }
-            Ok(())
+            progress::restore(&*target, &from, &options, bars, cli.json).await
         }
         command => {
-            let svc = get_database_service(&settings).await?;
+            let svc = open(&settings, None).await?;
             execute(&*svc, command, cli.json).await
         }
     }
@@ -338,7 +344,9 @@ async fn open(settings: &Settings, location: Option<&str>) -> Result<Arc<dyn Dat
         Some(l) => settings.for_location(l)?,
         None => settings.clone(),
     };
-    Ok(get_database_service(&settings).await?)
+    let svc = get_database_service(&settings).await?;
+    debug!(location = %svc.location(), "opened");
+    Ok(svc)
 }
 
 async fn execute(svc: &dyn DatabaseService, command: Command, as_json: bool) -> Result<()> {

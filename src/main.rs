@@ -1,5 +1,5 @@
-//! The `docstore` command: load settings, parse arguments, run, print one clear error line
-//! and exit non-zero on failure.
+//! The `docstore` command: parse arguments, set up the log and the progress bars on
+//! standard error, run, print one clear error line and exit non-zero on failure.
 
 mod cli;
 mod progress;
@@ -9,10 +9,12 @@ use clap::Parser;
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
     let args = cli::Cli::parse();
-    match cli::run(args).await {
+    let bars = progress::Bars::new(args.display());
+    args.init_logging(&bars);
+    match cli::run(args, &bars).await {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("error: {e:#}");
+            bars.suspend(|| eprintln!("error: {e:#}"));
             std::process::ExitCode::FAILURE
         }
     }
