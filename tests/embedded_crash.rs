@@ -26,6 +26,10 @@ use docstore::serde_json::json;
 use docstore::{DatabaseService, Document, EmbeddedConfig, EmbeddedProvider, Rev};
 
 const DB: &str = "crash";
+/// The database the concurrent writers use.
+const CONCURRENT_DB: &str = "crash-concurrent";
+/// Tasks saving at the same time as the main writer.
+const CONCURRENT_WRITERS: u32 = 4;
 const TEST_NAME: &str = "acknowledged_writes_survive_sigkill";
 
 fn main() {
@@ -71,35 +75,32 @@ async fn child(path: &Path) {
     let store = EmbeddedProvider::open(EmbeddedConfig::new(path))
         .await
         .expect("child opens the store");
-    let mut out = std::io::stdout().lock();
     let run: u64 = std::env::var("DOCSTORE_CRASH_RUN")
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(0);
-    writeln!(out, "READY")
-        .and_then(|()| out.flush())
-        .expect("stdout");
+    say("READY");
+    let store = std::sync::Arc::new(store);
+    for writer in 0..CONCURRENT_WRITERS {
+        tokio::spawn(concurrent_writer(std::sync::Arc::clone(&store), writer));
+    }
     for i in 0u64.. {
         let op = i + run * 1_000_000;
         let pick = fastrand::u32(0..10);
         let pad = "x".repeat(fastrand::usize(0..3000));
         if pick < 5 {
             let id = format!("d{}", fastrand::u32(0..40));
-            writeln!(out, "BEGIN {op} save {id}")
-                .and_then(|()| out.flush())
-                .expect("stdout");
+            say(&format!("BEGIN {op} save {id}"));
             let body = json!({"op": op, "pad": pad});
             let w = store
                 .save(DB, &id, Document::from_value(body).expect("object"))
                 .await
                 .expect("save");
-            writeln!(out, "ACK {op} {} {} live", w.id, w.rev).expect("stdout");
+            say(&format!("ACK {op} {} {} live", w.id, w.rev));
         } else if pick < 8 {
             let first = fastrand::u32(0..40);
             let ids: Vec<String> = (0..8).map(|k| format!("b{}", (first + k) % 40)).collect();
-            writeln!(out, "BEGIN {op} bulk {}", ids.join(","))
-                .and_then(|()| out.flush())
-                .expect("stdout");
+            say(&format!("BEGIN {op} bulk {}", ids.join(",")));
             let docs = ids
                 .iter()
                 .map(|id| {
@@ -108,25 +109,47 @@ async fn child(path: &Path) {
                 .collect();
             for r in store.save_many(DB, docs).await.expect("bulk save") {
                 let w = r.expect("bulk save of a valid document");
-                writeln!(out, "ACK {op} {} {} live", w.id, w.rev).expect("stdout");
+                say(&format!("ACK {op} {} {} live", w.id, w.rev));
             }
         } else {
             let id = format!("d{}", fastrand::u32(0..40));
-            writeln!(out, "BEGIN {op} delete {id}")
-                .and_then(|()| out.flush())
-                .expect("stdout");
+            say(&format!("BEGIN {op} delete {id}"));
             match store.delete(DB, &id).await {
-                Ok(w) => writeln!(out, "ACK {op} {} {} deleted", w.id, w.rev).expect("stdout"),
-                Err(e) if e.is_not_found() => {
-                    writeln!(out, "ACK {op} {id} - notfound").expect("stdout")
-                }
+                Ok(w) => say(&format!("ACK {op} {} {} deleted", w.id, w.rev)),
+                Err(e) if e.is_not_found() => say(&format!("ACK {op} {id} - notfound")),
                 Err(e) => panic!("delete failed: {e}"),
             }
         }
-        writeln!(out, "DONE {op}")
-            .and_then(|()| out.flush())
-            .expect("stdout");
+        say(&format!("DONE {op}"));
     }
+}
+
+/// Durable saves from several tasks at once (they share fsyncs: group commit), each on its
+/// own documents of [`CONCURRENT_DB`], printing `CBEGIN <writer> <id>` before and
+/// `CACK <writer> <id> <rev>` after each acknowledged save.
+async fn concurrent_writer(store: std::sync::Arc<EmbeddedProvider>, writer: u32) {
+    for n in 0u64.. {
+        let id = format!("c{writer}-{}", n % 8);
+        say(&format!("CBEGIN {writer} {id}"));
+        let body = json!({"writer": writer, "n": n});
+        let w = store
+            .save(
+                CONCURRENT_DB,
+                &id,
+                Document::from_value(body).expect("object"),
+            )
+            .await
+            .expect("concurrent save");
+        say(&format!("CACK {writer} {id} {}", w.rev));
+    }
+}
+
+/// One line on stdout, flushed (lines of several tasks never interleave).
+fn say(line: &str) {
+    let mut out = std::io::stdout().lock();
+    writeln!(out, "{line}")
+        .and_then(|()| out.flush())
+        .expect("stdout");
 }
 
 /// What the parent knows of one document: its acknowledged revision and state.
@@ -151,6 +174,8 @@ async fn parent(kills: usize) {
     let mut model: BTreeMap<String, Known> = BTreeMap::new();
     let mut acked_total = 0usize;
     let mut in_flight_applied = 0usize;
+    let mut concurrent: BTreeMap<String, Rev> = BTreeMap::new();
+    let mut concurrent_acked = 0usize;
     for run in 0..kills {
         let mut child = Command::new(&exe)
             .env("DOCSTORE_CRASH_CHILD", &path)
@@ -199,12 +224,20 @@ async fn parent(kills: usize) {
             in_flight_applied += 1;
         }
         verify(&store, &model, run).await;
+        let (acked, in_flight) = apply_concurrent(&lines, &mut concurrent);
+        concurrent_acked += acked;
+        verify_concurrent(&store, &mut concurrent, &in_flight, run).await;
         drop(store);
     }
     assert!(acked_total > 0, "the children acknowledged no write at all");
+    assert!(
+        concurrent_acked > 0,
+        "the concurrent writers acknowledged nothing"
+    );
     eprintln!(
         "crash test: {kills} kills, {acked_total} acknowledged operations checked, \
-         {in_flight_applied} in-flight operations found committed"
+         {in_flight_applied} in-flight operations found committed; {concurrent_acked} \
+         acknowledged saves of {CONCURRENT_WRITERS} concurrent writers checked"
     );
 }
 
@@ -402,4 +435,63 @@ async fn verify(store: &EmbeddedProvider, model: &BTreeMap<String, Known>, run: 
     );
     let listed = store.list_all(DB).await.expect("list");
     assert_eq!(listed.len() as u64, live, "run {run}: listing");
+}
+
+/// Applies the concurrent writers' acknowledged saves (`CACK`) to `model`; returns how many,
+/// and each writer's save in flight at the kill (a `CBEGIN` without its `CACK`).
+fn apply_concurrent(
+    lines: &[String],
+    model: &mut BTreeMap<String, Rev>,
+) -> (usize, BTreeMap<String, String>) {
+    let mut in_flight: BTreeMap<String, String> = BTreeMap::new();
+    let mut acked = 0;
+    for line in lines {
+        match line.split(' ').collect::<Vec<_>>().as_slice() {
+            ["CBEGIN", writer, id] => {
+                in_flight.insert(writer.to_string(), id.to_string());
+            }
+            ["CACK", writer, id, rev] => {
+                model.insert(id.to_string(), Rev::parse(rev).expect("acknowledged rev"));
+                in_flight.remove(*writer);
+                acked += 1;
+            }
+            _ => {}
+        }
+    }
+    (acked, in_flight)
+}
+
+/// Every acknowledged concurrent save is stored at its revision, or one generation later if
+/// that writer's save in flight at the kill was on the same document (and got committed).
+async fn verify_concurrent(
+    store: &EmbeddedProvider,
+    model: &mut BTreeMap<String, Rev>,
+    in_flight: &BTreeMap<String, String>,
+    run: usize,
+) {
+    let flying: Vec<&String> = in_flight.values().collect();
+    for id in flying.iter().copied() {
+        if !model.contains_key(id) {
+            // A first save in flight: absent, or there at generation 1.
+            if let Ok(doc) = store.get(CONCURRENT_DB, id).await {
+                let rev = Rev::parse(doc.rev().expect("rev")).expect("valid rev");
+                assert_eq!(rev.generation(), 1, "run {run}: {id}");
+                model.insert(id.clone(), rev);
+            }
+        }
+    }
+    for (id, acked) in model.iter_mut() {
+        let doc = store
+            .get(CONCURRENT_DB, id)
+            .await
+            .unwrap_or_else(|e| panic!("run {run}: acknowledged {id} lost: {e}"));
+        let stored = Rev::parse(doc.rev().expect("rev")).expect("valid rev");
+        if stored != *acked {
+            assert!(
+                flying.contains(&id) && stored.generation() == acked.generation() + 1,
+                "run {run}: {id} is at {stored}, acknowledged at {acked}"
+            );
+            *acked = stored;
+        }
+    }
 }

@@ -49,6 +49,7 @@
 mod attachments;
 mod changes;
 mod format;
+mod group_commit;
 mod index;
 mod reads;
 mod store;
@@ -125,9 +126,14 @@ impl fmt::Debug for EmbeddedProvider {
 impl EmbeddedProvider {
     /// Opens (creating if needed) the store at `config.path`.
     pub async fn open(config: EmbeddedConfig) -> Result<Self> {
-        let store = tokio::task::spawn_blocking(move || Store::open(config))
-            .await
-            .map_err(|e| Error::storage(format!("opening the embedded store panicked: {e}")))??;
+        let store = tokio::task::spawn_blocking(move || {
+            let store = Store::open(config)?;
+            // Purges resumed on opening are made durable before the store is handed out.
+            store.settle()?;
+            Ok::<_, Error>(store)
+        })
+        .await
+        .map_err(|e| Error::storage(format!("opening the embedded store panicked: {e}")))??;
         Ok(Self {
             store: Arc::new(store),
         })
@@ -179,9 +185,15 @@ impl EmbeddedProvider {
         F: FnOnce(&Store) -> Result<T> + Send + 'static,
     {
         let store = Arc::clone(&self.store);
-        tokio::task::spawn_blocking(move || op(&store))
-            .await
-            .map_err(|e| Error::storage(format!("an embedded store task panicked: {e}")))?
+        // Settled after `op`, which has released the writer lock: durable writes of
+        // concurrent calls share their fsyncs.
+        tokio::task::spawn_blocking(move || {
+            let outcome = op(&store);
+            let settled = store.settle();
+            outcome.and_then(|value| settled.map(|()| value))
+        })
+        .await
+        .map_err(|e| Error::storage(format!("an embedded store task panicked: {e}")))?
     }
 }
 

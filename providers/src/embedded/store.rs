@@ -11,6 +11,7 @@ use parking_lot::Mutex;
 
 use super::attachments::Uploads;
 use super::format::{self, DbMeta, NEXT_ID_KEY, PURGE_PREFIX};
+use super::group_commit::GroupCommit;
 use super::index::IndexCache;
 use super::{Durability, EmbeddedConfig};
 use crate::feed::PendingCounts;
@@ -41,6 +42,8 @@ pub(super) struct Store {
     pub(super) pending_counts: PendingCounts<u64>,
     /// Bumped after every commit; `watch` streams wait on it (one for the whole store).
     pub(super) commits: CommitSignal,
+    /// Durable commits' shared fsyncs (see `group_commit`).
+    group: GroupCommit,
 }
 
 /// Memtable size per keyspace. fjall's default (64 MiB) times six keyspaces, plus sealed
@@ -114,6 +117,7 @@ impl Store {
             index_cache: IndexCache::default(),
             pending_counts: PendingCounts::default(),
             commits: CommitSignal::default(),
+            group: GroupCommit::default(),
             persist: match config.durability {
                 Durability::Sync => PersistMode::SyncAll,
                 Durability::Buffered => PersistMode::Buffer,
@@ -142,13 +146,29 @@ impl Store {
         engine(&self.path, what, e)
     }
 
-    /// A new atomic batch; the caller must hold `writer`.
+    /// A new atomic batch; the caller must hold `writer`. Its commit only reaches the OS
+    /// buffers: a durable store fsyncs in `settle`, once per group of writers.
     pub(super) fn batch(&self) -> OwnedWriteBatch {
-        self.db.batch().durability(Some(self.persist))
+        self.db.batch().durability(Some(PersistMode::Buffer))
+    }
+
+    /// Makes what this thread committed durable as configured: with `Durability::Sync`,
+    /// waits for (or leads) an fsync of the journal covering it. Called at the end of every
+    /// blocking call, after the writer lock is released (see `group_commit`).
+    pub(super) fn settle(&self) -> Result<()> {
+        if self.persist != PersistMode::SyncAll {
+            return Ok(());
+        }
+        self.group
+            .settle(|| self.db.persist(PersistMode::SyncAll))
+            .map_err(|e| self.err("syncing the journal to disk", e))
     }
 
     pub(super) fn commit(&self, batch: OwnedWriteBatch) -> Result<()> {
         batch.commit().map_err(|e| self.err("committing", e))?;
+        if self.persist == PersistMode::SyncAll {
+            self.group.committed();
+        }
         self.commits.notify();
         Ok(())
     }
