@@ -349,3 +349,154 @@ fn attachments_from_the_command_line() {
         text(&out.stderr)
     );
 }
+
+/// The log on standard error: warnings by default (here: a migration from a store without
+/// databases), nothing but errors with `-q`, info with `-v`, `RUST_LOG` when neither is given.
+#[test]
+fn log_levels_follow_quiet_verbose_and_rust_log() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let migrate = ["migrate", "--from", "memory:", "--to", "memory:"];
+    let stderr_of = |flags: &[&str], env: &[(&str, &str)]| {
+        let args: Vec<&str> = flags.iter().chain(&migrate).copied().collect();
+        let out = docstore(d, &args, env, None);
+        assert!(out.status.success(), "{flags:?}: {}", text(&out.stderr));
+        text(&out.stderr)
+    };
+
+    let default = stderr_of(&[], &[]);
+    assert!(
+        default.contains("WARN") && default.contains("no databases: nothing to migrate"),
+        "{default}"
+    );
+    assert!(!default.contains("INFO"), "{default}");
+
+    assert_eq!(stderr_of(&["-q"], &[]), "", "-q hides the warning");
+    assert_eq!(
+        stderr_of(&["--quiet"], &[("RUST_LOG", "debug")]),
+        "",
+        "-q wins over RUST_LOG"
+    );
+
+    let verbose = stderr_of(&["-v"], &[]);
+    assert!(
+        verbose.contains("INFO") && verbose.contains("migrating"),
+        "{verbose}"
+    );
+    assert!(verbose.contains("WARN"), "{verbose}");
+    assert!(!verbose.contains("DEBUG"), "{verbose}");
+    let very = stderr_of(&["-vv"], &[]);
+    assert!(very.contains("DEBUG") && very.contains("opened"), "{very}");
+
+    let debug = stderr_of(&[], &[("RUST_LOG", "debug")]);
+    assert!(
+        debug.contains("DEBUG") && debug.contains("opened"),
+        "{debug}"
+    );
+    let only_errors = stderr_of(&[], &[("RUST_LOG", "error")]);
+    assert_eq!(only_errors, "", "RUST_LOG=error hides the warning");
+
+    // Errors still show with -q: the one error line.
+    let out = docstore(d, &["-q", "get", "db", "x"], &[], None);
+    assert!(!out.status.success());
+    assert_eq!(
+        text(&out.stderr).lines().count(),
+        1,
+        "{}",
+        text(&out.stderr)
+    );
+    assert!(
+        text(&out.stderr).starts_with("error: "),
+        "{}",
+        text(&out.stderr)
+    );
+    let out = docstore(d, &["-q", "-v", "ls"], &[], None);
+    assert!(!out.status.success(), "-q and -v conflict");
+}
+
+/// `--json` output is the JSON alone: no progress bar, no escape code, no carriage return,
+/// on standard output or error. Without it, off a terminal, progress is a plain line per
+/// batch, again without escape codes.
+#[test]
+fn json_output_carries_no_progress() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    for db in ["alpha", "beta"] {
+        for i in 0..5 {
+            let out = docstore(
+                d,
+                &["put", db, &format!("d{i}"), &format!(r#"{{"i":{i}}}"#)],
+                &[("EMBEDDED_PATH", "./a")],
+                None,
+            );
+            assert!(out.status.success(), "{}", text(&out.stderr));
+        }
+    }
+    let clean = |what: &str, bytes: &[u8]| {
+        let shown = text(bytes);
+        assert!(
+            !shown.contains('\x1b') && !shown.contains('\r'),
+            "{what}: {shown:?}"
+        );
+    };
+    let runs: [&[&str]; 2] = [
+        &[
+            "migrate",
+            "--from",
+            "embedded:./a",
+            "--to",
+            "embedded:./b",
+            "--batch",
+            "1",
+        ],
+        &["replicate", "embedded:./a", "embedded:./c", "--batch", "1"],
+    ];
+    for args in runs {
+        let json: Vec<&str> = ["--json"].iter().chain(args).copied().collect();
+        let out = docstore(d, &json, &[], None);
+        assert!(out.status.success(), "{args:?}: {}", text(&out.stderr));
+        clean("stdout", &out.stdout);
+        clean("stderr", &out.stderr);
+        assert_eq!(
+            text(&out.stderr),
+            "",
+            "{args:?}: no progress lines with --json"
+        );
+        let report: serde_json::Value = serde_json::from_slice(&out.stdout)
+            .unwrap_or_else(|e| panic!("{args:?}: {e}: {}", text(&out.stdout)));
+        assert!(report.is_object() || report.is_array(), "{report}");
+    }
+    // Off a terminal, without --json: plain progress lines, one per batch.
+    let out = docstore(
+        d,
+        &[
+            "migrate",
+            "--from",
+            "embedded:./a",
+            "--to",
+            "embedded:./d",
+            "--batch",
+            "2",
+        ],
+        &[],
+        None,
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    clean("stderr", &out.stderr);
+    let lines = text(&out.stderr);
+    for db in ["alpha", "beta"] {
+        let of_db: Vec<&str> = lines
+            .lines()
+            .filter(|l| l.starts_with(&format!("{db} ")))
+            .collect();
+        assert!(of_db.len() > 1, "a line per batch: {lines}");
+        assert!(
+            of_db
+                .iter()
+                .all(|l| l.contains(" changes, ") && l.contains("/s, ETA")),
+            "{lines}"
+        );
+        assert!(of_db.last().unwrap().contains(" 5/5 changes"), "{lines}");
+    }
+    assert!(text(&out.stdout).contains("migration summary"));
+}
