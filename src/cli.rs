@@ -16,7 +16,6 @@ use docstore::{
     get_database_service, serde_json,
 };
 use serde_json::{Value, json};
-use tracing::debug;
 
 use crate::progress;
 
@@ -344,9 +343,7 @@ async fn open(settings: &Settings, location: Option<&str>) -> Result<Arc<dyn Dat
         Some(l) => settings.for_location(l)?,
         None => settings.clone(),
     };
-    let svc = get_database_service(&settings).await?;
-    debug!(location = %svc.location(), "opened");
-    Ok(svc)
+    Ok(get_database_service(&settings).await?)
 }
 
 async fn execute(svc: &dyn DatabaseService, command: Command, as_json: bool) -> Result<()> {

@@ -385,14 +385,33 @@ fn log_levels_follow_quiet_verbose_and_rust_log() {
     );
     assert!(verbose.contains("WARN"), "{verbose}");
     assert!(!verbose.contains("DEBUG"), "{verbose}");
-    let very = stderr_of(&["-vv"], &[]);
-    assert!(very.contains("DEBUG") && very.contains("opened"), "{very}");
 
-    let debug = stderr_of(&[], &[("RUST_LOG", "debug")]);
-    assert!(
-        debug.contains("DEBUG") && debug.contains("opened"),
-        "{debug}"
-    );
+    // Debug: a line per batch, here from a store with one document.
+    let out = docstore(d, &["put", "notes", "n1", "{}"], &[], None);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let copy = [
+        "migrate",
+        "--from",
+        "embedded:./data/docstore",
+        "--to",
+        "memory:",
+    ];
+    let debug_of = |flags: &[&str], env: &[(&str, &str)]| {
+        let args: Vec<&str> = flags.iter().chain(&copy).copied().collect();
+        let out = docstore(d, &args, env, None);
+        assert!(out.status.success(), "{flags:?}: {}", text(&out.stderr));
+        text(&out.stderr)
+    };
+    for (flags, env) in [(&["-vv"][..], &[][..]), (&[], &[("RUST_LOG", "debug")])] {
+        let debug = debug_of(flags, env);
+        assert!(
+            debug
+                .lines()
+                .any(|l| l.contains("DEBUG") && l.contains("batch") && l.contains("db=\"notes\"")),
+            "{flags:?} {env:?}: {debug}"
+        );
+    }
+    assert!(!debug_of(&["-v"], &[]).contains("DEBUG"));
     let only_errors = stderr_of(&[], &[("RUST_LOG", "error")]);
     assert_eq!(only_errors, "", "RUST_LOG=error hides the warning");
 

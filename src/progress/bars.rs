@@ -72,9 +72,11 @@ impl Bars {
     }
 
     /// `db` has read `done` changes with `pending` still ahead; `note` follows the counts.
+    /// Also a debug event, so `-vv` logs every batch even where bars are hidden.
     /// With `one_at_a_time` (databases copied one after another), a database at the end of
     /// its feed is finished: its bar stays, frozen at its average rate.
     pub fn changes(&self, db: &str, done: u64, pending: u64, note: &str, one_at_a_time: bool) {
+        tracing::debug!(db, done, pending, note, "batch");
         let bar = self.bar(db);
         bar.set_length(done + pending);
         bar.set_position(done);
