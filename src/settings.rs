@@ -86,6 +86,9 @@ pub struct Settings {
     /// `COUCHDB_MAX_RETRIES`: retries of idempotent requests after a connection error, a
     /// timeout or a 5xx. Default 3.
     pub couchdb_max_retries: u32,
+    /// `COUCHDB_CA_FILE`: PEM file of the certificate authorities an `https` CouchDB's
+    /// certificate must chain to (a private CA). Default: the platform's roots.
+    pub couchdb_ca_file: Option<PathBuf>,
 }
 
 impl fmt::Debug for Settings {
@@ -102,6 +105,7 @@ impl fmt::Debug for Settings {
             .field("couchdb_connect_timeout", &self.couchdb_connect_timeout)
             .field("couchdb_request_timeout", &self.couchdb_request_timeout)
             .field("couchdb_max_retries", &self.couchdb_max_retries)
+            .field("couchdb_ca_file", &self.couchdb_ca_file)
             .finish()
     }
 }
@@ -109,7 +113,7 @@ impl fmt::Debug for Settings {
 pub use docstore_providers::{Secret, redact_url};
 
 /// The keys docstore reads, in environment spelling.
-pub const KEYS: [&str; 11] = [
+pub const KEYS: [&str; 12] = [
     "DATABASE_PROVIDER",
     "EMBEDDED_PATH",
     "EMBEDDED_SYNC",
@@ -121,6 +125,7 @@ pub const KEYS: [&str; 11] = [
     "COUCHDB_CONNECT_TIMEOUT_SECS",
     "COUCHDB_REQUEST_TIMEOUT_SECS",
     "COUCHDB_MAX_RETRIES",
+    "COUCHDB_CA_FILE",
 ];
 
 fn config_error(key: &str, reason: impl Into<String>) -> Error {
@@ -165,6 +170,7 @@ impl Default for Settings {
             couchdb_connect_timeout: Duration::from_secs(5),
             couchdb_request_timeout: Duration::from_secs(30),
             couchdb_max_retries: 3,
+            couchdb_ca_file: None,
         }
     }
 }
@@ -345,6 +351,7 @@ impl Settings {
                 get("COUCHDB_MAX_RETRIES"),
                 defaults.couchdb_max_retries,
             )?,
+            couchdb_ca_file: get("COUCHDB_CA_FILE").map(PathBuf::from),
         })
     }
 }
@@ -382,6 +389,7 @@ impl Settings {
         config.connect_timeout = self.couchdb_connect_timeout;
         config.request_timeout = self.couchdb_request_timeout;
         config.max_retries = self.couchdb_max_retries;
+        config.ca_file = self.couchdb_ca_file.clone();
         Ok(config)
     }
 }

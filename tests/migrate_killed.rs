@@ -211,11 +211,26 @@ async fn ctrl_c_stores_the_checkpoint_and_the_next_run_resumes() {
     let mut cmd = migrate_command(dir.path(), "target", "2");
     cmd.stderr(Stdio::piped());
     let mut child = cmd.spawn().expect("docstore runs");
-    // Wait for the first progress line, so the interrupt lands mid-migration.
+    // Wait for the first progress line, so the interrupt lands mid-migration (a log line,
+    // such as a slow-call warning on a loaded machine, may come before it).
     let mut stderr = std::io::BufReader::new(child.stderr.take().expect("stderr"));
-    let mut first = String::new();
-    std::io::BufRead::read_line(&mut stderr, &mut first).expect("progress");
-    assert!(first.contains("/s, ETA"), "{first}");
+    let mut before_progress = Vec::new();
+    loop {
+        let mut line = String::new();
+        let read = std::io::BufRead::read_line(&mut stderr, &mut line).expect("stderr");
+        assert!(
+            read > 0,
+            "stderr ended before a progress line: {before_progress:?}"
+        );
+        if line.contains("/s, ETA") {
+            break;
+        }
+        assert!(
+            line.contains("WARN") || line.contains("INFO"),
+            "only log lines may precede the progress: {line}"
+        );
+        before_progress.push(line);
+    }
     // SAFETY: sends SIGINT to our own child process, which is still running or a zombie.
     unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGINT) };
     let mut rest = String::new();

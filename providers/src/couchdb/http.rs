@@ -156,7 +156,8 @@ impl Http {
         // reqwest is built without a bundled crypto provider; use ring unless the
         // application installed another one already.
         let _ = rustls::crypto::ring::default_provider().install_default();
-        let client = reqwest::Client::builder()
+        let builder = trust(reqwest::Client::builder(), config, url.scheme())?;
+        let client = builder
             .connect_timeout(config.connect_timeout)
             .timeout(config.request_timeout)
             .pool_max_idle_per_host(config.max_idle_connections)
@@ -307,7 +308,8 @@ impl Http {
                         && idempotency == Idempotency::Safe
                         && !reply.is_server_bug()
                 }
-                Err(e) if e.is_connect() => true,
+                // A refused certificate is refused again: not retried.
+                Err(e) if e.is_connect() => !is_certificate_refusal(e),
                 Err(_) => idempotency == Idempotency::Safe,
             };
             if !retry || attempt >= self.max_retries {
@@ -486,6 +488,17 @@ impl Http {
             cause = s.to_string();
             source = s.source();
         }
+        let lowered = cause.to_ascii_lowercase();
+        if lowered.contains("certificate") || lowered.contains("tls") {
+            return Error::Unavailable {
+                reason: format!(
+                    "CouchDB at {}: the TLS handshake failed ({cause}); check that the server's \
+                     certificate chains to COUCHDB_CA_FILE (or the platform's roots when it is \
+                     not set) and names the host of COUCHDB_URL",
+                    self.base
+                ),
+            };
+        }
         Error::Unavailable {
             reason: format!(
                 "CouchDB at {}: {what} after {attempts} attempt(s) ({cause}); check COUCHDB_URL, \
@@ -500,6 +513,54 @@ impl Http {
 /// credentials (they are never in `base`, nor in URLs built from it).
 fn path_of<'u>(url: &'u str, base: &str) -> &'u str {
     url.strip_prefix(base).unwrap_or(url)
+}
+
+/// Which certificates an `https` server may present: those chaining to `ca_file` when
+/// given, else to the platform's roots. A plain `http` URL loads no roots at all, so a
+/// machine (or container) without CA certificates still reaches a plain-HTTP server.
+fn trust(
+    builder: reqwest::ClientBuilder,
+    config: &CouchDbConfig,
+    scheme: &str,
+) -> Result<reqwest::ClientBuilder> {
+    let ca_error = |reason: String| Error::Config {
+        key: "COUCHDB_CA_FILE".into(),
+        reason,
+    };
+    match &config.ca_file {
+        Some(path) => {
+            let pem = std::fs::read(path)
+                .map_err(|e| ca_error(format!("could not read {}: {e}", path.display())))?;
+            let certs = reqwest::Certificate::from_pem_bundle(&pem).map_err(|e| {
+                ca_error(format!(
+                    "{} is not a PEM certificate bundle ({e})",
+                    path.display()
+                ))
+            })?;
+            if certs.is_empty() {
+                return Err(ca_error(format!(
+                    "{} holds no PEM certificate (expected -----BEGIN CERTIFICATE-----)",
+                    path.display()
+                )));
+            }
+            Ok(builder.tls_certs_only(certs))
+        }
+        None if scheme == "http" => Ok(builder.tls_certs_only(Vec::new())),
+        None => Ok(builder),
+    }
+}
+
+/// Whether a failed request was a TLS handshake refusing the server's certificate (or the
+/// server ours): the cause chain names it.
+fn is_certificate_refusal(e: &reqwest::Error) -> bool {
+    let mut source: Option<&dyn std::error::Error> = std::error::Error::source(e);
+    while let Some(s) = source {
+        if s.to_string().to_ascii_lowercase().contains("certificate") {
+            return true;
+        }
+        source = s.source();
+    }
+    false
 }
 
 fn decode(text: &str) -> String {

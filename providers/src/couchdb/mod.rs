@@ -58,6 +58,7 @@ mod watch;
 
 use std::collections::HashMap;
 use std::fmt;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -95,6 +96,9 @@ pub struct CouchDbConfig {
     pub max_retries: u32,
     /// Idle keep-alive connections kept in the pool.
     pub max_idle_connections: usize,
+    /// PEM file of the certificate authorities an `https` server's certificate must chain
+    /// to (a private CA), instead of the platform's roots. `None`: the platform's roots.
+    pub ca_file: Option<PathBuf>,
 }
 
 impl CouchDbConfig {
@@ -108,6 +112,7 @@ impl CouchDbConfig {
             request_timeout: Duration::from_secs(30),
             max_retries: 3,
             max_idle_connections: 32,
+            ca_file: None,
         }
     }
 }
@@ -121,6 +126,7 @@ impl fmt::Debug for CouchDbConfig {
             .field("connect_timeout", &self.connect_timeout)
             .field("request_timeout", &self.request_timeout)
             .field("max_retries", &self.max_retries)
+            .field("ca_file", &self.ca_file)
             .finish()
     }
 }
