@@ -5,7 +5,8 @@
 //! ```text
 //! cargo bench --bench harness                      # every section
 //! cargo bench --bench harness -- memory embedded   # some: memory embedded couchdb
-//!                                                  #   migration replication latency scaling
+//!                                                  #   migration replication attachments
+//!                                                  #   watch latency scaling
 //! ```
 //!
 //! Sections: `memory` (vs a `DashMap`), `embedded` (vs raw fjall), `couchdb` (vs a raw HTTP
@@ -13,8 +14,10 @@
 //! `replication` (embedded ⇄ CouchDB vs raw `_bulk_docs` / `_bulk_get` + fjall, and the lag of
 //! a continuous replication at 100 writes/s), `attachments` (a 1 GiB attachment streamed
 //! up and down, embedded vs raw fjall and CouchDB vs a raw streaming client, with peak
-//! memory; `BENCH_ATTACHMENT_MB`), `latency` (embedded single saves, 1 and 8
-//! writers), `scaling` (listing and migration at
+//! memory; `BENCH_ATTACHMENT_MB`), `watch` (commit-to-delivery latency p50/p99 of live
+//! changes on each provider vs a raw write plus a broadcast, a fjall commit plus a wake,
+//! or a raw continuous `_changes` reader; `BENCH_WATCH_DOCS`, default 500), `latency`
+//! (embedded single saves, 1 and 8 writers), `scaling` (listing and migration at
 //! 10k, 100k, 1M documents: time and peak memory). Sizes: `BENCH_DOCS` (default 100,000;
 //! the CouchDB section uses `BENCH_COUCH_DOCS`, default 10,000), `BENCH_LOOP_DOCS` (per-doc
 //! loop into CouchDB, default 2,000), `BENCH_SCALE` (default `10000,100000,1000000`).
@@ -32,6 +35,7 @@ mod memory;
 mod migration;
 mod replication;
 mod scaling;
+mod watch;
 
 use std::fmt::Write as _;
 use std::path::PathBuf;
@@ -40,13 +44,14 @@ use docstore::serde_json::{self, json};
 
 use crate::common::{Row, env_usize, print_rows};
 
-const SECTIONS: [&str; 8] = [
+const SECTIONS: [&str; 9] = [
     "memory",
     "embedded",
     "couchdb",
     "migration",
     "replication",
     "attachments",
+    "watch",
     "latency",
     "scaling",
 ];
@@ -133,6 +138,13 @@ async fn run() {
     }
     if wanted("attachments") {
         section("attachments", attachments::run().await, &mut rows);
+    }
+    if wanted("watch") {
+        section(
+            "watch: commit-to-delivery latency (ms, lower is better)",
+            watch::run(env_usize("BENCH_WATCH_DOCS", 500)).await,
+            &mut rows,
+        );
     }
     let latency = if wanted("latency") {
         embedded::latency().await
