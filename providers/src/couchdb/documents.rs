@@ -50,18 +50,77 @@ impl CouchDbProvider {
         body: &Map<String, Value>,
     ) -> Result<Rev> {
         let url = self.http.url(&[db, id], &[]);
-        let reply = self
+        let reply = match self
             .write(db, Method::PUT, &url, doc_json(None, rev, body)?)
+            .await
+        {
+            Ok(reply) => reply,
+            // The answer was lost; the write may or may not have been applied.
+            Err(lost) if lost.is_retryable() => {
+                return self.settle_put(db, id, rev, body, &url, lost).await;
+            }
+            Err(e) => return Err(e),
+        };
+        self.put_outcome(db, id, &reply)
+    }
+
+    /// A `PUT` whose answer was lost, settled without guessing: docstore computes the
+    /// revision CouchDB assigns, so it asks the server (`_revs_diff`) whether it holds it.
+    /// Held: the write was applied, and is acknowledged. Not held: the write is sent once
+    /// more, which is safe because a late copy of the first one could only meet a conflict
+    /// (it names the same parent, or no parent for a document that now exists), never add a
+    /// second revision. Left as the original `Unavailable`: a body whose revision is not
+    /// computed here (a deletion, attachments), a document created without `_rev` that now
+    /// exists under another revision, or a server still unreachable.
+    async fn settle_put(
+        &self,
+        db: &str,
+        id: &str,
+        rev: Option<&Rev>,
+        body: &Map<String, Value>,
+        url: &str,
+        lost: Error,
+    ) -> Result<Rev> {
+        if body.keys().any(|k| k.starts_with('_')) {
+            return Err(lost);
+        }
+        let expected = Rev::compute(rev, false, body);
+        let asked = [(id.to_owned(), vec![expected])];
+        let Ok(diff) = self.revs_diff(db, &asked).await else {
+            return Err(lost);
+        };
+        if diff.first().is_some_and(|d| d.missing.is_empty()) {
+            tracing::info!(db, id, rev = %expected, "a write whose answer was lost was applied");
+            self.revs.put(db, id, expected);
+            return Ok(expected);
+        }
+        if rev.is_none() {
+            match self.lookup(db, &[id]).await {
+                Ok(current) if current.first().and_then(|c| c.live()).is_none() => {}
+                _ => return Err(lost),
+            }
+        }
+        tracing::warn!(
+            db,
+            id,
+            "a write whose answer was lost was not applied; sending it again"
+        );
+        let reply = self
+            .write(db, Method::PUT, url, doc_json(None, rev, body)?)
             .await?;
+        self.put_outcome(db, id, &reply)
+    }
+
+    /// The revision a `PUT`'s answer gives, or its error.
+    fn put_outcome(&self, db: &str, id: &str, reply: &super::http::Reply) -> Result<Rev> {
         let target = Target { db, id: Some(id) };
         match reply.status.as_u16() {
             200..=202 => {
-                let rev =
-                    rev_of(&reply.json()?["rev"]).ok_or_else(|| protocol("a save", &reply))?;
+                let rev = rev_of(&reply.json()?["rev"]).ok_or_else(|| protocol("a save", reply))?;
                 self.revs.put(db, id, rev);
                 Ok(rev)
             }
-            _ => Err(status_error(&reply, target)),
+            _ => Err(status_error(reply, target)),
         }
     }
 
