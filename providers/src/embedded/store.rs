@@ -58,25 +58,74 @@ const ATTACHMENT_MEMTABLE_BYTES: u64 = 4 * 1024 * 1024;
 const PURGE_CHUNK: usize = 10_000;
 
 fn engine(path: &Path, what: &str, e: fjall::Error) -> Error {
+    let at = path.display();
     match e {
         fjall::Error::Locked => Error::Storage {
             reason: format!(
-                "the embedded store at {} is in use by another process (or already open in this one); \
-                 close it there, or point EMBEDDED_PATH elsewhere",
-                path.display()
+                "the embedded store at {at} is in use by another process (or already open in this one); \
+                 close it there, or point EMBEDDED_PATH elsewhere"
             ),
         },
-        other => Error::storage(format!("{what} failed in {}: {other}", path.display())),
+        fjall::Error::Poisoned => Error::storage(format!(
+            "{what} failed in {at}: an earlier write to the store failed (see that error, e.g. a \
+             full disk), so it takes no more writes; reads still work. Fix the cause, then reopen \
+             the store: every acknowledged write is kept"
+        )),
+        fjall::Error::Io(io) => {
+            let hint = match io.kind() {
+                std::io::ErrorKind::StorageFull | std::io::ErrorKind::FileTooLarge => {
+                    "; free disk space (or raise the file size limit), then reopen the store"
+                }
+                _ => "",
+            };
+            Error::storage(format!("{what} failed in {at}: {io}{hint}"))
+        }
+        other => Error::storage(format!("{what} failed in {at}: {other}")),
     }
 }
 
+/// Whether `path` holds nothing: a store opened there is created from scratch.
+fn is_empty_dir(path: &Path) -> bool {
+    std::fs::read_dir(path).is_ok_and(|mut entries| entries.next().is_none())
+}
+
 impl Store {
+    /// Opens the store at `config.path`, creating it there if the directory is missing or
+    /// empty. A creation that fails (a full disk) removes what it wrote, so a later open
+    /// creates the store afresh instead of meeting half-made files.
     pub(super) fn open(config: EmbeddedConfig) -> Result<Self> {
-        let path = config.path;
+        let path = config.path.clone();
+        let existed = path.exists();
         std::fs::create_dir_all(&path).map_err(|e| Error::Config {
             key: "EMBEDDED_PATH".into(),
             reason: format!("cannot create the directory {}: {e}", path.display()),
         })?;
+        let fresh = is_empty_dir(&path);
+        Self::open_existing(config).inspect_err(|_| {
+            if fresh {
+                let cleared = if existed {
+                    std::fs::read_dir(&path).and_then(|entries| {
+                        entries.flatten().try_for_each(|entry| {
+                            let entry = entry.path();
+                            if entry.is_dir() {
+                                std::fs::remove_dir_all(entry)
+                            } else {
+                                std::fs::remove_file(entry)
+                            }
+                        })
+                    })
+                } else {
+                    std::fs::remove_dir_all(&path)
+                };
+                if let Err(e) = cleared {
+                    tracing::warn!(path = %path.display(), "could not remove a store whose creation failed: {e}");
+                }
+            }
+        })
+    }
+
+    fn open_existing(config: EmbeddedConfig) -> Result<Self> {
+        let path = config.path;
         let db = Database::builder(&path)
             .cache_size(config.cache_bytes)
             .worker_threads(config.worker_threads.max(1))
