@@ -11,8 +11,8 @@ use std::time::{Duration, Instant};
 
 use docstore::serde_json::{Value, json};
 use docstore::{
-    CouchDbConfig, CouchDbProvider, DatabaseService, Document, Error, FindQuery, Secret, Settings,
-    get_database_service,
+    CouchDbConfig, CouchDbProvider, DatabaseService, Document, Error, FindQuery, Rev, Secret,
+    Settings, get_database_service,
 };
 use docstore_providers::testing::unique_db;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -402,23 +402,57 @@ async fn a_server_crash_is_not_retried_nor_unavailable() {
 
 #[tokio::test]
 async fn writes_are_not_replayed_after_a_5xx_or_a_timeout() {
-    let (url, hits) = fake_server(|line| {
-        if line.starts_with("PUT") {
-            Some((500, r#"{"error":"unknown"}"#.into()))
-        } else {
-            None
+    // A write whose answer is lost is settled by the revision the server would assign
+    // (`_revs_diff`): sent again only when the server says it does not hold it, never
+    // blindly; acknowledged without a second write when it does.
+    let expected = Rev::compute(None, false, &docstore::serde_json::Map::new());
+    for (revs_diff, puts, outcome) in [
+        // The settling read fails too: the outcome stays unknown, nothing is sent again.
+        ((500, r#"{"error":"unknown"}"#.to_owned()), 1, "unavailable"),
+        // The server holds the revision: the write was applied.
+        ((200, "{}".to_owned()), 1, "applied"),
+        // The server does not hold it: sent once more (and failing again, reported).
+        (
+            (200, format!(r#"{{"x":{{"missing":["{expected}"]}}}}"#)),
+            2,
+            "unavailable",
+        ),
+    ] {
+        let put_count = Arc::new(AtomicUsize::new(0));
+        let counted = Arc::clone(&put_count);
+        let (url, _) = fake_server(move |line| {
+            if line.starts_with("PUT") {
+                counted.fetch_add(1, Ordering::SeqCst);
+                Some((500, r#"{"error":"unknown"}"#.into()))
+            } else if line.contains("_revs_diff") {
+                Some(revs_diff.clone())
+            } else if line.contains("_all_docs") {
+                Some((
+                    200,
+                    r#"{"total_rows":0,"offset":0,"rows":[{"key":"x","error":"not_found"}]}"#
+                        .into(),
+                ))
+            } else {
+                None
+            }
+        })
+        .await;
+        let p = CouchDbProvider::connect(fake_config(&url)).await.unwrap();
+        let result = p.save("db", "x", doc(json!({}))).await;
+        match (outcome, &result) {
+            ("applied", Ok(w)) => assert_eq!(w.rev, expected),
+            ("unavailable", Err(Error::Unavailable { .. })) => {}
+            _ => panic!("expected {outcome}, got {result:?}"),
         }
-    })
-    .await;
-    let p = CouchDbProvider::connect(fake_config(&url)).await.unwrap();
-    let err = p.save("db", "x", doc(json!({}))).await.unwrap_err();
-    assert!(matches!(err, Error::Unavailable { .. }), "{err:?}");
-    assert_eq!(
-        hits.load(Ordering::SeqCst),
-        1,
-        "a write that reached the server is not sent again"
-    );
+        assert_eq!(
+            put_count.load(Ordering::SeqCst),
+            puts,
+            "{outcome}: a write is sent again only when the server does not hold it"
+        );
+    }
 
+    let (url, _) = fake_server(|_| None).await;
+    let p = CouchDbProvider::connect(fake_config(&url)).await.unwrap();
     // A read that gets no answer times out (and is retried, being safe).
     let started = Instant::now();
     let err = p.get("db", "y").await.unwrap_err();

@@ -94,7 +94,7 @@ impl CouchDbProvider {
     }
 
     /// One `_bulk_docs` request; the per-document outcomes in order.
-    pub(super) async fn bulk_docs(&self, db: &str, docs: Vec<Vec<u8>>) -> Result<Vec<Result<Rev>>> {
+    pub(super) async fn bulk_docs(&self, db: &str, docs: &[Vec<u8>]) -> Result<Vec<Result<Rev>>> {
         let mut body = Vec::with_capacity(docs.iter().map(Vec::len).sum::<usize>() + 16);
         body.extend_from_slice(b"{\"docs\":[");
         for (i, doc) in docs.iter().enumerate() {
@@ -132,6 +132,89 @@ impl CouchDbProvider {
                 })
             })
             .collect())
+    }
+
+    /// A `_bulk_docs` whose answer was lost, settled per document as `settle_put` settles a
+    /// `PUT` (see there): each revision CouchDB would assign is computed and looked for with
+    /// one `_revs_diff`; held ones are acknowledged, the rest sent once more in one
+    /// `_bulk_docs`. A document whose revision is not computed here (a deletion,
+    /// attachments), or created without `_rev` and now existing under another revision,
+    /// gets the original `Unavailable`; so does every document if the server stays away.
+    async fn settle_bulk(&self, db: &str, sent: &[Sent<'_>], lost: &Error) -> Vec<Result<Rev>> {
+        let unknown = || {
+            Err(Error::Unavailable {
+                reason: lost.to_string(),
+            })
+        };
+        let expected: Vec<Option<Rev>> = sent
+            .iter()
+            .map(|s| {
+                let computable = !s.body.keys().any(|k| k.starts_with('_'));
+                computable.then(|| Rev::compute(s.parent, false, s.body))
+            })
+            .collect();
+        let asked: Vec<(String, Vec<Rev>)> = sent
+            .iter()
+            .zip(&expected)
+            .filter_map(|(s, e)| e.map(|rev| (s.id.to_owned(), vec![rev])))
+            .collect();
+        let Ok(diff) = self.revs_diff(db, &asked).await else {
+            return sent.iter().map(|_| unknown()).collect();
+        };
+        let mut diff = diff.into_iter();
+        let mut outcomes: Vec<Result<Rev>> = Vec::with_capacity(sent.len());
+        let mut resend: Vec<usize> = Vec::new();
+        let mut new_docs: Vec<usize> = Vec::new();
+        for (i, rev) in expected.iter().enumerate() {
+            match rev {
+                None => outcomes.push(unknown()),
+                Some(rev) => {
+                    let held = diff.next().is_some_and(|d| d.missing.is_empty());
+                    if held {
+                        self.revs.put(db, sent[i].id, *rev);
+                        outcomes.push(Ok(*rev));
+                    } else {
+                        outcomes.push(unknown());
+                        resend.push(i);
+                        if sent[i].parent.is_none() {
+                            new_docs.push(i);
+                        }
+                    }
+                }
+            }
+        }
+        // A new document now live under another revision: applied or not, nobody can tell.
+        if !new_docs.is_empty() {
+            let ids: Vec<&str> = new_docs.iter().map(|i| sent[*i].id).collect();
+            match self.lookup(db, &ids).await {
+                Ok(current) => {
+                    for (i, c) in new_docs.iter().zip(current) {
+                        if c.live().is_some() {
+                            resend.retain(|r| r != i);
+                        }
+                    }
+                }
+                Err(_) => resend.retain(|r| !new_docs.contains(r)),
+            }
+        }
+        if resend.is_empty() {
+            return outcomes;
+        }
+        tracing::warn!(
+            db,
+            count = resend.len(),
+            "bulk writes whose answer was lost were not applied; sending them again"
+        );
+        let again: Vec<Vec<u8>> = resend.iter().map(|i| sent[*i].json.clone()).collect();
+        if let Ok(results) = self.bulk_docs(db, &again).await {
+            for (i, result) in resend.into_iter().zip(results) {
+                if let Ok(rev) = &result {
+                    self.revs.put(db, sent[i].id, *rev);
+                }
+                outcomes[i] = result;
+            }
+        }
+        outcomes
     }
 
     pub(super) async fn get_many(&self, db: &str, ids: &[String]) -> Result<Vec<Result<Document>>> {
@@ -260,7 +343,25 @@ impl CouchDbProvider {
                 .zip(&revs)
                 .map(|(p, rev)| doc_json(Some(&p.id), rev.as_ref(), &p.req.body))
                 .collect::<Result<Vec<_>>>()?;
-            let outcomes = self.bulk_docs(db, bodies).await?;
+            let outcomes = match self.bulk_docs(db, &bodies).await {
+                Ok(outcomes) => outcomes,
+                // The answer was lost; each write may or may not have been applied.
+                Err(lost) if lost.is_retryable() => {
+                    let sent: Vec<Sent<'_>> = round
+                        .iter()
+                        .zip(&revs)
+                        .zip(&bodies)
+                        .map(|((p, rev), json)| Sent {
+                            id: &p.id,
+                            parent: rev.as_ref(),
+                            body: &p.req.body,
+                            json,
+                        })
+                        .collect();
+                    self.settle_bulk(db, &sent, &lost).await
+                }
+                Err(e) => return Err(e),
+            };
             let mut retry = Vec::new();
             for (mut p, outcome) in round.into_iter().zip(outcomes) {
                 match outcome {
@@ -346,7 +447,7 @@ impl CouchDbProvider {
             let outcomes = if live.is_empty() {
                 Vec::new()
             } else {
-                self.bulk_docs(db, bodies).await?
+                self.bulk_docs(db, &bodies).await?
             };
             let mut next = deferred;
             let mut conflicted = false;
@@ -378,4 +479,15 @@ impl CouchDbProvider {
             .map(|r| r.unwrap_or_else(|| Err(Error::storage("a bulk delete lost a result"))))
             .collect())
     }
+}
+
+/// One document of a `_bulk_docs` whose answer was lost, as it was sent.
+struct Sent<'a> {
+    id: &'a str,
+    /// The revision it was written on (`None`: as a new document).
+    parent: Option<&'a Rev>,
+    /// Its body without `_id`/`_rev`.
+    body: &'a serde_json::Map<String, Value>,
+    /// The JSON sent.
+    json: &'a Vec<u8>,
 }

@@ -216,7 +216,7 @@ impl CouchDbProvider {
         let rev = if is_dot_segment(id) {
             // One `_bulk_docs` entry without `_rev`: created, or a conflict, as a PUT would.
             only(
-                self.bulk_docs(db, vec![doc_json(Some(id), None, &body)?])
+                self.bulk_docs(db, &[doc_json(Some(id), None, &body)?])
                     .await?,
             )?
         } else {
@@ -359,7 +359,7 @@ impl CouchDbProvider {
                 "{{\"_id\":{},\"_rev\":\"{rev}\",\"_deleted\":true}}",
                 Value::String(id.to_owned())
             );
-            only(self.bulk_docs(db, vec![doc.into_bytes()]).await?)?
+            only(self.bulk_docs(db, &[doc.into_bytes()]).await?)?
         } else {
             self.delete_at(db, id, rev).await?
         };
