@@ -73,7 +73,8 @@ pub struct Settings {
     pub embedded_cache_mb: u64,
     /// `EMBEDDED_WORKER_THREADS`: background flush/compaction threads. Default 2.
     pub embedded_worker_threads: usize,
-    /// `COUCHDB_URL`: base URL of the CouchDB server, e.g. `http://127.0.0.1:5984`.
+    /// `COUCHDB_URL`: base URL of the CouchDB server, e.g. `http://127.0.0.1:5984`; or a
+    /// cluster's node URLs separated by commas (requests spread over them, failing over).
     pub couchdb_url: Option<String>,
     /// `COUCHDB_USER`: CouchDB user name.
     pub couchdb_user: Option<String>,

@@ -197,3 +197,36 @@ async fn injected_faults_lose_nothing_and_apply_nothing_twice() {
     );
     let _ = direct.delete_database(&db).await;
 }
+
+/// Several node URLs: requests are spread over them, and a node that refuses every
+/// connection is failed over to the next, for reads and writes alike.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refusing_node_is_failed_over() {
+    let server = support::couchdb();
+    let refusing = FaultProxy::to_url(&server.url).await;
+    let working = FaultProxy::to_url(&server.url).await;
+    refusing.refuse(true);
+    let mut config = server.config();
+    config.url = format!("{},{}", refusing.url, working.url);
+    config.max_idle_connections = 0;
+    let svc = CouchDbProvider::connect(config)
+        .await
+        .expect("connect with one node refusing");
+    let db = unique_db("failover");
+    for i in 0..20 {
+        let id = format!("d{i}");
+        let w = svc
+            .save(&db, &id, doc(json!({"i": i})))
+            .await
+            .expect("a write fails over");
+        let read = svc.get(&db, &id).await.expect("a read fails over");
+        assert_eq!(read.rev(), Some(w.rev.to_string().as_str()));
+    }
+    assert!(
+        refusing.accepted() >= 10,
+        "requests were spread over both nodes: {} reached the refusing one",
+        refusing.accepted()
+    );
+    assert!(working.accepted() >= 40);
+    let _ = svc.delete_database(&db).await;
+}

@@ -26,6 +26,10 @@ impl fmt::Debug for Secret {
 
 /// Replaces the password of a URL's user-info (`scheme://user:pass@host`) with `***`.
 pub fn redact_url(url: &str) -> String {
+    // Several nodes' URLs, comma-separated: each is redacted.
+    if url.contains(',') {
+        return url.split(',').map(redact_url).collect::<Vec<_>>().join(",");
+    }
     let Some((scheme, rest)) = url.split_once("://") else {
         return url.to_owned();
     };
@@ -49,5 +53,9 @@ mod tests {
         assert_eq!(format!("{:?}", Secret::new("hunter2")), "Secret(***)");
         assert_eq!(redact_url("http://u:p@h:5984/x"), "http://u:***@h:5984/x");
         assert_eq!(redact_url("http://h:5984"), "http://h:5984");
+        assert_eq!(
+            redact_url("http://u:p@a:5984,http://u:p2@b:5984/"),
+            "http://u:***@a:5984,http://u:***@b:5984/"
+        );
     }
 }

@@ -13,7 +13,7 @@
 //! see [`is_server_bug`]). Sending the same request again crashes the same way, so it is
 //! never retried and is reported as [`Error::Protocol`], not as the server being unavailable.
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
@@ -123,8 +123,12 @@ impl Reply {
 
 pub(crate) struct Http {
     client: reqwest::Client,
-    /// Base URL without user-info and without a trailing slash.
-    base: String,
+    /// The nodes' base URLs, without user-info and without a trailing slash (one for a
+    /// single server; a cluster's nodes in the order given).
+    nodes: Vec<String>,
+    /// Where the next request starts in `nodes` (requests are spread round-robin; each
+    /// retry goes to the next node).
+    next_node: AtomicUsize,
     user: Option<String>,
     password: Option<Secret>,
     max_retries: u32,
@@ -135,28 +139,46 @@ pub(crate) struct Http {
 
 impl Http {
     pub fn new(config: &CouchDbConfig) -> Result<Self> {
-        let mut url = reqwest::Url::parse(config.url.trim()).map_err(|e| Error::Config {
-            key: "COUCHDB_URL".into(),
-            // The text is not echoed: an unparseable value may still hold a password.
-            reason: format!("the value is not a URL ({e}); expected e.g. http://127.0.0.1:5984"),
-        })?;
-        if !matches!(url.scheme(), "http" | "https") {
-            return Err(Error::Config {
+        // One URL, or several nodes of one cluster separated by commas.
+        let mut nodes = Vec::new();
+        let (mut url_user, mut url_password) = (None, None);
+        let mut scheme: Option<String> = None;
+        for text in config.url.split(',').map(str::trim) {
+            let mut url = reqwest::Url::parse(text).map_err(|e| Error::Config {
                 key: "COUCHDB_URL".into(),
-                reason: format!("scheme {:?} is not http or https", url.scheme()),
-            });
+                // The text is not echoed: an unparseable value may still hold a password.
+                reason: format!(
+                    "a value that is not a URL ({e}); expected e.g. http://127.0.0.1:5984, or \
+                     several nodes' URLs separated by commas"
+                ),
+            })?;
+            if !matches!(url.scheme(), "http" | "https") {
+                return Err(Error::Config {
+                    key: "COUCHDB_URL".into(),
+                    reason: format!("scheme {:?} is not http or https", url.scheme()),
+                });
+            }
+            if scheme.get_or_insert_with(|| url.scheme().to_owned()) != url.scheme() {
+                return Err(Error::Config {
+                    key: "COUCHDB_URL".into(),
+                    reason: "the nodes' URLs mix http and https; give them one scheme".into(),
+                });
+            }
+            // Credentials in a URL are used unless the configuration gives them explicitly.
+            if !url.username().is_empty() && url_user.is_none() {
+                url_user = Some(decode(url.username()));
+                url_password = url.password().map(|p| Secret::new(decode(p)));
+            }
+            let _ = url.set_username("");
+            let _ = url.set_password(None);
+            nodes.push(url.as_str().trim_end_matches('/').to_owned());
         }
-        // Credentials in the URL are used unless the configuration gives them explicitly.
-        let url_user = (!url.username().is_empty()).then(|| decode(url.username()));
-        let url_password = url.password().map(|p| Secret::new(decode(p)));
-        let _ = url.set_username("");
-        let _ = url.set_password(None);
-        let base = url.as_str().trim_end_matches('/').to_owned();
+        let scheme = scheme.unwrap_or_default();
 
         // reqwest is built without a bundled crypto provider; use ring unless the
         // application installed another one already.
         let _ = rustls::crypto::ring::default_provider().install_default();
-        let builder = trust(reqwest::Client::builder(), config, url.scheme())?;
+        let builder = trust(reqwest::Client::builder(), config, &scheme)?;
         let client = builder
             .connect_timeout(config.connect_timeout)
             .timeout(config.request_timeout)
@@ -170,7 +192,8 @@ impl Http {
             })?;
         Ok(Self {
             client,
-            base,
+            nodes,
+            next_node: AtomicUsize::new(0),
             user: config.user.clone().or(url_user),
             password: config.password.clone().or(url_password),
             max_retries: config.max_retries,
@@ -179,9 +202,30 @@ impl Http {
         })
     }
 
-    /// The server's base URL (never with credentials).
+    /// The server's base URL (never with credentials); a cluster's first node.
     pub fn base(&self) -> &str {
-        &self.base
+        &self.nodes[0]
+    }
+
+    /// Every node's base URL, comma-separated (never with credentials).
+    pub fn nodes(&self) -> String {
+        self.nodes.join(",")
+    }
+
+    /// Where a request starts among the nodes.
+    fn first_node(&self) -> usize {
+        if self.nodes.len() == 1 {
+            0
+        } else {
+            self.next_node.fetch_add(1, Ordering::Relaxed)
+        }
+    }
+
+    /// The full URL of `path` on the node of attempt `attempt` of a request started at
+    /// `first`: each retry goes to the next node.
+    fn on_node(&self, first: usize, attempt: u32, path: &str) -> String {
+        let node = &self.nodes[(first + attempt as usize) % self.nodes.len()];
+        format!("{node}{path}")
     }
 
     pub fn user(&self) -> Option<&str> {
@@ -204,10 +248,11 @@ impl Http {
         self.requests.load(Ordering::Relaxed)
     }
 
-    /// `base/seg1/seg2...?query`, each segment percent-encoded whole. Query values are
-    /// given already as text (JSON for keys) and are encoded here.
+    /// `/seg1/seg2...?query`, each segment percent-encoded whole: the path every request
+    /// method takes, sent to a node it picks. Query values are given already as text (JSON
+    /// for keys) and are encoded here.
     pub fn url(&self, segments: &[&str], query: &[(&str, &str)]) -> String {
-        let mut url = self.base.clone();
+        let mut url = String::new();
         for segment in segments {
             url.push('/');
             url.extend(utf8_percent_encode(segment, SEGMENT));
@@ -246,12 +291,13 @@ impl Http {
     ) -> Result<Reply> {
         let body = &outgoing.body;
         let mut attempt = 0;
+        let first = self.first_node();
         loop {
             self.count_request();
             let started = std::time::Instant::now();
             let mut request = self
                 .client
-                .request(method.clone(), url)
+                .request(method.clone(), self.on_node(first, attempt, url))
                 .header(reqwest::header::ACCEPT, "application/json");
             if let Some(user) = &self.user {
                 request = request.basic_auth(user, self.password.as_ref().map(Secret::expose));
@@ -283,7 +329,7 @@ impl Http {
                 }
                 Err(e) => Err(e),
             };
-            let path = path_of(url, &self.base);
+            let path = url;
             match &outcome {
                 Ok(reply) => tracing::debug!(
                     method = %method,
@@ -321,7 +367,7 @@ impl Http {
                                 "CouchDB at {} crashed on this request ({error}: {reason}): a \
                                  server bug that sending it again does not fix, so it was not \
                                  retried",
-                                self.base
+                                self.nodes()
                             ),
                         })
                     }
@@ -330,7 +376,7 @@ impl Http {
                         Err(Error::Unavailable {
                             reason: format!(
                                 "CouchDB at {} answered {} ({error}: {reason}) after {} attempts",
-                                self.base,
+                                self.nodes(),
                                 reply.status,
                                 attempt + 1
                             ),
@@ -378,10 +424,10 @@ impl Http {
         target: Target<'_>,
     ) -> Result<reqwest::Response> {
         self.count_request();
-        tracing::debug!(method = %method, path = path_of(url, &self.base), "CouchDB streamed request");
+        tracing::debug!(method = %method, path = url, "CouchDB streamed request");
         let mut request = self
             .client
-            .request(method, url)
+            .request(method, self.on_node(self.first_node(), 0, url))
             .timeout(STREAMED_TRANSFER_TIMEOUT);
         if let Some(body) = body {
             request = request
@@ -428,10 +474,10 @@ impl Http {
         body: reqwest::Body,
     ) -> std::result::Result<Reply, reqwest::Error> {
         self.count_request();
-        tracing::debug!(method = %method, path = path_of(url, &self.base), "CouchDB streamed upload");
+        tracing::debug!(method = %method, path = url, "CouchDB streamed upload");
         let mut request = self
             .client
-            .request(method, url)
+            .request(method, self.on_node(self.first_node(), 0, url))
             .timeout(STREAMED_TRANSFER_TIMEOUT)
             .header(reqwest::header::ACCEPT, "application/json")
             .header(reqwest::header::CONTENT_TYPE, content_type);
@@ -495,7 +541,7 @@ impl Http {
                     "CouchDB at {}: the TLS handshake failed ({cause}); check that the server's \
                      certificate chains to COUCHDB_CA_FILE (or the platform's roots when it is \
                      not set) and names the host of COUCHDB_URL",
-                    self.base
+                    self.nodes()
                 ),
             };
         }
@@ -503,16 +549,10 @@ impl Http {
             reason: format!(
                 "CouchDB at {}: {what} after {attempts} attempt(s) ({cause}); check COUCHDB_URL, \
                  that the server is running, and the timeouts",
-                self.base
+                self.nodes()
             ),
         }
     }
-}
-
-/// The part of `url` after the server's base, for logs: a path and query that never hold
-/// credentials (they are never in `base`, nor in URLs built from it).
-fn path_of<'u>(url: &'u str, base: &str) -> &'u str {
-    url.strip_prefix(base).unwrap_or(url)
 }
 
 /// Which certificates an `https` server may present: those chaining to `ca_file` when
@@ -660,10 +700,43 @@ mod tests {
         let http = Http::new(&CouchDbConfig::new("http://u:p@127.0.0.1:5984/")).unwrap();
         assert_eq!(http.base(), "http://127.0.0.1:5984");
         assert_eq!(http.user(), Some("u"));
+        let path = http.url(&["a$b/c", "x/y?z#w %+é"], &[("key", "\"k\"")]);
+        assert_eq!(path, "/a%24b%2Fc/x%2Fy%3Fz%23w%20%25%2B%C3%A9?key=%22k%22");
         assert_eq!(
-            http.url(&["a$b/c", "x/y?z#w %+é"], &[("key", "\"k\"")]),
+            http.on_node(http.first_node(), 0, &path),
             "http://127.0.0.1:5984/a%24b%2Fc/x%2Fy%3Fz%23w%20%25%2B%C3%A9?key=%22k%22"
         );
+    }
+
+    #[test]
+    fn several_nodes_share_the_load_and_retries_go_to_the_next() {
+        let config = CouchDbConfig::new(
+            "http://u:p@10.0.0.1:5984, http://10.0.0.2:5984/,http://10.0.0.3:5984",
+        );
+        let http = Http::new(&config).unwrap();
+        assert_eq!(http.user(), Some("u"));
+        assert_eq!(
+            http.nodes(),
+            "http://10.0.0.1:5984,http://10.0.0.2:5984,http://10.0.0.3:5984"
+        );
+        let starts: Vec<usize> = (0..3).map(|_| http.first_node()).collect();
+        let firsts: Vec<String> = starts.iter().map(|s| http.on_node(*s, 0, "/x")).collect();
+        assert_eq!(
+            firsts,
+            [
+                "http://10.0.0.1:5984/x",
+                "http://10.0.0.2:5984/x",
+                "http://10.0.0.3:5984/x"
+            ]
+        );
+        assert_eq!(http.on_node(starts[2], 1, "/x"), "http://10.0.0.1:5984/x");
+        let mixed = CouchDbConfig::new("http://10.0.0.1:5984,https://10.0.0.2:6984");
+        assert!(matches!(Http::new(&mixed), Err(Error::Config { .. })));
+        let bad = CouchDbConfig::new("http://10.0.0.1:5984,not a url :hunter2@");
+        let Err(err) = Http::new(&bad) else {
+            panic!("garbage was accepted among the nodes");
+        };
+        assert!(!err.to_string().contains("hunter2"), "{err}");
     }
 
     #[test]

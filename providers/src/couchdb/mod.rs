@@ -81,7 +81,10 @@ use crate::{
 /// Typed configuration of the CouchDB provider.
 #[derive(Clone)]
 pub struct CouchDbConfig {
-    /// Base URL, e.g. `http://127.0.0.1:5984`; may carry `user:password@`.
+    /// Base URL, e.g. `http://127.0.0.1:5984`; may carry `user:password@`. A cluster's
+    /// nodes may be given together, separated by commas: requests are spread over them
+    /// round-robin, and a request that failed to connect, or a safe one that met a 5xx or a
+    /// timeout, is retried on the next node.
     pub url: String,
     /// User for basic auth (overrides one in the URL).
     pub user: Option<String>,
@@ -143,7 +146,7 @@ pub struct CouchDbProvider {
 impl fmt::Debug for CouchDbProvider {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("CouchDbProvider")
-            .field("url", &self.http.base())
+            .field("url", &self.http.nodes())
             .field("user", &self.http.user())
             .finish_non_exhaustive()
     }
@@ -349,7 +352,7 @@ impl DatabaseService for CouchDbProvider {
 
     fn location(&self) -> String {
         // The base URL carries no user-info.
-        format!("couchdb:{}", self.http.base())
+        format!("couchdb:{}", self.http.nodes())
     }
 
     fn capabilities(&self) -> crate::Capabilities {
