@@ -1,0 +1,4 @@
+//! Fuzz target `mango`: feeds libFuzzer's bytes to docstore_fuzz::checks::mango (see there).
+#![no_main]
+
+libfuzzer_sys::fuzz_target!(|data: &[u8]| docstore_fuzz::checks::mango(data));
