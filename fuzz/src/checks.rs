@@ -169,20 +169,13 @@ fn validate_text(text: &str) {
 
 /// `document`: bytes → `Rev::parse`, validators, and JSON → `Document::from_value` →
 /// `validate::body`, `Rev::compute`. Invariants: parsing round-trips; computing twice
-/// gives the same revision, one generation above its parent, and it round-trips.
+/// gives the same revision, one generation above its parent (saturating at the last
+/// generation), and it round-trips.
 pub fn document(data: &[u8]) {
-    document_check(data, true);
+    document_check(data);
 }
 
-/// `document` with no known bug tolerated, for the regression tests of known bugs.
-pub fn document_strict(data: &[u8]) {
-    document_check(data, false);
-}
-
-/// `document`; with `tolerate_known`, a parent at generation `u64::MAX` is not computed on
-/// (known bug: `Rev::compute` adds 1 unchecked, fuzz/regressions/document/
-/// rev-compute-generation-overflow.json).
-fn document_check(data: &[u8], tolerate_known: bool) {
+fn document_check(data: &[u8]) {
     let text = String::from_utf8_lossy(data);
     rev_round_trip(&text);
     validate_text(&text);
@@ -201,16 +194,13 @@ fn document_check(data: &[u8], tolerate_known: bool) {
     validate_text(&id);
     let _ = validate::body("db", &id, &doc);
     let parent = doc.rev().and_then(rev_round_trip);
-    if tolerate_known && parent.is_some_and(|p| p.generation() == u64::MAX) {
-        return;
-    }
     let body = doc.body();
     for deleted in [false, true] {
         let rev = Rev::compute(parent.as_ref(), deleted, &body);
         assert_eq!(rev, Rev::compute(parent.as_ref(), deleted, &body));
         assert_eq!(
             Some(rev.generation()),
-            parent.map_or(Some(1), |p| p.generation().checked_add(1)),
+            parent.map_or(Some(1), |p| Some(p.generation().saturating_add(1))),
             "generation of a child of {parent:?}"
         );
         assert_eq!(rev_round_trip(&rev.to_string()), Some(rev));
@@ -337,7 +327,7 @@ pub fn archive(data: &[u8]) {
 
 /// Everything one run of the settings scenario shows: `Debug` of the settings and
 /// `Display`/`Debug` of the errors.
-fn settings_scenario(parts: &[&str], password: &str, tolerate_known: bool) -> String {
+fn settings_scenario(parts: &[&str], password: &str) -> String {
     let part = |i: usize| parts.get(i).copied().unwrap_or("");
     let (user, rest, scheme) = (part(1), part(2), part(3));
     // A scheme is letters, digits, `+`, `-` and `.` (RFC 3986): others would make another URL.
@@ -358,9 +348,6 @@ fn settings_scenario(parts: &[&str], password: &str, tolerate_known: bool) -> St
     let mut out = String::new();
     let mut show = |r: docstore::Result<Settings>| match r {
         Ok(s) => out.push_str(&format!("{s:?}\n")),
-        // Known bug: a file's parse error quotes its line, a password included (see
-        // `settings`); tolerated errors are left out of what is checked.
-        Err(e) if tolerate_known && is_file_parse_error(&e) => {}
         Err(e) => out.push_str(&format!("{e}\n{e:?}\n")),
     };
     let base = Settings::memory();
@@ -408,23 +395,9 @@ fn settings_scenario(parts: &[&str], password: &str, tolerate_known: bool) -> St
     out
 }
 
-/// Whether `e` is `load_from`'s error for a TOML or .env file it could not parse.
-fn is_file_parse_error(e: &docstore::Error) -> bool {
-    matches!(e, docstore::Error::Config { key, reason }
-        if (key == "config/default.toml" && reason.contains("TOML parse error"))
-            || (key == ".env" && reason.starts_with("could not parse")))
-}
-
-/// `settings` as the fuzz target runs it: a TOML or .env parse error that quotes the
-/// password's line is a known bug (fuzz/regressions/settings/toml-error-quotes-password,
-/// replayed strictly by an ignored test), tolerated so the fuzzer looks for other leaks.
+/// `settings`: see [`settings_check`].
 pub fn settings(data: &[u8]) {
-    settings_check(data, true);
-}
-
-/// `settings` with no leak tolerated, for the regression tests of known bugs.
-pub fn settings_strict(data: &[u8]) {
-    settings_check(data, false);
+    settings_check(data);
 }
 
 /// `settings`: parts separated by NUL: password (up to an optional `\x01` and extra lines
@@ -434,26 +407,19 @@ pub fn settings_strict(data: &[u8]) {
 /// output (settings `Debug`, error text, `redact_url`) no more often than when the same
 /// scenario runs with another password of the same length, i.e. it never leaks; checked
 /// for passwords of 6 characters or more (shorter ones match too much ordinary text).
-fn settings_check(data: &[u8], tolerate_known: bool) {
+fn settings_check(data: &[u8]) {
     let text = String::from_utf8_lossy(data);
     let parts: Vec<&str> = text.split('\0').collect();
     let password = parts[0].split('\u{1}').next().unwrap_or("");
-    let shown = settings_scenario(&parts, password, tolerate_known);
+    let shown = settings_scenario(&parts, password);
     if password.chars().count() < 6 {
-        return;
-    }
-    // Known bug: `redact_url` splits a URL at commas (several nodes), so a password with a
-    // comma in its user-info is not redacted
-    // (fuzz/regressions/settings/comma-in-password-not-redacted).
-    let user = parts.get(1).copied().unwrap_or("");
-    if tolerate_known && (password.contains(',') || user.contains(',')) {
         return;
     }
     let Some(filler) = "QZKXJVWqzkxjvw".chars().find(|c| !password.contains(*c)) else {
         return;
     };
     let other: String = password.chars().map(|_| filler).collect();
-    let baseline = settings_scenario(&parts, &other, tolerate_known);
+    let baseline = settings_scenario(&parts, &other);
     let count = |s: &str| s.matches(password).count();
     assert!(
         count(&shown) <= count(&baseline),

@@ -280,7 +280,9 @@ impl Rev {
         }
         term.push(NIL_EXT); // list tail
         let hash = term.finish();
-        Rev::new(parent.map_or(1, |p| p.generation + 1), hash)
+        // Saturating: a parent at the last generation (only a crafted revision can be) gives
+        // a child at that generation rather than an overflow.
+        Rev::new(parent.map_or(1, |p| p.generation.saturating_add(1)), hash)
     }
 }
 

@@ -27,8 +27,13 @@ impl fmt::Debug for Secret {
 /// Replaces the password of a URL's user-info (`scheme://user:pass@host`) with `***`.
 pub fn redact_url(url: &str) -> String {
     // Several nodes' URLs, comma-separated: each is redacted.
-    if url.contains(',') {
-        return url.split(',').map(redact_url).collect::<Vec<_>>().join(",");
+    let nodes = split_nodes(url);
+    if nodes.len() > 1 {
+        return nodes
+            .into_iter()
+            .map(redact_url)
+            .collect::<Vec<_>>()
+            .join(",");
     }
     let Some((scheme, rest)) = url.split_once("://") else {
         return url.to_owned();
@@ -44,6 +49,29 @@ pub fn redact_url(url: &str) -> String {
     }
 }
 
+/// Splits a list of URLs separated by commas. A comma separates only where a scheme
+/// (`letters://`) follows it: commas are legal inside a URL's user-info (a password).
+pub(crate) fn split_nodes(text: &str) -> Vec<&str> {
+    let mut parts = Vec::new();
+    let mut start = 0;
+    for (at, _) in text.match_indices(',') {
+        let rest = text[at + 1..].trim_start();
+        let scheme_len = rest.find("://").filter(|&n| n > 0).filter(|&n| {
+            let scheme = &rest[..n];
+            scheme.starts_with(|c: char| c.is_ascii_alphabetic())
+                && scheme
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, '+' | '-' | '.'))
+        });
+        if scheme_len.is_some() {
+            parts.push(&text[start..at]);
+            start = at + 1;
+        }
+    }
+    parts.push(&text[start..]);
+    parts
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -56,6 +84,14 @@ mod tests {
         assert_eq!(
             redact_url("http://u:p@a:5984,http://u:p2@b:5984/"),
             "http://u:***@a:5984,http://u:***@b:5984/"
+        );
+        assert_eq!(
+            redact_url("http://admin:s3cret,Pass@127.0.0.1:5984/db"),
+            "http://admin:***@127.0.0.1:5984/db"
+        );
+        assert_eq!(
+            split_nodes("http://u:a,b@h1:1, https://h2:2"),
+            ["http://u:a,b@h1:1", " https://h2:2"]
         );
     }
 }

@@ -143,7 +143,10 @@ impl Http {
         let mut nodes = Vec::new();
         let (mut url_user, mut url_password) = (None, None);
         let mut scheme: Option<String> = None;
-        for text in config.url.split(',').map(str::trim) {
+        for text in crate::secret::split_nodes(&config.url)
+            .into_iter()
+            .map(str::trim)
+        {
             let mut url = reqwest::Url::parse(text).map_err(|e| Error::Config {
                 key: "COUCHDB_URL".into(),
                 // The text is not echoed: an unparseable value may still hold a password.
