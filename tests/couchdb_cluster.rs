@@ -107,30 +107,30 @@ async fn eight_writers_while_a_node_stops_and_restarts() {
     let total = WRITERS * PER_WRITER;
     let attempted = Arc::new(AtomicUsize::new(0));
     let acked: Arc<Mutex<HashMap<String, String>>> = Arc::default();
-    let errors: Arc<Mutex<Vec<(String, Error)>>> = Arc::default();
+    let errors: Arc<Mutex<Vec<(String, Error, Duration)>>> = Arc::default();
     let begun = Instant::now();
 
     // Node 2 (index 1) stops after about a third of the writes and starts after two thirds.
+    // The events' times since `begun`: stop asked, stopped, start asked, back and rejoined.
     let fault = {
         let attempted = attempted.clone();
         tokio::spawn(async move {
             while attempted.load(Ordering::SeqCst) < total / 3 {
                 tokio::time::sleep(Duration::from_millis(5)).await;
             }
-            let at = attempted.load(Ordering::SeqCst);
+            let stop_asked = begun.elapsed();
             tokio::task::spawn_blocking(|| self::cluster().stop(1))
                 .await
                 .unwrap();
-            let stopped = (at, attempted.load(Ordering::SeqCst), begun.elapsed());
+            let stopped = begun.elapsed();
             while attempted.load(Ordering::SeqCst) < 2 * total / 3 {
                 tokio::time::sleep(Duration::from_millis(5)).await;
             }
-            let restart_at = attempted.load(Ordering::SeqCst);
-            let t = Instant::now();
+            let start_asked = begun.elapsed();
             tokio::task::spawn_blocking(|| self::cluster().start_node(1))
                 .await
                 .unwrap();
-            (stopped, restart_at, t.elapsed())
+            [stop_asked, stopped, start_asked, begun.elapsed()]
         })
     };
 
@@ -149,7 +149,7 @@ async fn eight_writers_while_a_node_stops_and_restarts() {
                             assert_eq!(written.id, id);
                             acked.lock().unwrap().insert(id, written.rev.to_string());
                         }
-                        Err(e) => errors.lock().unwrap().push((id, e)),
+                        Err(e) => errors.lock().unwrap().push((id, e, begun.elapsed())),
                     }
                 }
             })
@@ -159,26 +159,30 @@ async fn eight_writers_while_a_node_stops_and_restarts() {
         writer.await.expect("a writer panicked");
     }
     let writes_took = begun.elapsed();
-    let ((stop_at, stopped_at, stopped_after), restart_at, restart_took) =
-        fault.await.expect("stopping or restarting node 2 failed");
+    let events = fault.await.expect("stopping or restarting node 2 failed");
 
     let acked = acked.lock().unwrap().clone();
     let errors = std::mem::take(&mut *errors.lock().unwrap());
-    let mut by_kind: BTreeMap<&str, usize> = BTreeMap::new();
-    for (_, e) in &errors {
-        *by_kind.entry(e.kind()).or_default() += 1;
+    let phases = ["before", "stopping", "down", "starting", "after"];
+    let mut by_kind: BTreeMap<(&str, &str), usize> = BTreeMap::new();
+    for (_, e, at) in &errors {
+        let phase = phases[events.iter().filter(|t| *t <= at).count()];
+        *by_kind.entry((e.kind(), phase)).or_default() += 1;
     }
+    let secs = events.map(|t| format!("{:.1}", t.as_secs_f64()));
     println!(
-        "{total} writes by {WRITERS} writers in {:.1} s: {} acknowledged, errors {by_kind:?}; \
-         node 2 stop asked after {stop_at} writes, down after {stopped_at} ({:.1} s in), \
-         restart asked after {restart_at}, back and rejoined in {:.1} s",
+        "{total} writes by {WRITERS} writers in {:.1} s: {} acknowledged, errors by (kind, \
+         phase) {by_kind:?}; node 2: stop asked at {} s, stopped at {}, start asked at {}, \
+         back and rejoined at {}",
         writes_took.as_secs_f64(),
         acked.len(),
-        stopped_after.as_secs_f64(),
-        restart_took.as_secs_f64(),
+        secs[0],
+        secs[1],
+        secs[2],
+        secs[3],
     );
-    for (id, e) in &errors {
-        println!("  {id}: {e}");
+    for (id, e, at) in &errors {
+        println!("  {id} at {:.2} s: {e}", at.as_secs_f64());
         assert!(
             matches!(e, Error::Unavailable { .. } | Error::Conflict { .. }),
             "{id}: callers may only see Unavailable or Conflict, got {e:?}"

@@ -87,31 +87,21 @@ impl Cluster {
         for name in cluster.names.clone() {
             let port = free_port();
             remove_at_exit(Some(name.clone()), None);
-            let env = |k: &str, v: &str| format!("{k}={v}");
-            docker(&[
-                "run",
-                "-d",
-                "--name",
-                &name,
-                "--hostname",
-                &name,
-                "--network",
-                &prefix,
-                "-p",
-                &format!("127.0.0.1:{port}:5984"),
-                "-e",
-                &env("NODENAME", &name),
-                "-e",
-                &env("COUCHDB_SECRET", &secret),
-                "-e",
-                &env("COUCHDB_ERLANG_COOKIE", &cookie),
-                "-e",
-                &env("COUCHDB_USER", &cluster.user),
-                "-e",
-                &env("COUCHDB_PASSWORD", &cluster.password),
-                IMAGE,
-            ])
-            .unwrap_or_else(|e| panic!("starting the container {name}: {e}"));
+            let publish = format!("127.0.0.1:{port}:5984");
+            let mut args = vec!["run", "-d", "--name", &name, "--hostname", &name];
+            args.extend(["--network", &prefix, "-p", &publish]);
+            let env = [
+                format!("NODENAME={name}"),
+                format!("COUCHDB_SECRET={secret}"),
+                format!("COUCHDB_ERLANG_COOKIE={cookie}"),
+                format!("COUCHDB_USER={}", cluster.user),
+                format!("COUCHDB_PASSWORD={}", cluster.password),
+            ];
+            for e in &env {
+                args.extend(["-e", e]);
+            }
+            args.push(IMAGE);
+            docker(&args).unwrap_or_else(|e| panic!("starting the container {name}: {e}"));
             cluster.ports.push(port);
             cluster.check_port(cluster.ports.len() - 1);
         }
