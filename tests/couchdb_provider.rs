@@ -411,10 +411,11 @@ async fn writes_are_not_replayed_after_a_5xx_or_a_timeout() {
         ((500, r#"{"error":"unknown"}"#.to_owned()), 1, "unavailable"),
         // The server holds the revision: the write was applied.
         ((200, "{}".to_owned()), 1, "applied"),
-        // The server does not hold it: sent once more (and failing again, reported).
+        // The server does not hold it: sent again, each time after the server said so,
+        // for three rounds (all failing here, reported).
         (
             (200, format!(r#"{{"x":{{"missing":["{expected}"]}}}}"#)),
-            2,
+            4,
             "unavailable",
         ),
     ] {

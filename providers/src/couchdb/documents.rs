@@ -40,6 +40,9 @@ fn body_to_send(mut body: Map<String, Value>, deleted: bool) -> Map<String, Valu
     body
 }
 
+/// Rounds of checking for, and resending, a write whose answer was lost (see `settle_put`).
+const SETTLE_ROUNDS: usize = 3;
+
 impl CouchDbProvider {
     /// PUT of one document; `Conflict` on 409.
     async fn put_doc(
@@ -86,29 +89,39 @@ impl CouchDbProvider {
         }
         let expected = Rev::compute(rev, false, body);
         let asked = [(id.to_owned(), vec![expected])];
-        let Ok(diff) = self.revs_diff(db, &asked).await else {
-            return Err(lost);
-        };
-        if diff.first().is_some_and(|d| d.missing.is_empty()) {
-            tracing::info!(db, id, rev = %expected, "a write whose answer was lost was applied");
-            self.revs.put(db, id, expected);
-            return Ok(expected);
-        }
-        if rev.is_none() {
-            match self.lookup(db, &[id]).await {
-                Ok(current) if current.first().and_then(|c| c.live()).is_none() => {}
-                _ => return Err(lost),
+        let mut lost = lost;
+        // Each round: is it there? If not, send it again (another node, round-robin). A
+        // resend whose answer is lost too is settled the same way, a few times.
+        for _ in 0..SETTLE_ROUNDS {
+            let Ok(diff) = self.revs_diff(db, &asked).await else {
+                return Err(lost);
+            };
+            if diff.first().is_some_and(|d| d.missing.is_empty()) {
+                tracing::info!(db, id, rev = %expected, "a write whose answer was lost was applied");
+                self.revs.put(db, id, expected);
+                return Ok(expected);
+            }
+            if rev.is_none() {
+                match self.lookup(db, &[id]).await {
+                    Ok(current) if current.first().and_then(|c| c.live()).is_none() => {}
+                    _ => return Err(lost),
+                }
+            }
+            tracing::warn!(
+                db,
+                id,
+                "a write whose answer was lost was not applied; sending it again"
+            );
+            match self
+                .write(db, Method::PUT, url, doc_json(None, rev, body)?)
+                .await
+            {
+                Ok(reply) => return self.put_outcome(db, id, &reply),
+                Err(again) if again.is_retryable() => lost = again,
+                Err(e) => return Err(e),
             }
         }
-        tracing::warn!(
-            db,
-            id,
-            "a write whose answer was lost was not applied; sending it again"
-        );
-        let reply = self
-            .write(db, Method::PUT, url, doc_json(None, rev, body)?)
-            .await?;
-        self.put_outcome(db, id, &reply)
+        Err(lost)
     }
 
     /// The revision a `PUT`'s answer gives, or its error.
