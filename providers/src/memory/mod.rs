@@ -12,6 +12,8 @@
 //! share state with the store. Ancestors keep their bodies until `compact`. Sequence tokens
 //! are decimal numbers.
 
+mod feed;
+
 use std::collections::{BTreeMap, HashMap};
 use std::ops::Bound;
 use std::sync::Arc;
@@ -27,7 +29,7 @@ use crate::feed::PendingCounts;
 use crate::query::{self, Candidate};
 use crate::rev_tree::{RevTree, Stored};
 use crate::tree_read::{self, Bodies};
-use crate::watch::{self, ChangeStream, CommitSignal, FeedSource, Since, WatchOptions};
+use crate::watch::{ChangeStream, CommitSignal, WatchOptions};
 use crate::write::{
     Edit, Leaf, REVS_LIMIT, SaveRequest, count_transition, local_body, merge_revision,
     prepare_revisioned,
@@ -535,28 +537,8 @@ impl DatabaseService for MemoryProvider {
     }
 
     async fn watch(&self, db: &str, options: WatchOptions) -> Result<ChangeStream> {
-        let selector = options.parsed_selector()?;
         let state = self.existing(db)?.ok_or_else(|| Error::db_not_found(db))?;
-        let (since, wake) = {
-            let held = state.read();
-            let since = match &options.since {
-                Since::Start => 0,
-                Since::Now => held.seq,
-                Since::After(token) => validate::sequence_token(Some(token), "memory")?,
-            };
-            (since, held.signal.subscribe())
-        };
-        let source = Arc::new(MemoryFeed {
-            db: db.to_owned(),
-            state,
-        });
-        Ok(watch::local_stream(
-            source,
-            wake,
-            since,
-            options.include_docs,
-            selector,
-        ))
+        feed::watch(db, state, &options)
     }
 
     async fn get_local(&self, db: &str, id: &str) -> Result<Document> {
@@ -764,40 +746,5 @@ impl DatabaseService for MemoryProvider {
         let body = state.leaf_body(id, rev);
         let req = SaveRequest::for_attachment(db, id, name, Some(*rev), None, body)?;
         state.save(db, id, req)
-    }
-}
-
-/// One database's feed, for `watch`: the database itself, so a database deleted and
-/// created again under the same name is not mistaken for the one watched.
-struct MemoryFeed {
-    db: String,
-    state: Arc<RwLock<MemoryDb>>,
-}
-
-#[async_trait]
-impl FeedSource for MemoryFeed {
-    async fn read(
-        &self,
-        since: u64,
-        limit: usize,
-        with_docs: bool,
-    ) -> Result<Vec<(Change, Option<Document>)>> {
-        let state = self.state.read();
-        if state.dropped {
-            return Err(Error::db_not_found(&self.db));
-        }
-        let (changes, _) = state.changes_after(since, limit, false);
-        changes
-            .into_iter()
-            .map(|change| {
-                let doc = if with_docs {
-                    let tree = state.tree(&change.id);
-                    tree_read::document_at(&change.id, tree, &change.rev, &*state)?
-                } else {
-                    None
-                };
-                Ok((change, doc))
-            })
-            .collect()
     }
 }
