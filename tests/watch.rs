@@ -51,6 +51,11 @@ unsafe impl GlobalAlloc for Counting {
 #[global_allocator]
 static ALLOCATOR: Counting = Counting;
 
+/// Held by every test of this binary for its whole run: the heap is counted for the whole
+/// process, so the measuring tests must not share it with another test's allocations
+/// (`cargo test` runs a binary's tests on threads of one process).
+static ALONE: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 fn held_mib() -> f64 {
     HELD.load(Ordering::Relaxed) as f64 / (1024.0 * 1024.0)
 }
@@ -119,6 +124,7 @@ async fn couch_through(proxy: &FaultProxy) -> CouchDbProvider {
 /// sequence and delivers every change written meanwhile.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn couchdb_feed_survives_cuts_restarts_and_stalls() {
+    let _alone = ALONE.lock().await;
     let writer = CouchDbProvider::connect(support::couchdb().config())
         .await
         .expect("connect");
@@ -198,6 +204,7 @@ async fn couchdb_feed_survives_cuts_restarts_and_stalls() {
 /// stream ends with the database's `NotFound`, not a reconnect loop.
 #[tokio::test]
 async fn couchdb_feed_ends_on_a_database_gone_while_disconnected() {
+    let _alone = ALONE.lock().await;
     let writer = CouchDbProvider::connect(support::couchdb().config())
         .await
         .expect("connect");
@@ -298,11 +305,13 @@ fn embedded_count() -> usize {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_million_changes_through_one_memory_stream() {
+    let _alone = ALONE.lock().await;
     many_changes(Arc::new(MemoryProvider::new()), 1_000_000).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn many_changes_through_one_embedded_stream() {
+    let _alone = ALONE.lock().await;
     let dir = tempfile::tempdir().expect("tempdir");
     let mut config = EmbeddedConfig::new(dir.path().join("store"));
     config.durability = Durability::Buffered;
