@@ -161,8 +161,13 @@ pub async fn watch_filters_with_a_selector(svc: &Service) {
         .save(&db, "c", doc(json!({"type": "x", "n": 3})))
         .await
         .unwrap();
+    let mut matched = take(&mut typed, 2).await;
+    if !svc.capabilities().changes_in_commit_order {
+        // A sharded server's feed orders documents of different shards as it likes.
+        matched.sort();
+    }
     assert_eq!(
-        take(&mut typed, 2).await,
+        matched,
         vec![("a".into(), a.rev, false), ("c".into(), c.rev, false)]
     );
     let gone = svc.delete(&db, "a").await.unwrap();
