@@ -285,7 +285,8 @@ async fn an_unreachable_server_is_unavailable_within_the_timeout() {
     );
 }
 
-/// A scripted HTTP server: `/_session` answers as CouchDB does for user "u"; everything else
+/// A scripted HTTP server: `/_session` answers as CouchDB does for user "u", `/_membership` as
+/// a single node does; everything else
 /// gets `respond(request_line)` (status, body), or no answer at all when it returns `None`.
 async fn fake_server(
     respond: impl Fn(&str) -> Option<(u16, String)> + Send + Sync + 'static,
@@ -324,6 +325,12 @@ async fn fake_server(
                     Some((
                         200,
                         r#"{"ok":true,"userCtx":{"name":"u","roles":[]}}"#.to_owned(),
+                    ))
+                } else if line.contains("/_membership") {
+                    // Asked once at connect: a single node, as the kit runs.
+                    Some((
+                        200,
+                        r#"{"all_nodes":["couchdb@x"],"cluster_nodes":["couchdb@x"]}"#.to_owned(),
                     ))
                 } else {
                     counter.fetch_add(1, Ordering::SeqCst);

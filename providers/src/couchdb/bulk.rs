@@ -5,6 +5,7 @@ use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 
 use super::http::{Idempotency, Target, status_error};
+use super::quorum::Accepted;
 use super::{CouchDbProvider, Current, UPSERT_ATTEMPTS, doc_json, document_from, protocol, rev_of};
 use crate::service::backoff;
 use crate::write::SaveRequest;
@@ -114,8 +115,36 @@ impl CouchDbProvider {
             .as_array()
             .filter(|rows| rows.len() == docs.len())
             .ok_or_else(|| protocol("_bulk_docs", &reply))?;
-        Ok(rows
+        let outcomes = Self::bulk_outcomes(db, rows);
+        if reply.status != StatusCode::ACCEPTED {
+            return Ok(outcomes);
+        }
+        // Some document was not taken by every copy of a cluster (which one, the answer does
+        // not say): every written one is settled (see `quorum.rs`).
+        let accepted: Vec<Accepted<'_>> = rows
             .iter()
+            .zip(&outcomes)
+            .filter_map(|(row, outcome)| {
+                let rev = *outcome.as_ref().ok()?;
+                Some(Accepted {
+                    id: row["id"].as_str()?,
+                    rev,
+                })
+            })
+            .collect();
+        let mut settled = self.settle_accepted(db, &accepted).await.into_iter();
+        Ok(outcomes
+            .into_iter()
+            .map(|outcome| match outcome {
+                Ok(rev) => settled.next().unwrap_or(Ok(rev)),
+                failed => failed,
+            })
+            .collect())
+    }
+
+    /// The per-document outcomes of a `_bulk_docs` answer's rows.
+    fn bulk_outcomes(db: &str, rows: &[Value]) -> Vec<Result<Rev>> {
+        rows.iter()
             .map(|row| {
                 let id = row["id"].as_str().unwrap_or("");
                 if let Some(rev) = rev_of(&row["rev"]).filter(|_| row.get("error").is_none()) {
@@ -131,7 +160,7 @@ impl CouchDbProvider {
                     _ => Error::invalid_document(db, Some(id), format!("{error}: {reason}")),
                 })
             })
-            .collect())
+            .collect()
     }
 
     /// A `_bulk_docs` whose answer was lost, settled per document as `settle_put` settles a

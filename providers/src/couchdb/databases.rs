@@ -6,6 +6,7 @@ use serde_json::Value;
 
 use super::changes::seq_text;
 use super::http::{Idempotency, Reply, Target, status_error};
+use super::quorum::with_write_quorum;
 use super::{CouchDbProvider, protocol};
 use crate::{DatabaseInfo, Result, validate};
 
@@ -23,7 +24,8 @@ impl CouchDbProvider {
         }
     }
 
-    /// Sends a write; if the database is missing (404), creates it and sends the write again.
+    /// Sends a write, on a cluster with every copy's acknowledgement asked for (`w`, see
+    /// `quorum.rs`); if the database is missing (404), creates it and sends the write again.
     pub(super) async fn write(
         &self,
         db: &str,
@@ -32,16 +34,27 @@ impl CouchDbProvider {
         body: Vec<u8>,
     ) -> Result<Reply> {
         let body = bytes::Bytes::from(body);
+        let quorate = |w: Option<u32>| match w {
+            Some(w) => with_write_quorum(url, w),
+            None => url.to_owned(),
+        };
+        let first = quorate(self.write_quorum(db).await?);
         let reply = self
             .http
-            .send(method.clone(), url, Some(body.clone()), Idempotency::Unsafe)
+            .send(
+                method.clone(),
+                &first,
+                Some(body.clone()),
+                Idempotency::Unsafe,
+            )
             .await?;
         if reply.status != StatusCode::NOT_FOUND {
             return Ok(reply);
         }
         self.create_db(db).await?;
+        let again = quorate(self.write_quorum(db).await?);
         self.http
-            .send(method, url, Some(body), Idempotency::Unsafe)
+            .send(method, &again, Some(body), Idempotency::Unsafe)
             .await
     }
 
@@ -115,6 +128,7 @@ impl CouchDbProvider {
             .await?;
         self.revs.forget_db(db);
         self.local_revs.forget_db(db);
+        self.copies.forget(db);
         if reply.status.is_success() {
             Ok(())
         } else {

@@ -5,6 +5,7 @@ use reqwest::Method;
 use serde_json::{Map, Value};
 
 use super::http::{Idempotency, Target, status_error};
+use super::quorum::{Accepted, with_write_quorum};
 use super::{CouchDbProvider, Current, UPSERT_ATTEMPTS, doc_json, document_from, protocol, rev_of};
 use crate::attachment;
 use crate::service::backoff;
@@ -52,6 +53,7 @@ impl CouchDbProvider {
         rev: Option<&Rev>,
         body: &Map<String, Value>,
     ) -> Result<Rev> {
+        let _turn = self.document_turn(db, id).await?;
         let url = self.http.url(&[db, id], &[]);
         let reply = match self
             .write(db, Method::PUT, &url, doc_json(None, rev, body)?)
@@ -64,7 +66,17 @@ impl CouchDbProvider {
             }
             Err(e) => return Err(e),
         };
-        self.put_outcome(db, id, &reply)
+        let written = self.put_outcome(db, id, &reply)?;
+        if reply.status == reqwest::StatusCode::ACCEPTED {
+            return self.settle_one_accepted(db, id, written).await;
+        }
+        Ok(written)
+    }
+
+    /// A single write answered `202 Accepted` on a cluster, settled (see `quorum.rs`).
+    async fn settle_one_accepted(&self, db: &str, id: &str, rev: Rev) -> Result<Rev> {
+        let accepted = [Accepted { id, rev }];
+        only(self.settle_accepted(db, &accepted).await)
     }
 
     /// A `PUT` whose answer was lost, settled without guessing: docstore computes the
@@ -163,8 +175,12 @@ impl CouchDbProvider {
     }
 
     async fn delete_at(&self, db: &str, id: &str, rev: &Rev) -> Result<Rev> {
+        let _turn = self.document_turn(db, id).await?;
         let rev_text = rev.to_string();
-        let url = self.http.url(&[db, id], &[("rev", &rev_text)]);
+        let mut url = self.http.url(&[db, id], &[("rev", &rev_text)]);
+        if let Some(w) = self.write_quorum(db).await? {
+            url = with_write_quorum(&url, w);
+        }
         let reply = self
             .http
             .send(Method::DELETE, &url, None, Idempotency::Unsafe)
@@ -172,7 +188,12 @@ impl CouchDbProvider {
         match reply.status.as_u16() {
             200..=202 => {
                 self.revs.forget(db, id);
-                rev_of(&reply.json()?["rev"]).ok_or_else(|| protocol("a delete", &reply))
+                let deleted =
+                    rev_of(&reply.json()?["rev"]).ok_or_else(|| protocol("a delete", &reply))?;
+                if reply.status == reqwest::StatusCode::ACCEPTED {
+                    return self.settle_one_accepted(db, id, deleted).await;
+                }
+                Ok(deleted)
             }
             _ => Err(status_error(&reply, Target { db, id: Some(id) })),
         }

@@ -27,6 +27,9 @@
 //! | `get_local`; `put_local` of a `_local` document seen before or new | 1 |
 //! | `database_info`                             | 2 (`GET /db`, design documents to leave out of `doc_count`) |
 //! | the first write to a missing database       | + 2 (`PUT /db`, then the write again) |
+//! | `connect`                                   | 2 (`GET /_session`, `GET /_membership`) |
+//! | on a cluster (`quorum.rs`): the first write to a database from this provider | + 1 (`GET /db`, its `n`) |
+//! | on a cluster: a write answered `202 Accepted` | + 1 per batch (`POST _bulk_get`), + 1 `DELETE` per write that lost a race |
 //!
 //! A write without `_rev` goes on the winner, looked up just before (`POST _all_docs` with
 //! `keys`, which works for live and deleted documents on every CouchDB), and is written
@@ -53,6 +56,7 @@ mod databases;
 mod documents;
 mod http;
 mod queries;
+mod quorum;
 mod revisions;
 mod watch;
 
@@ -141,6 +145,8 @@ pub struct CouchDbProvider {
     /// `_local` documents' revisions ("0-N"), so a rewrite (a migration checkpoint) is one
     /// `PUT`, not a refused `PUT`, a `GET` and another `PUT`.
     local_revs: RevCache<String>,
+    /// Copies per database on a cluster (see `quorum.rs`).
+    copies: quorum::Copies,
 }
 
 impl fmt::Debug for CouchDbProvider {
@@ -289,8 +295,10 @@ impl CouchDbProvider {
             http: Arc::new(Http::new(&config)?),
             revs: RevCache::default(),
             local_revs: RevCache::default(),
+            copies: quorum::Copies::default(),
         };
         provider.check_server().await?;
+        provider.learn_layout().await;
         Ok(provider)
     }
 
