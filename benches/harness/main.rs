@@ -4,12 +4,13 @@
 //!
 //! ```text
 //! cargo bench --bench harness                      # every section
-//! cargo bench --bench harness -- memory embedded   # some: memory embedded couchdb
+//! cargo bench --bench harness -- memory embedded   # some: memory embedded sqlite couchdb
 //!                                                  #   migration replication attachments
 //!                                                  #   watch latency scaling
 //! ```
 //!
-//! Sections: `memory` (vs a `DashMap`), `embedded` (vs raw fjall), `couchdb` (vs a raw HTTP
+//! Sections: `memory` (vs a `DashMap`), `embedded` (vs raw fjall), `sqlite` (embedded vs
+//! SQLite, what a user would pick instead), `couchdb` (vs a raw HTTP
 //! client on the same server), `migration` (vs the per-document loop and raw `_bulk_docs`),
 //! `replication` (embedded ⇄ CouchDB vs raw `_bulk_docs` / `_bulk_get` + fjall, and the lag of
 //! a continuous replication at 100 writes/s), `attachments` (a 1 GiB attachment streamed
@@ -35,6 +36,7 @@ mod memory;
 mod migration;
 mod replication;
 mod scaling;
+mod sqlite;
 mod watch;
 
 use std::fmt::Write as _;
@@ -44,9 +46,10 @@ use docstore::serde_json::{self, json};
 
 use crate::common::{Row, env_usize, print_rows};
 
-const SECTIONS: [&str; 9] = [
+const SECTIONS: [&str; 10] = [
     "memory",
     "embedded",
+    "sqlite",
     "couchdb",
     "migration",
     "replication",
@@ -113,6 +116,13 @@ async fn run() {
         section(
             "embedded provider vs raw fjall (SyncAll commits)",
             embedded::run(docs).await,
+            &mut rows,
+        );
+    }
+    if wanted("sqlite") {
+        section(
+            "embedded provider vs SQLite (WAL, synchronous=FULL, JSON text)",
+            sqlite::run(docs).await,
             &mut rows,
         );
     }

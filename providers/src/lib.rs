@@ -20,6 +20,7 @@ mod error;
 mod feed;
 pub mod mango;
 pub mod memory;
+mod parallel;
 mod query;
 mod rev;
 mod rev_tree;

@@ -76,6 +76,17 @@ pub(crate) struct SaveRequest {
     pub create_only: bool,
     /// The parsed and encoded `_attachments`, once taken out of `body`.
     pub attachments: Option<Vec<(String, attachment::Input)>>,
+    /// A revision computed ahead, outside the store's lock, for the parent it was computed
+    /// on (see [`SaveRequest::hash_ahead`]); [`SaveRequest::plan`] uses it only if the edit
+    /// still goes on that parent.
+    pub rev_ahead: Option<RevAhead>,
+}
+
+/// A revision computed before the store's lock was taken, and the parent it extends.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct RevAhead {
+    parent: Option<Rev>,
+    rev: Rev,
 }
 
 impl SaveRequest {
@@ -93,6 +104,7 @@ impl SaveRequest {
             deleted: fields.deleted,
             create_only: false,
             attachments: None,
+            rev_ahead: None,
         })
     }
 
@@ -154,6 +166,7 @@ impl SaveRequest {
             deleted: false,
             create_only: rev.is_none(),
             attachments: Some(inputs),
+            rev_ahead: None,
         })
     }
 
@@ -187,18 +200,9 @@ impl SaveRequest {
         Ok((id, request))
     }
 
-    /// The edit this save makes on `tree` (`None`: the database never had the document), or
-    /// `Conflict` (see the module doc). A save with attachments gets its stored stubs put
-    /// into `body` here: stubs taken from the revision it names, read with
-    /// `stored_attachments(rev)` (the `_attachments` of that leaf's stored body).
-    pub fn plan(
-        &mut self,
-        db: &str,
-        id: &str,
-        tree: Option<&RevTree>,
-        stored_attachments: &StoredAttachments<'_>,
-    ) -> Result<Edit> {
-        self.encode_attachments(db, id)?;
+    /// The leaf this edit goes on in `tree` (`None`: a new document), or its `Conflict`, and
+    /// whether it re-creates a deleted document.
+    fn parent_in(&self, db: &str, id: &str, tree: Option<&RevTree>) -> Result<(Option<Rev>, bool)> {
         let winner = tree.and_then(Leaf::winner_of);
         let parent = match (self.expected, winner) {
             (Some(_), None) => return Err(Error::conflict(db, id)),
@@ -218,6 +222,38 @@ impl SaveRequest {
             (None, winner) => winner.map(|w| w.rev),
         };
         let recreation = self.expected.is_none() && winner.is_some_and(|w| w.deleted);
+        Ok((parent, recreation))
+    }
+
+    /// Computes the revision this edit would make on `tree` as it is now, to be used by
+    /// [`SaveRequest::plan`] if the edit still goes on the same parent then. Lets a batch
+    /// hash its revisions in parallel, outside the store's lock. Nothing is computed for a
+    /// body with attachments (planning changes it) or an edit that fails or re-creates.
+    pub fn hash_ahead(&mut self, db: &str, id: &str, tree: Option<&RevTree>) {
+        if self.attachments.is_some() || self.body.contains_key(attachment::ATTACHMENTS) {
+            return;
+        }
+        if let Ok((parent, false)) = self.parent_in(db, id, tree) {
+            self.rev_ahead = Some(RevAhead {
+                parent,
+                rev: Rev::compute(parent.as_ref(), self.deleted, &self.body),
+            });
+        }
+    }
+
+    /// The edit this save makes on `tree` (`None`: the database never had the document), or
+    /// `Conflict` (see the module doc). A save with attachments gets its stored stubs put
+    /// into `body` here: stubs taken from the revision it names, read with
+    /// `stored_attachments(rev)` (the `_attachments` of that leaf's stored body).
+    pub fn plan(
+        &mut self,
+        db: &str,
+        id: &str,
+        tree: Option<&RevTree>,
+        stored_attachments: &StoredAttachments<'_>,
+    ) -> Result<Edit> {
+        self.encode_attachments(db, id)?;
+        let (parent, recreation) = self.parent_in(db, id, tree)?;
         if let Some(inputs) = &self.attachments {
             // The revision the write names: its `_rev`, or for an upsert the live winner.
             let named = if recreation { None } else { parent };
@@ -234,10 +270,12 @@ impl SaveRequest {
                     .insert(attachment::ATTACHMENTS.into(), Value::Object(stored));
             }
         }
-        let rev = if recreation {
-            Rev::compute_recreation(parent.as_ref(), self.deleted, &self.body)
-        } else {
-            Rev::compute(parent.as_ref(), self.deleted, &self.body)
+        let rev = match self.rev_ahead.take() {
+            Some(ahead) if !recreation && self.attachments.is_none() && ahead.parent == parent => {
+                ahead.rev
+            }
+            _ if recreation => Rev::compute_recreation(parent.as_ref(), self.deleted, &self.body),
+            _ => Rev::compute(parent.as_ref(), self.deleted, &self.body),
         };
         Ok(Edit {
             parent,

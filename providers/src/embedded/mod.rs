@@ -62,7 +62,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 
 use self::store::Store;
-use self::writes::map_halves;
+use crate::parallel::map_on_every_core;
 use crate::watch::{self, ChangeStream, FeedSource, Since, WatchOptions};
 use crate::write::{SaveRequest, local_body, only};
 use crate::{
@@ -534,7 +534,7 @@ impl DatabaseService for EmbeddedProvider {
         let db = db.to_owned();
         self.run(move |s| {
             // Validation too runs on both cores.
-            let requests = map_halves(docs, |doc| SaveRequest::for_bulk(&db, doc));
+            let requests = map_on_every_core(docs, |doc| SaveRequest::for_bulk(&db, doc));
             s.save_batch(&db, requests)
         })
         .await

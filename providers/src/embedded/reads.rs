@@ -12,8 +12,8 @@ use serde_json::{Map, Value};
 
 use super::format::{self, DecodedRecord};
 use super::store::Store;
-use super::writes::map_halves;
 use crate::attachment;
+use crate::parallel::map_on_every_core;
 use crate::rev_tree::RevTree;
 use crate::tree_read::{self, Bodies};
 use crate::{
@@ -315,7 +315,7 @@ impl Store {
             }
             records.push((key, value));
         }
-        let docs = map_halves(records, |(key, value)| {
+        let docs = map_on_every_core(records, |(key, value)| {
             let (header, body) = format::decode_head(&value)?;
             let id = std::str::from_utf8(&key[8..])
                 .map_err(|_| format::corrupt("document id is not UTF-8"))?;

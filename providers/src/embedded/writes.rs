@@ -14,6 +14,7 @@ use super::index::{IndexedWrite, NewVersion};
 use super::reads::parse_body;
 use super::store::Store;
 use crate::attachment::Blob;
+use crate::parallel::map_on_every_core;
 use crate::rev_tree::{RevTree, Stored};
 use crate::write::{Edit, Leaf, SaveRequest, count_transition, merge_revision, prepare_revisioned};
 use crate::{
@@ -319,7 +320,7 @@ impl Store {
                     .map(|s| format::key(meta.id, s.id.as_bytes()))
             })
             .collect();
-        let stored = map_halves(keys, |key| match key {
+        let stored = map_on_every_core(keys, |key| match key {
             Some(key) => Ok(Some((self.stored(&key)?, key))),
             None => Ok(None),
         });
@@ -629,9 +630,6 @@ fn leaf_attachments(state: Option<&DocState>, rev: &Rev) -> Result<Option<Map<St
         }))
 }
 
-/// Batches at least this big are prepared on two threads.
-const PARALLEL_PREPARE: usize = 256;
-
 fn prepare_save(db: &str, request: Result<(String, SaveRequest)>) -> Result<PreparedSave> {
     let (id, mut req) = request?;
     req.encode_attachments(db, &id)?;
@@ -661,33 +659,7 @@ fn prepare_saves(
     db: &str,
     requests: Vec<Result<(String, SaveRequest)>>,
 ) -> Vec<Result<PreparedSave>> {
-    map_halves(requests, |r| prepare_save(db, r))
-}
-
-/// `items.map(f)` in order; at least `PARALLEL_PREPARE` items are split over two threads
-/// (this machine class has two cores; JSON encoding and parsing dominate these loops).
-pub(super) fn map_halves<T: Send, U: Send>(
-    mut items: Vec<T>,
-    f: impl Fn(T) -> Result<U> + Sync,
-) -> Vec<Result<U>> {
-    if items.len() < PARALLEL_PREPARE {
-        return items.into_iter().map(f).collect();
-    }
-    let second = items.split_off(items.len() / 2);
-    let second_len = second.len();
-    let f = &f;
-    std::thread::scope(|scope| {
-        let back = scope.spawn(move || second.into_iter().map(f).collect::<Vec<_>>());
-        let mut front: Vec<_> = items.into_iter().map(f).collect();
-        match back.join() {
-            Ok(rest) => front.extend(rest),
-            // `f` does not panic; if it ever did, fail those items, not the process.
-            Err(_) => front.extend(
-                (0..second_len).map(|_| Err(Error::storage("a parallel encode or parse panicked"))),
-            ),
-        }
-        front
-    })
+    map_on_every_core(requests, |r| prepare_save(db, r))
 }
 
 /// Whether body JSON may hold attachments (the field name occurs in it), so bodies without

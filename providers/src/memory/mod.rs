@@ -26,6 +26,7 @@ use serde_json::{Map, Value};
 
 use crate::attachment;
 use crate::feed::PendingCounts;
+use crate::parallel::map_on_every_core;
 use crate::query::{self, Candidate};
 use crate::rev_tree::{RevTree, Stored};
 use crate::tree_read::{self, Bodies};
@@ -491,6 +492,16 @@ impl DatabaseService for MemoryProvider {
                 .collect());
         }
         let state = self.create_if_missing(db)?;
+        // Revisions hashed on every core under the read lock; the write lock below only
+        // checks each still goes on the parent it was hashed for.
+        let prepared = {
+            let reading = state.read();
+            map_on_every_core(prepared, |p| {
+                let (id, mut req) = p?;
+                req.hash_ahead(db, &id, reading.tree(&id));
+                Ok((id, req))
+            })
+        };
         let mut state = state.write();
         Ok(prepared
             .into_iter()
