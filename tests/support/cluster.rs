@@ -25,8 +25,11 @@
 
 #![allow(dead_code)]
 
-use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream};
+#[path = "raw_http.rs"]
+mod raw_http;
+
+use raw_http::http;
+use std::net::TcpListener;
 use std::process::{Command, Stdio};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
@@ -151,6 +154,7 @@ impl Cluster {
         body: Option<&str>,
     ) -> Result<(u16, String), String> {
         http(
+            "127.0.0.1",
             self.ports[node],
             method,
             path,
@@ -370,44 +374,4 @@ fn free_port() -> u16 {
         .and_then(|l| l.local_addr())
         .map(|a| a.port())
         .unwrap_or_else(|e| panic!("no free loopback port: {e}"))
-}
-
-/// A minimal blocking HTTP/1.0 request to `127.0.0.1:port` with basic auth: (status, body).
-fn http(
-    port: u16,
-    method: &str,
-    path: &str,
-    user: &str,
-    password: &str,
-    body: Option<&str>,
-) -> Result<(u16, String), String> {
-    use base64::Engine as _;
-    let mut stream = TcpStream::connect(("127.0.0.1", port)).map_err(|e| e.to_string())?;
-    stream
-        .set_read_timeout(Some(Duration::from_secs(30)))
-        .map_err(|e| e.to_string())?;
-    let auth = base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"));
-    let body = body.unwrap_or("");
-    write!(
-        stream,
-        "{method} {path} HTTP/1.0\r\nHost: 127.0.0.1:{port}\r\nAuthorization: Basic {auth}\r\n\
-         Accept: application/json\r\nContent-Type: application/json\r\n\
-         Content-Length: {}\r\n\r\n{body}",
-        body.len()
-    )
-    .map_err(|e| e.to_string())?;
-    let mut answer = String::new();
-    stream
-        .read_to_string(&mut answer)
-        .map_err(|e| e.to_string())?;
-    let status = answer
-        .split_whitespace()
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .ok_or_else(|| format!("not an HTTP answer: {answer:.80}"))?;
-    let body = answer
-        .split_once("\r\n\r\n")
-        .map_or("", |(_, b)| b)
-        .to_owned();
-    Ok((status, body))
 }

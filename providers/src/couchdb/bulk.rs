@@ -48,8 +48,32 @@ impl CouchDbProvider {
     /// does not exist. One request, whatever the number of ids (four times the rate of
     /// `_all_docs` with `keys` and `include_docs` on CouchDB 3.5).
     pub(super) async fn bulk_get_winners(&self, db: &str, ids: &[&str]) -> Result<Vec<Value>> {
+        let Some(answers) = self.bulk_get_leaves(db, ids, &[]).await? else {
+            return Ok(vec![Value::Null; ids.len()]);
+        };
+        Ok(answers
+            .into_iter()
+            .map(|mut docs| {
+                if docs.is_empty() {
+                    Value::Null
+                } else {
+                    docs.swap_remove(0)
+                }
+            })
+            .collect())
+    }
+
+    /// `POST /db/_bulk_get` for `ids` without revisions: for each id in input order, every
+    /// leaf CouchDB answers (`{"ok": doc}` or `{"error": ...}`), the winner first; `None`
+    /// when the database does not exist.
+    pub(super) async fn bulk_get_leaves(
+        &self,
+        db: &str,
+        ids: &[&str],
+        query: &[(&str, &str)],
+    ) -> Result<Option<Vec<Vec<Value>>>> {
         let docs: Vec<Value> = ids.iter().map(|id| json!({ "id": id })).collect();
-        let url = self.http.url(&[db, "_bulk_get"], &[]);
+        let url = self.http.url(&[db, "_bulk_get"], query);
         let reply = self
             .http
             .send_json(
@@ -60,7 +84,7 @@ impl CouchDbProvider {
             )
             .await?;
         if reply.status == StatusCode::NOT_FOUND {
-            return Ok(vec![Value::Null; ids.len()]);
+            return Ok(None);
         }
         if !reply.status.is_success() {
             return Err(status_error(&reply, Target { db, id: None }));
@@ -72,13 +96,15 @@ impl CouchDbProvider {
         if results.len() != ids.len() {
             return Err(protocol("_bulk_get", &reply));
         }
-        Ok(results
-            .into_iter()
-            .map(|mut r| match r.get_mut("docs").map(Value::take) {
-                Some(Value::Array(mut docs)) if !docs.is_empty() => docs.swap_remove(0),
-                _ => Value::Null,
-            })
-            .collect())
+        Ok(Some(
+            results
+                .into_iter()
+                .map(|mut r| match r.get_mut("docs").map(Value::take) {
+                    Some(Value::Array(docs)) => docs,
+                    _ => Vec::new(),
+                })
+                .collect(),
+        ))
     }
 
     /// The current revisions of `ids`, live or deleted, in one request.

@@ -31,10 +31,10 @@ use std::sync::Arc;
 
 use parking_lot::Mutex;
 use reqwest::Method;
-use serde_json::{Value, json};
+use serde_json::Value;
 
 use super::http::{Idempotency, Target, status_error};
-use super::{CouchDbProvider, protocol, rev_of};
+use super::{CouchDbProvider, rev_of};
 use crate::{Error, Result, Rev};
 
 /// (database, document id).
@@ -258,34 +258,15 @@ impl CouchDbProvider {
     /// answers all leaves, with their histories).
     async fn leaves(&self, db: &str, accepted: &[Accepted<'_>]) -> Result<Vec<Vec<Leaf>>> {
         let n = self.write_quorum(db).await?.unwrap_or(1).to_string();
-        let url = self
-            .http
-            .url(&[db, "_bulk_get"], &[("revs", "true"), ("r", &n)]);
-        let docs: Vec<Value> = accepted.iter().map(|a| json!({ "id": a.id })).collect();
-        let reply = self
-            .http
-            .send_json(
-                Method::POST,
-                &url,
-                &json!({ "docs": docs }),
-                Idempotency::Safe,
-            )
-            .await?;
-        if !reply.status.is_success() {
-            return Err(status_error(&reply, Target { db, id: None }));
-        }
-        let value = reply.json()?;
-        let results = value["results"]
-            .as_array()
-            .filter(|r| r.len() == accepted.len())
-            .ok_or_else(|| protocol("_bulk_get", &reply))?;
-        Ok(results
+        let ids: Vec<&str> = accepted.iter().map(|a| a.id).collect();
+        let answers = self
+            .bulk_get_leaves(db, &ids, &[("revs", "true"), ("r", &n)])
+            .await?
+            .ok_or_else(|| Error::db_not_found(db))?;
+        Ok(answers
             .iter()
-            .map(|result| {
-                result["docs"]
-                    .as_array()
-                    .into_iter()
-                    .flatten()
+            .map(|docs| {
+                docs.iter()
                     .filter_map(|d| d.get("ok"))
                     .filter_map(leaf_of)
                     .collect()
