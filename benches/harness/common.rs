@@ -62,6 +62,26 @@ pub fn document_batches(n: usize, batch: usize) -> Vec<Vec<Document>> {
         .collect()
 }
 
+/// The same documents for a raw side, keyed `<prefix>/<id>`, in batches of `batch` (owned
+/// copies, built before any timing).
+pub fn keyed_batches(
+    bodies: &[Map<String, Value>],
+    prefix: &str,
+    batch: usize,
+) -> Vec<Vec<(String, Map<String, Value>)>> {
+    bodies
+        .chunks(batch)
+        .enumerate()
+        .map(|(n, chunk)| {
+            chunk
+                .iter()
+                .enumerate()
+                .map(|(k, b)| (format!("{prefix}/{}", id(n * batch + k)), b.clone()))
+                .collect()
+        })
+        .collect()
+}
+
 /// `save_many` of every batch into `db`, each document checked; documents per second.
 pub async fn timed_save_many(
     svc: &dyn DatabaseService,

@@ -13,8 +13,8 @@ use docstore::{DatabaseService, Document, EmbeddedConfig, EmbeddedProvider};
 use fjall::{Database, Keyspace, KeyspaceCreateOptions, PersistMode};
 
 use crate::common::{
-    Row, body, document_batches, id, random_order, rate, selective_low, timed_finds, timed_gets,
-    timed_save_many,
+    Row, body, document_batches, id, keyed_batches, random_order, rate, selective_low, timed_finds,
+    timed_gets, timed_save_many,
 };
 
 const SECTION: &str = "embedded";
@@ -92,17 +92,7 @@ pub async fn run(docs: usize) -> Vec<Row> {
     let batches = document_batches(docs, BATCH);
     // Raw gets the same owned documents (ids and bodies) and drops them after encoding, as
     // the provider does.
-    let raw_batches: Vec<Vec<(String, Map<String, Value>)>> = bodies
-        .chunks(BATCH)
-        .enumerate()
-        .map(|(n, chunk)| {
-            chunk
-                .iter()
-                .enumerate()
-                .map(|(k, b)| (format!("bulk/{}", id(n * BATCH + k)), b.clone()))
-                .collect()
-        })
-        .collect();
+    let raw_batches = keyed_batches(&bodies, "bulk", BATCH);
     let ours_rate = timed_save_many(&ours, "bulk", batches).await;
     let start = Instant::now();
     for batch in raw_batches {

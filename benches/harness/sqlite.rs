@@ -15,8 +15,8 @@ use docstore::{DatabaseService, Document, EmbeddedConfig, EmbeddedProvider};
 use rusqlite::{Connection, params};
 
 use crate::common::{
-    Row, body, document_batches, id, random_order, rate, selective_low, timed_finds, timed_gets,
-    timed_save_many,
+    Row, body, document_batches, id, keyed_batches, random_order, rate, selective_low, timed_finds,
+    timed_gets, timed_save_many,
 };
 
 const SECTION: &str = "vs SQLite";
@@ -80,17 +80,7 @@ pub async fn run(docs: usize) -> Vec<Row> {
 
     // save_many in batches of 1,000; SQLite: one transaction per batch.
     let batches = document_batches(docs, BATCH);
-    let sqlite_batches: Vec<Vec<(String, Map<String, Value>)>> = bodies
-        .chunks(BATCH)
-        .enumerate()
-        .map(|(n, chunk)| {
-            chunk
-                .iter()
-                .enumerate()
-                .map(|(k, b)| (format!("bulk/{}", id(n * BATCH + k)), b.clone()))
-                .collect()
-        })
-        .collect();
+    let sqlite_batches = keyed_batches(&bodies, "bulk", BATCH);
     let ours_rate = timed_save_many(&ours, "bulk", batches).await;
     let start = Instant::now();
     let mut sqlite = sqlite;
