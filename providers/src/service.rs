@@ -281,8 +281,16 @@ pub trait DatabaseService: Send + Sync + fmt::Debug + 'static {
     /// asked [`revs_diff`](Self::revs_diff) what the database lacks (replication): each
     /// revision is merged into its tree as [`put_revisions`](Self::put_revisions) does, and
     /// only refusals are reported (one result per document, in input order). One request on
-    /// CouchDB; creates the database lazily.
-    async fn write_revisions(&self, db: &str, docs: Vec<RevisionedDoc>) -> Result<Vec<Result<()>>>;
+    /// CouchDB; creates the database lazily. The default is `put_revisions` with its
+    /// outcomes dropped, which is all a provider that merges in-process needs.
+    async fn write_revisions(&self, db: &str, docs: Vec<RevisionedDoc>) -> Result<Vec<Result<()>>> {
+        Ok(self
+            .put_revisions(db, docs)
+            .await?
+            .into_iter()
+            .map(|outcome| outcome.map(|_| ()))
+            .collect())
+    }
 
     /// The winning revision of each id and whether it is a deletion (`None`: the database
     /// never had the document), in input order; a missing database has none. Invalid ids

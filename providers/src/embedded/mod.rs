@@ -627,15 +627,6 @@ impl DatabaseService for EmbeddedProvider {
         self.run(move |s| s.revisions_batch(&db, docs)).await
     }
 
-    async fn write_revisions(&self, db: &str, docs: Vec<RevisionedDoc>) -> Result<Vec<Result<()>>> {
-        Ok(self
-            .put_revisions(db, docs)
-            .await?
-            .into_iter()
-            .map(|outcome| outcome.map(|_| ()))
-            .collect())
-    }
-
     async fn current_revisions(
         &self,
         db: &str,

@@ -643,15 +643,6 @@ impl DatabaseService for MemoryProvider {
             .collect())
     }
 
-    async fn write_revisions(&self, db: &str, docs: Vec<RevisionedDoc>) -> Result<Vec<Result<()>>> {
-        Ok(self
-            .put_revisions(db, docs)
-            .await?
-            .into_iter()
-            .map(|r| r.map(|_| ()))
-            .collect())
-    }
-
     async fn current_revisions(
         &self,
         db: &str,
