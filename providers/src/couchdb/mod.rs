@@ -57,6 +57,7 @@ mod documents;
 mod http;
 mod queries;
 mod quorum;
+mod reply;
 mod revisions;
 mod watch;
 

@@ -89,12 +89,17 @@ impl CouchDbProvider {
     ) -> Result<IndexStatus> {
         validate::database_name(db)?;
         let index = IndexDefinition::new(name, fields)?;
-        let body = json!({
+        let mut body = json!({
             "index": {"fields": index.fields},
             "name": index.name,
             "ddoc": index.name,
             "type": "json",
         });
+        // Mango takes the design document's write quorum from the body (default 2), not
+        // from the query string `write` adds it to.
+        if let Some(w) = self.write_quorum(db).await? {
+            body["w"] = json!(w);
+        }
         let bytes = serde_json::to_vec(&body).map_err(Error::storage)?;
         let url = self.http.url(&[db, "_index"], &[]);
         let reply = self.write(db, Method::POST, &url, bytes).await?;
@@ -110,25 +115,21 @@ impl CouchDbProvider {
         Ok(status)
     }
 
-    /// Waits until CouchDB's own index list shows `index` with its fields. Mango keeps that
-    /// list in a cache (`ddoc_cache`) refreshed after the design document is written, so a
-    /// `_find` sent right after `_index` may not see the new index yet (measured on CouchDB
-    /// 3.5 under load: a sort refused, or results in another index's order). `GET _index`
-    /// reads the same cache, so once it lists the index, `_find` uses it.
+    /// Waits until CouchDB's own index list shows `index` with its fields on every node
+    /// that answers. Mango keeps that list in a per-node cache (`ddoc_cache`) refreshed after
+    /// the design document is written, so a `_find` sent right after `_index` may not see the
+    /// new index yet (measured on CouchDB 3.5 under load: a sort refused, or results in
+    /// another index's order); on a cluster each node refreshes its own cache when its copy
+    /// of the design document arrives, so a node other than the one that listed it may still
+    /// answer from the old definition. `GET _index` reads the same cache as `_find`, so once
+    /// every node lists the index, a `_find` on any of them uses it. A node that cannot be
+    /// reached is not waited for (it serves no `_find` either), but one node must list it.
     async fn await_index_listed(&self, db: &str, index: &IndexDefinition) -> Result<()> {
         let url = self.http.url(&[db, "_index"], &[]);
         let started = std::time::Instant::now();
         let mut pause = std::time::Duration::from_millis(2);
-        loop {
-            let reply = self
-                .http
-                .send(Method::GET, &url, None, Idempotency::Safe)
-                .await?;
-            if !reply.status.is_success() {
-                return Err(status_error(&reply, Target { db, id: None }));
-            }
-            let answer = reply.json()?;
-            let listed = answer["indexes"].as_array().is_some_and(|indexes| {
+        let lists_it = |answer: &Value| {
+            answer["indexes"].as_array().is_some_and(|indexes| {
                 indexes.iter().any(|i| {
                     i["name"] == json!(index.name)
                         && i["def"]["fields"].as_array().is_some_and(|fields| {
@@ -138,15 +139,35 @@ impl CouchDbProvider {
                                 })
                         })
                 })
-            });
+            })
+        };
+        loop {
+            let (mut listing, mut lagging) = (0, 0);
+            for answer in self.http.get_on_every_node(&url).await {
+                match answer {
+                    Ok(reply) if reply.status.is_success() => {
+                        if lists_it(&reply.json()?) {
+                            listing += 1;
+                        } else {
+                            lagging += 1;
+                        }
+                    }
+                    Ok(reply) if reply.status.is_client_error() => {
+                        return Err(status_error(&reply, Target { db, id: None }));
+                    }
+                    // A node that is down or failing: not waited for.
+                    Ok(_) | Err(_) => {}
+                }
+            }
+            let listed = listing > 0 && lagging == 0;
             if listed {
                 return Ok(());
             }
             if started.elapsed() > INDEX_VISIBLE_WITHIN {
                 return Err(Error::Unavailable {
                     reason: format!(
-                        "CouchDB created index {:?} in database {db:?} but did not list it \
-                         within {INDEX_VISIBLE_WITHIN:?}",
+                        "CouchDB created index {:?} in database {db:?} but not every node \
+                         listed it within {INDEX_VISIBLE_WITHIN:?}",
                         index.name
                     ),
                 });
