@@ -107,13 +107,6 @@ struct StoredDoc {
     seq: u64,
 }
 
-/// A document taken out of its database for an edit in place.
-struct Taken {
-    tree: Option<RevTree>,
-    winner: Option<Leaf>,
-    seq: Option<u64>,
-}
-
 impl StoredDoc {
     /// The winner's revision and body when it is live.
     fn live(&self) -> Option<(Rev, &Arc<Map<String, Value>>)> {
@@ -135,45 +128,50 @@ impl MemoryDb {
         self.docs.get(id).map(|d| &d.tree)
     }
 
-    /// Takes `id`'s document out for an edit in place (see `commit`).
-    fn take(&mut self, id: &str) -> Taken {
-        match self.docs.remove(id) {
-            Some(old) => {
-                self.by_seq.remove(&old.seq);
-                Taken {
-                    winner: Leaf::winner_of(&old.tree),
-                    seq: Some(old.seq),
-                    tree: Some(old.tree),
-                }
+    /// Edits `id`'s revision tree in place (`None` for a document not stored yet) with
+    /// `change`, which says whether it changed anything. A changed document gets the next
+    /// sequence number (its `by_seq` entry moves, keeping its id string), an unchanged one
+    /// keeps its own; the live/deleted counters follow its winner. The tree stays where it
+    /// is in `docs`: no key is freed and allocated again for an update.
+    fn edit<R>(&mut self, id: &str, change: impl FnOnce(&mut Option<RevTree>) -> (R, bool)) -> R {
+        let Some(stored) = self.docs.get_mut(id) else {
+            let mut tree = None;
+            let (out, _) = change(&mut tree);
+            if let Some(new) = tree.as_ref().and_then(Leaf::winner_of) {
+                count_transition(&mut self.live, &mut self.deleted, None, new);
+                self.seq += 1;
+                self.by_seq.insert(self.seq, id.to_owned());
+                self.docs.insert(
+                    id.to_owned(),
+                    StoredDoc {
+                        tree: tree.unwrap_or_default(),
+                        seq: self.seq,
+                    },
+                );
+                self.signal.notify();
             }
-            None => Taken {
-                tree: None,
-                winner: None,
-                seq: None,
-            },
-        }
-    }
-
-    /// Puts a document taken with `take` back: a changed one gets the next sequence number,
-    /// an unchanged one its old; the counters follow its winner.
-    fn commit(
-        &mut self,
-        id: &str,
-        tree: RevTree,
-        taken_winner: Option<Leaf>,
-        keep_seq: Option<u64>,
-    ) {
-        let Some(new) = Leaf::winner_of(&tree) else {
-            return;
+            return out;
         };
-        let seq = keep_seq.unwrap_or_else(|| {
+        let before = Leaf::winner_of(&stored.tree);
+        let mut tree = Some(std::mem::take(&mut stored.tree));
+        let (out, changed) = change(&mut tree);
+        stored.tree = tree.unwrap_or_default();
+        let Some(after) = Leaf::winner_of(&stored.tree) else {
+            // Nothing left to serve (not reached by any edit): the document goes.
+            let seq = stored.seq;
+            self.docs.remove(id);
+            self.by_seq.remove(&seq);
+            return out;
+        };
+        count_transition(&mut self.live, &mut self.deleted, before, after);
+        if changed {
+            let old = std::mem::replace(&mut stored.seq, self.seq + 1);
             self.seq += 1;
-            self.seq
-        });
-        count_transition(&mut self.live, &mut self.deleted, taken_winner, new);
-        self.docs.insert(id.to_owned(), StoredDoc { tree, seq });
-        self.by_seq.insert(seq, id.to_owned());
+            let key = self.by_seq.remove(&old).unwrap_or_else(|| id.to_owned());
+            self.by_seq.insert(self.seq, key);
+        }
         self.signal.notify();
+        out
     }
 
     /// Up to `limit` changes after `since`, and how many follow them unless the database's
@@ -233,13 +231,11 @@ impl MemoryDb {
     }
 
     fn apply(&mut self, id: &str, edit: Edit, body: Map<String, Value>) -> Result<WriteResult> {
-        let Taken {
-            mut tree, winner, ..
-        } = self.take(id);
-        edit.apply(&mut tree, body, self.revs_limit);
-        if let Some(tree) = tree {
-            self.commit(id, tree, winner, None);
-        }
+        let revs_limit = self.revs_limit;
+        self.edit(id, |tree| {
+            edit.apply(tree, body, revs_limit);
+            ((), true)
+        });
         Ok(WriteResult {
             id: id.to_owned(),
             rev: edit.rev,
@@ -628,17 +624,7 @@ impl DatabaseService for MemoryProvider {
                     state.blobs.entry(blob.digest).or_insert(blob.bytes);
                 }
                 let id = doc.id.clone();
-                let Taken {
-                    mut tree,
-                    winner,
-                    seq,
-                } = state.take(&id);
-                let (outcome, changed) = merge_revision(&mut tree, doc, limit);
-                if let Some(tree) = tree {
-                    let keep = if changed { None } else { seq };
-                    state.commit(&id, tree, winner, keep);
-                }
-                Ok(outcome)
+                Ok(state.edit(&id, |tree| merge_revision(tree, doc, limit)))
             })
             .collect())
     }
