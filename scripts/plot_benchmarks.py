@@ -4,8 +4,13 @@
 Usage: python3 scripts/plot_benchmarks.py [target/benchmarks/results.json] [docs/benchmarks.png]
 Needs matplotlib (pip install matplotlib). Left: throughput of docstore and of the raw
 engine or server per workload (log scale). Right: the ratio ours/raw, with the issue's
-target for that workload as a tick.
+target for that workload as a tick. When the run had a `scaling` section, also draws
+`scaling.png` beside the first figure: each CLI run's wall time and peak memory against
+the number of documents (log-log), with a line of slope 1 (linear growth) for reference.
+A run with only a scaling section leaves the first figure as it is.
 """
+
+import os
 
 import json
 import sys
@@ -21,6 +26,13 @@ def main() -> None:
     out = sys.argv[2] if len(sys.argv) > 2 else "docs/benchmarks.png"
     with open(source, encoding="utf-8") as f:
         results = json.load(f)
+    if results["rows"]:
+        plot_rows(results, out)
+    if results.get("scaling"):
+        plot_scaling(results["scaling"], os.path.join(os.path.dirname(out) or ".", "scaling.png"))
+
+
+def plot_rows(results: dict, out: str) -> None:
     rows = results["rows"]
     labels = [f"{r['section']}: {r['op']}" for r in rows]
     y = list(range(len(rows)))[::-1]
@@ -55,6 +67,38 @@ def main() -> None:
         f"docstore vs the raw engine or server, one run ({results['docs']} documents of ~1 KB; "
         f"CouchDB {results['couch_docs']})"
     )
+    fig.tight_layout()
+    fig.savefig(out, dpi=110)
+    print(f"wrote {out}")
+
+
+def plot_scaling(scaling: list, out: str) -> None:
+    docs = [s["docs"] for s in scaling]
+    runs = [
+        ("listing", "docstore ls"),
+        ("index", "docstore index (build)"),
+        ("find", "docstore find, indexed, 100 docs"),
+        ("migration", "docstore migrate"),
+    ]
+    fig, (left, right) = plt.subplots(1, 2, figsize=(13, 5))
+    for key, label in runs:
+        if f"{key}_s" not in scaling[0]:
+            continue
+        left.plot(docs, [s[f"{key}_s"] for s in scaling], marker="o", label=label)
+        right.plot(docs, [s[f"{key}_mib"] for s in scaling], marker="o", label=label)
+    # Slope 1 through the first listing point: where linear growth would put each size.
+    first = scaling[0]["listing_s"]
+    left.plot(docs, [first * d / docs[0] for d in docs], color="gray", linestyle=":", label="linear (slope 1)")
+    for axis in (left, right):
+        axis.set_xscale("log")
+        axis.set_xlabel("documents (~1 KB each)")
+        axis.grid(alpha=0.3, which="both")
+        axis.legend(fontsize=8)
+    left.set_yscale("log")
+    left.set_ylabel("wall time of the CLI run (s, log scale)")
+    right.set_ylabel("peak RSS of the CLI run (MiB)")
+    right.set_ylim(bottom=0)
+    fig.suptitle("docstore embedded: time grows linearly, memory stays flat (release CLI, child processes)")
     fig.tight_layout()
     fig.savefig(out, dpi=110)
     print(f"wrote {out}")

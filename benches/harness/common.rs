@@ -49,15 +49,19 @@ pub fn selective_low(i: usize, docs: usize) -> usize {
 pub fn document_batches(n: usize, batch: usize) -> Vec<Vec<Document>> {
     (0..n)
         .step_by(batch)
-        .map(|start| {
-            (start..(start + batch).min(n))
-                .map(|i| {
-                    let mut d = Document::new();
-                    d.insert("_id", id(i));
-                    d.as_map_mut().extend(body(i));
-                    d
-                })
-                .collect()
+        .map(|start| document_batch(start..(start + batch).min(n)))
+        .collect()
+}
+
+/// Documents `range` with their `_id`: one batch, for callers that build them as they go
+/// (the scaling section, whose 10M documents do not fit in memory at once).
+pub fn document_batch(range: std::ops::Range<usize>) -> Vec<Document> {
+    range
+        .map(|i| {
+            let mut d = Document::new();
+            d.insert("_id", id(i));
+            d.as_map_mut().extend(body(i));
+            d
         })
         .collect()
 }

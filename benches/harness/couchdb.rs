@@ -1,8 +1,10 @@
 //! The CouchDB provider next to a raw HTTP client sending the minimal requests for the same
 //! operations, against the same server in one run: the server the tests find
 //! (`COUCHDB_URL`, a `couchdb:3` container, or the npm stand-in). The raw client is plain
-//! reqwest with basic auth, serializing the same 1 KB documents and parsing the answers; it
-//! already knows every revision it needs (the provider has to learn them).
+//! reqwest with basic auth, serializing the same 1 KB documents and parsing the answers.
+//! Each row gives both sides the same knowledge, so they send the same requests: an update
+//! without `_rev` is a winner lookup and a `PUT` for ours, a `HEAD` (the winner's `ETag`)
+//! and a `PUT` for raw; an update with `_rev` is one `PUT` on each side.
 
 use std::time::Instant;
 
@@ -15,7 +17,8 @@ use crate::common::{Row, body, id, rate, selective_low};
 use crate::support;
 
 const SECTION: &str = "couchdb";
-const TARGET: f64 = 0.9;
+/// Issue 18: every CouchDB row ≥ 0.95 of the raw client, with equal request counts.
+const TARGET: f64 = 0.95;
 const SINGLE: usize = 300;
 const BATCH: usize = 1000;
 
@@ -58,6 +61,24 @@ impl Raw {
         let response = request.send().await.expect("raw request");
         let bytes = response.bytes().await.expect("raw body");
         serde_json::from_slice(&bytes).expect("raw JSON")
+    }
+
+    /// The winning revision of the document at `path`, from the `ETag` of a `HEAD`.
+    pub async fn head_rev(&mut self, path: &str) -> String {
+        self.requests += 1;
+        let response = self
+            .client
+            .head(format!("{}/{path}", self.url))
+            .basic_auth(&self.user, Some(&self.password))
+            .send()
+            .await
+            .expect("raw HEAD");
+        let etag = response
+            .headers()
+            .get("etag")
+            .and_then(|v| v.to_str().ok())
+            .expect("an ETag");
+        etag.trim_matches('"').to_owned()
     }
 }
 
@@ -108,7 +129,8 @@ pub async fn run(docs: usize) -> Vec<Row> {
     let finish =
         |m: &Measure, n: usize, count: u64| (rate(n, m.start.elapsed()), count - m.ours_before);
 
-    // Single saves: new, then over them without _rev (the raw client kept the revisions).
+    // Single saves: new, then over them without _rev (each side learns the winner), then
+    // with the _rev each side was given by its last write.
     let m = Measure::start(&ours, &raw);
     for i in 0..SINGLE {
         ours.save(&db_ours, &id(i), Document::from(body(i)))
@@ -117,34 +139,61 @@ pub async fn run(docs: usize) -> Vec<Row> {
     }
     let o = finish(&m, SINGLE, ours.request_count());
     let m = Measure::start(&ours, &raw);
-    let mut revs = Vec::with_capacity(SINGLE);
     for i in 0..SINGLE {
         let bytes = serde_json::to_vec(&body(i)).expect("json");
         let answer = raw
             .send(Method::PUT, &format!("{db_raw}/{}", id(i)), Some(bytes))
             .await;
-        revs.push(answer["rev"].as_str().expect("rev").to_owned());
+        assert!(answer["rev"].is_string(), "raw save: {answer}");
     }
     let r = (rate(SINGLE, m.start.elapsed()), raw.requests - m.raw_before);
     push("save (new)", SINGLE, o, r, SINGLE);
 
     let m = Measure::start(&ours, &raw);
+    let mut ours_revs = Vec::with_capacity(SINGLE);
     for i in 0..SINGLE {
-        ours.save(&db_ours, &id(i), Document::from(body(i + 1)))
+        let written = ours
+            .save(&db_ours, &id(i), Document::from(body(i + 1)))
             .await
             .expect("update");
+        ours_revs.push(written.rev);
     }
     let o = finish(&m, SINGLE, ours.request_count());
     let m = Measure::start(&ours, &raw);
-    for (i, rev) in revs.iter().enumerate() {
+    let mut raw_revs = Vec::with_capacity(SINGLE);
+    for i in 0..SINGLE {
+        let path = format!("{db_raw}/{}", id(i));
+        let winner = raw.head_rev(&path).await;
         let mut b = body(i + 1);
-        b.insert("_rev".into(), Value::String(rev.clone()));
+        b.insert("_rev".into(), Value::String(winner));
         let bytes = serde_json::to_vec(&b).expect("json");
-        raw.send(Method::PUT, &format!("{db_raw}/{}", id(i)), Some(bytes))
-            .await;
+        let answer = raw.send(Method::PUT, &path, Some(bytes)).await;
+        raw_revs.push(answer["rev"].as_str().expect("rev").to_owned());
     }
     let r = (rate(SINGLE, m.start.elapsed()), raw.requests - m.raw_before);
     push("save (update, no _rev)", SINGLE, o, r, SINGLE);
+
+    let m = Measure::start(&ours, &raw);
+    for (i, rev) in ours_revs.iter().enumerate() {
+        let mut b = body(i + 2);
+        b.insert("_rev".into(), Value::String(rev.to_string()));
+        ours.save(&db_ours, &id(i), Document::from(b))
+            .await
+            .expect("update with _rev");
+    }
+    let o = finish(&m, SINGLE, ours.request_count());
+    let m = Measure::start(&ours, &raw);
+    for (i, rev) in raw_revs.iter().enumerate() {
+        let mut b = body(i + 2);
+        b.insert("_rev".into(), Value::String(rev.clone()));
+        let bytes = serde_json::to_vec(&b).expect("json");
+        let answer = raw
+            .send(Method::PUT, &format!("{db_raw}/{}", id(i)), Some(bytes))
+            .await;
+        assert!(answer["rev"].is_string(), "raw update: {answer}");
+    }
+    let r = (rate(SINGLE, m.start.elapsed()), raw.requests - m.raw_before);
+    push("save (update, with _rev)", SINGLE, o, r, SINGLE);
 
     let m = Measure::start(&ours, &raw);
     for i in 0..SINGLE {

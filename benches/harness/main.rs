@@ -18,12 +18,14 @@
 //! memory; `BENCH_ATTACHMENT_MB`), `watch` (commit-to-delivery latency p50/p99 of live
 //! changes on each provider vs a raw write plus a broadcast, a fjall commit plus a wake,
 //! or a raw continuous `_changes` reader; `BENCH_WATCH_DOCS`, default 500), `latency`
-//! (embedded single saves, 1 and 8 writers), `scaling` (listing and migration at
-//! 10k, 100k, 1M documents: time and peak memory). Sizes: `BENCH_DOCS` (default 100,000;
+//! (embedded single saves, 1 and 8 writers), `scaling` (listing, index build, an indexed
+//! find and migration at 10k, 100k, 1M documents, 10M with `BENCH_SCALE`: time and peak
+//! memory). Sizes: `BENCH_DOCS` (default 100,000;
 //! the CouchDB section uses `BENCH_COUCH_DOCS`, default 10,000), `BENCH_LOOP_DOCS` (per-doc
 //! loop into CouchDB, default 2,000), `BENCH_SCALE` (default `10000,100000,1000000`).
 //! Results also go to `target/benchmarks/results.json` and `results.md`;
-//! `scripts/plot_benchmarks.py` draws `docs/benchmarks.png` from the JSON.
+//! `scripts/plot_benchmarks.py` draws `docs/benchmarks.png` (and `docs/scaling.png` when
+//! the run had a scaling section) from the JSON.
 
 #[path = "../../tests/support/mod.rs"]
 mod support;
@@ -213,16 +215,28 @@ async fn run() {
         );
         let _ = writeln!(
             extra,
-            "{:>10} {:>12} {:>12} {:>14} {:>14}",
-            "documents", "ls s", "ls MiB", "migrate s", "migrate MiB"
+            "{:>10} {:>8} {:>7} {:>8} {:>7} {:>8} {:>7} {:>10} {:>11}",
+            "documents",
+            "ls s",
+            "ls MiB",
+            "index s",
+            "idx MiB",
+            "find s",
+            "find MiB",
+            "migrate s",
+            "migrate MiB"
         );
         for s in &scaling {
             let _ = writeln!(
                 extra,
-                "{:>10} {:>12.2} {:>12.1} {:>14.2} {:>14.1}",
+                "{:>10} {:>8.2} {:>7.1} {:>8.2} {:>7.1} {:>8.3} {:>7.1} {:>10.2} {:>11.1}",
                 s.docs,
                 s.listing.0.as_secs_f64(),
                 s.listing.1,
+                s.index.0.as_secs_f64(),
+                s.index.1,
+                s.find.0.as_secs_f64(),
+                s.find.1,
                 s.migration.0.as_secs_f64(),
                 s.migration.1
             );
@@ -266,6 +280,8 @@ fn write_results(
         "scaling": scaling.iter().map(|s| json!({
             "docs": s.docs,
             "listing_s": s.listing.0.as_secs_f64(), "listing_mib": s.listing.1,
+            "index_s": s.index.0.as_secs_f64(), "index_mib": s.index.1,
+            "find_s": s.find.0.as_secs_f64(), "find_mib": s.find.1,
             "migration_s": s.migration.0.as_secs_f64(), "migration_mib": s.migration.1,
         })).collect::<Vec<_>>(),
     });

@@ -1,21 +1,31 @@
-//! How cost grows with the work: a full listing (`docstore ls DB`) and a migration
-//! (`docstore migrate`, embedded → embedded, batches of 1,000) of 10k, 100k and 1M documents,
-//! each in a child process of the release CLI, timed, with its peak memory (max RSS) taken
-//! from `wait4`.
+//! How cost grows with the work: for each size (`BENCH_SCALE`, 10k to 10M documents), a full
+//! listing (`docstore ls DB`), building an index on `count` (`docstore index`), one query
+//! served by it (`docstore find` for 100 documents), and a migration (`docstore migrate`,
+//! embedded → embedded, batches of 1,000), each in a child process of the release CLI,
+//! timed, with its peak memory (max RSS) taken from `wait4`. The store is filled batch by
+//! batch (10M documents do not fit in memory at once) before any timing.
 
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use docstore::{EmbeddedConfig, EmbeddedProvider};
+use docstore::{DatabaseService, EmbeddedConfig, EmbeddedProvider};
 
-use crate::migration::fill;
+use crate::common::{document_batch, selective_low};
 
-/// One size: seconds and peak MiB of the listing and of the migration.
+/// Documents per `save_many` while filling.
+const FILL_BATCH: usize = 1000;
+
+/// One size: wall time and peak MiB of each CLI run.
 #[derive(Debug, Clone)]
 pub struct Scale {
     pub docs: usize,
     pub listing: (Duration, f64),
+    /// Building the index on `count` over every document.
+    pub index: (Duration, f64),
+    /// One `find` of 100 documents by a `count` range, served by that index (the whole CLI
+    /// run: start, open, query, print).
+    pub find: (Duration, f64),
     pub migration: (Duration, f64),
 }
 
@@ -75,25 +85,43 @@ pub fn measure_child(program: &str, args: &[String]) -> ! {
     std::process::exit(if ok { 0 } else { 1 });
 }
 
+/// Fills `db` of a new embedded store at `path` with documents `0..n`, a batch at a time.
+async fn fill_store(path: &Path, db: &str, n: usize) {
+    let svc = EmbeddedProvider::open(EmbeddedConfig::new(path))
+        .await
+        .expect("open");
+    let started = Instant::now();
+    for start in (0..n).step_by(FILL_BATCH) {
+        let batch = document_batch(start..(start + FILL_BATCH).min(n));
+        for saved in svc.save_many(db, batch).await.expect("save_many") {
+            saved.expect("saved");
+        }
+    }
+    println!(
+        "  scaling: {n} documents filled in {:.1} s",
+        started.elapsed().as_secs_f64()
+    );
+}
+
 pub async fn run(sizes: &[usize]) -> Vec<Scale> {
     let dir = tempfile::tempdir().expect("temp dir");
     let mut out = Vec::new();
     for &n in sizes {
         let source = dir.path().join(format!("src-{n}"));
-        {
-            let svc = EmbeddedProvider::open(EmbeddedConfig::new(&source))
-                .await
-                .expect("open");
-            fill(&svc, "scale", n).await;
-        }
-        let listing = child(
-            dir.path(),
-            &["ls".into(), "scale".into()],
-            &[
-                ("DATABASE_PROVIDER", "embedded".into()),
-                ("EMBEDDED_PATH", source.display().to_string()),
-            ],
-        );
+        fill_store(&source, "scale", n).await;
+        let embedded = [
+            ("DATABASE_PROVIDER", "embedded".to_owned()),
+            ("EMBEDDED_PATH", source.display().to_string()),
+        ];
+        let cli = |args: &[&str]| {
+            let args: Vec<String> = args.iter().map(|a| (*a).to_owned()).collect();
+            child(dir.path(), &args, &embedded)
+        };
+        let listing = cli(&["ls", "scale"]);
+        let index = cli(&["index", "scale", "by-count", "count"]);
+        let low = selective_low(1, n);
+        let query = format!(r#"{{"count": {{"$gte": {low}, "$lt": {}}}}}"#, low + 100);
+        let find = cli(&["find", "scale", &query]);
         let target = dir.path().join(format!("dst-{n}"));
         let migration = child(
             dir.path(),
@@ -108,16 +136,20 @@ pub async fn run(sizes: &[usize]) -> Vec<Scale> {
             ],
             &[],
         );
+        let mib =
+            |(time, peak): (Duration, f64)| format!("{:.2} s, {peak:.1} MiB", time.as_secs_f64());
         println!(
-            "  scaling: {n} documents: listing {:.2} s, {:.1} MiB; migration {:.2} s, {:.1} MiB",
-            listing.0.as_secs_f64(),
-            listing.1,
-            migration.0.as_secs_f64(),
-            migration.1
+            "  scaling: {n} documents: listing {}; index {}; find {}; migration {}",
+            mib(listing),
+            mib(index),
+            mib(find),
+            mib(migration)
         );
         out.push(Scale {
             docs: n,
             listing,
+            index,
+            find,
             migration,
         });
         let _ = std::fs::remove_dir_all(&source);
