@@ -2,8 +2,11 @@
 //!
 //! An index lives in the `indexes` keyspace next to its definition and is maintained in the
 //! same atomic batch as every document write, so it is never behind or ahead of the
-//! documents, even after a crash. Creating an index builds it for the existing documents in
-//! one batch, under the writer lock.
+//! documents, even after a crash. Creating an index builds it for the existing documents
+//! under the writer lock, in batches of [`BUILD_CHUNK`] documents so that the build's memory
+//! does not grow with the database: the definition is removed first and written last, so a
+//! `find` never plans with a half-built index, and a build cut short by a crash leaves
+//! entries without a definition, which the next build of that name clears first.
 //!
 //! # Key layout (`indexes` keyspace)
 //!
@@ -36,6 +39,9 @@ use crate::collate;
 use crate::mango::Bound;
 use crate::query::{self, Candidate, column_value};
 use crate::{Document, Error, FindQuery, IndexDefinition, IndexStatus, Result, Rev};
+
+/// Documents whose entries go into one committed batch while an index is built or cleared.
+const BUILD_CHUNK: usize = 10_000;
 
 const DEFINITION: u8 = 0x00;
 const ENTRY: u8 = 0x01;
@@ -184,49 +190,69 @@ impl Store {
         let mut batch = self.batch();
         let (meta, created) = self.meta_or_new(&mut batch, db)?;
         let defs = self.index_definitions(meta.id)?;
-        let previous = defs.iter().find(|d| d.name == index.name);
-        if previous == Some(&index) {
+        if defs.contains(&index) {
             return Ok(IndexStatus::Exists);
         }
         if created {
             batch.insert(&self.databases, db, meta.encode());
         }
-        if previous.is_some() {
-            for kind in [ENTRY, REVERSE] {
-                let prefix = named(meta.id, kind, &index.name);
-                for item in self.indexes.prefix(&prefix) {
-                    let key = item.key().map_err(|e| self.err("replacing an index", e))?;
-                    batch.remove(&self.indexes, key);
-                }
-            }
-        }
-        let definition = serde_json::to_vec(&index).map_err(Error::storage)?;
-        batch.insert(
-            &self.indexes,
-            named(meta.id, DEFINITION, &index.name),
-            definition,
-        );
-        self.build_entries(&mut batch, &meta, &index)?;
+        // Out first (see the module doc): from here until the end, no plan uses this name.
+        batch.remove(&self.indexes, named(meta.id, DEFINITION, &index.name));
         self.commit(batch)?;
         let mut defs: Vec<IndexDefinition> = defs
             .iter()
             .filter(|d| d.name != index.name)
             .cloned()
             .collect();
+        self.index_cache
+            .write()
+            .insert(meta.id, Arc::new(defs.clone()));
+        self.clear_entries(&meta, &index.name)?;
+        self.build_entries(&meta, &index)?;
+        let definition = serde_json::to_vec(&index).map_err(Error::storage)?;
+        let mut batch = self.batch();
+        batch.insert(
+            &self.indexes,
+            named(meta.id, DEFINITION, &index.name),
+            definition,
+        );
+        self.commit(batch)?;
         defs.push(index);
         self.index_cache.write().insert(meta.id, Arc::new(defs));
         Ok(IndexStatus::Created)
     }
 
-    /// Adds the entries of every live document of the database to `batch`.
-    fn build_entries(
-        &self,
-        batch: &mut OwnedWriteBatch,
-        meta: &DbMeta,
-        index: &IndexDefinition,
-    ) -> Result<()> {
+    /// Removes every entry of index `name` (a replaced definition's, or a build cut short),
+    /// [`BUILD_CHUNK`] documents' worth per committed batch.
+    fn clear_entries(&self, meta: &DbMeta, name: &str) -> Result<()> {
+        for kind in [ENTRY, REVERSE] {
+            let prefix = named(meta.id, kind, name);
+            let mut batch = self.batch();
+            let mut queued = 0;
+            for item in self.indexes.prefix(&prefix) {
+                let key = item.key().map_err(|e| self.err("replacing an index", e))?;
+                batch.remove(&self.indexes, key);
+                queued += 1;
+                if queued == BUILD_CHUNK {
+                    self.commit(std::mem::replace(&mut batch, self.batch()))?;
+                    queued = 0;
+                }
+            }
+            if queued > 0 {
+                self.commit(batch)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Adds the entries of every live document of the database, [`BUILD_CHUNK`] documents
+    /// per committed batch. The caller holds the writer lock, so no document changes
+    /// between the batches.
+    fn build_entries(&self, meta: &DbMeta, index: &IndexDefinition) -> Result<()> {
         let start = format::key(meta.id, b"");
         let end = format::end_of(meta.id);
+        let mut batch = self.batch();
+        let mut queued = 0;
         for item in self.docs.range(start.as_slice()..end.as_slice()) {
             let (key, value) = item
                 .into_inner()
@@ -245,7 +271,15 @@ impl Store {
                     id.as_bytes(),
                 );
                 batch.insert(&self.indexes, reverse_key(meta.id, &index.name, id), order);
+                queued += 1;
+                if queued == BUILD_CHUNK {
+                    self.commit(std::mem::replace(&mut batch, self.batch()))?;
+                    queued = 0;
+                }
             }
+        }
+        if queued > 0 {
+            self.commit(batch)?;
         }
         Ok(())
     }
@@ -318,5 +352,83 @@ impl Store {
             }));
         }
         query::execute(query, &plan, candidates)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+    use crate::{DatabaseService, EmbeddedConfig, EmbeddedProvider};
+
+    /// Entries of index `name` of `db` on disk.
+    fn entries(store: &Store, db: &str, name: &str) -> usize {
+        let meta = store.meta(db).expect("meta").expect("the database");
+        store.indexes.prefix(named(meta.id, ENTRY, name)).count()
+    }
+
+    fn doc(value: serde_json::Value) -> Document {
+        Document::try_from(value).expect("an object")
+    }
+
+    #[tokio::test]
+    async fn a_build_spans_chunks_and_a_cut_short_one_is_cleared_by_the_next() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let svc = EmbeddedProvider::open(EmbeddedConfig::new(dir.path()))
+            .await
+            .expect("open");
+        let n = BUILD_CHUNK + 50;
+        let docs: Vec<Document> = (0..n)
+            .map(|i| doc(json!({"_id": format!("d{i:06}"), "n": i})))
+            .collect();
+        for saved in svc.save_many("db", docs).await.expect("save_many") {
+            saved.expect("saved");
+        }
+        assert_eq!(
+            svc.ensure_index("db", &["n"], "by-n").await.expect("index"),
+            IndexStatus::Created
+        );
+        assert_eq!(
+            entries(&svc.store, "db", "by-n"),
+            n,
+            "every document, across chunks"
+        );
+
+        // A build cut short: its entries are on disk, its definition is not. Writes made
+        // meanwhile do not maintain an index nobody defined, so its entries go stale.
+        let meta = svc.store.meta("db").expect("meta").expect("the database");
+        svc.store
+            .indexes
+            .remove(named(meta.id, DEFINITION, "by-n"))
+            .expect("remove the definition");
+        svc.store.index_cache.write().clear();
+        svc.delete("db", "d000002").await.expect("delete");
+        svc.save("db", "d000003", doc(json!({"n": -5})))
+            .await
+            .expect("update");
+
+        assert_eq!(
+            svc.ensure_index("db", &["n"], "by-n").await.expect("index"),
+            IndexStatus::Created
+        );
+        assert_eq!(
+            entries(&svc.store, "db", "by-n"),
+            n - 1,
+            "no stale entry kept"
+        );
+        let query = FindQuery::from_json(&json!({
+            "selector": {"n": {"$lt": 4}},
+            "sort": ["n"],
+        }))
+        .expect("query");
+        let found: Vec<String> = svc
+            .find("db", &query)
+            .await
+            .expect("find")
+            .iter()
+            .map(|d| d.id().unwrap_or_default().to_owned())
+            .collect();
+        assert_eq!(found, ["d000003", "d000000", "d000001"]);
     }
 }
