@@ -86,6 +86,13 @@ def plot_scaling(scaling: list, out: str) -> None:
             continue
         left.plot(docs, [s[f"{key}_s"] for s in scaling], marker="o", label=label)
         right.plot(docs, [s[f"{key}_mib"] for s in scaling], marker="o", label=label)
+    if "query_ms" in scaling[0]:
+        left.plot(
+            docs,
+            [s["query_ms"] / 1e3 for s in scaling],
+            marker="s",
+            label="indexed query alone (in process, mean)",
+        )
     # Slope 1 through the first listing point: where linear growth would put each size.
     first = scaling[0]["listing_s"]
     left.plot(docs, [first * d / docs[0] for d in docs], color="gray", linestyle=":", label="linear (slope 1)")

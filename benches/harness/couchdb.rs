@@ -6,7 +6,7 @@
 //! without `_rev` is a winner lookup and a `PUT` for ours, a `HEAD` (the winner's `ETag`)
 //! and a `PUT` for raw; an update with `_rev` is one `PUT` on each side.
 
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use docstore::serde_json::{self, Map, Value, json};
 use docstore::{CouchDbProvider, DatabaseService, Document, FindQuery};
@@ -82,6 +82,33 @@ impl Raw {
     }
 }
 
+/// Each side's time and requests over a loop that alternates them operation by operation.
+struct Interleaved {
+    ours: Duration,
+    raw: Duration,
+    ours_before: u64,
+    raw_before: u64,
+}
+
+impl Interleaved {
+    fn start(ours: &CouchDbProvider, raw: &Raw) -> Self {
+        Self {
+            ours: Duration::ZERO,
+            raw: Duration::ZERO,
+            ours_before: ours.request_count(),
+            raw_before: raw.requests,
+        }
+    }
+
+    /// (operations per second, requests) of ours, then of raw, for `n` operations each.
+    fn finish(&self, ours: &CouchDbProvider, raw: &Raw, n: usize) -> ((f64, u64), (f64, u64)) {
+        (
+            (rate(n, self.ours), ours.request_count() - self.ours_before),
+            (rate(n, self.raw), raw.requests - self.raw_before),
+        )
+    }
+}
+
 /// Times `n` operations on each side and makes the row, with requests per operation.
 struct Measure {
     start: Instant,
@@ -129,85 +156,86 @@ pub async fn run(docs: usize) -> Vec<Row> {
     let finish =
         |m: &Measure, n: usize, count: u64| (rate(n, m.start.elapsed()), count - m.ours_before);
 
-    // Single saves: new, then over them without _rev (each side learns the winner), then
-    // with the _rev each side was given by its last write.
-    let m = Measure::start(&ours, &raw);
+    // Single operations, one document at a time, ours and raw alternating document by
+    // document, each side's calls timed alone: a single write waits on the server's fsync,
+    // whose stalls (and compactions) then fall on both sides alike instead of on whichever
+    // ran in a slow minute. New documents; then over them without _rev (each side learns
+    // the winner); then with the _rev each side got from its last write; then reads.
+    let mut single = Interleaved::start(&ours, &raw);
     for i in 0..SINGLE {
-        ours.save(&db_ours, &id(i), Document::from(body(i)))
-            .await
-            .expect("save");
-    }
-    let o = finish(&m, SINGLE, ours.request_count());
-    let m = Measure::start(&ours, &raw);
-    for i in 0..SINGLE {
-        let bytes = serde_json::to_vec(&body(i)).expect("json");
+        let doc = Document::from(body(i));
+        let t = Instant::now();
+        ours.save(&db_ours, &id(i), doc).await.expect("save");
+        single.ours += t.elapsed();
+        let b = body(i);
+        let t = Instant::now();
+        let bytes = serde_json::to_vec(&b).expect("json");
         let answer = raw
             .send(Method::PUT, &format!("{db_raw}/{}", id(i)), Some(bytes))
             .await;
+        single.raw += t.elapsed();
         assert!(answer["rev"].is_string(), "raw save: {answer}");
     }
-    let r = (rate(SINGLE, m.start.elapsed()), raw.requests - m.raw_before);
+    let (o, r) = single.finish(&ours, &raw, SINGLE);
     push("save (new)", SINGLE, o, r, SINGLE);
 
-    let m = Measure::start(&ours, &raw);
-    let mut ours_revs = Vec::with_capacity(SINGLE);
+    let mut single = Interleaved::start(&ours, &raw);
+    let (mut ours_revs, mut raw_revs) = (Vec::with_capacity(SINGLE), Vec::with_capacity(SINGLE));
     for i in 0..SINGLE {
-        let written = ours
-            .save(&db_ours, &id(i), Document::from(body(i + 1)))
-            .await
-            .expect("update");
+        let doc = Document::from(body(i + 1));
+        let t = Instant::now();
+        let written = ours.save(&db_ours, &id(i), doc).await.expect("update");
+        single.ours += t.elapsed();
         ours_revs.push(written.rev);
-    }
-    let o = finish(&m, SINGLE, ours.request_count());
-    let m = Measure::start(&ours, &raw);
-    let mut raw_revs = Vec::with_capacity(SINGLE);
-    for i in 0..SINGLE {
         let path = format!("{db_raw}/{}", id(i));
+        let t = Instant::now();
         let winner = raw.head_rev(&path).await;
         let mut b = body(i + 1);
         b.insert("_rev".into(), Value::String(winner));
         let bytes = serde_json::to_vec(&b).expect("json");
         let answer = raw.send(Method::PUT, &path, Some(bytes)).await;
+        single.raw += t.elapsed();
         raw_revs.push(answer["rev"].as_str().expect("rev").to_owned());
     }
-    let r = (rate(SINGLE, m.start.elapsed()), raw.requests - m.raw_before);
+    let (o, r) = single.finish(&ours, &raw, SINGLE);
     push("save (update, no _rev)", SINGLE, o, r, SINGLE);
 
-    let m = Measure::start(&ours, &raw);
-    for (i, rev) in ours_revs.iter().enumerate() {
+    let mut single = Interleaved::start(&ours, &raw);
+    for (i, (ours_rev, raw_rev)) in ours_revs.iter().zip(&raw_revs).enumerate() {
         let mut b = body(i + 2);
-        b.insert("_rev".into(), Value::String(rev.to_string()));
-        ours.save(&db_ours, &id(i), Document::from(b))
+        b.insert("_rev".into(), Value::String(ours_rev.to_string()));
+        let doc = Document::from(b);
+        let t = Instant::now();
+        ours.save(&db_ours, &id(i), doc)
             .await
             .expect("update with _rev");
-    }
-    let o = finish(&m, SINGLE, ours.request_count());
-    let m = Measure::start(&ours, &raw);
-    for (i, rev) in raw_revs.iter().enumerate() {
+        single.ours += t.elapsed();
+        let t = Instant::now();
         let mut b = body(i + 2);
-        b.insert("_rev".into(), Value::String(rev.clone()));
+        b.insert("_rev".into(), Value::String(raw_rev.clone()));
         let bytes = serde_json::to_vec(&b).expect("json");
         let answer = raw
             .send(Method::PUT, &format!("{db_raw}/{}", id(i)), Some(bytes))
             .await;
+        single.raw += t.elapsed();
         assert!(answer["rev"].is_string(), "raw update: {answer}");
     }
-    let r = (rate(SINGLE, m.start.elapsed()), raw.requests - m.raw_before);
+    let (o, r) = single.finish(&ours, &raw, SINGLE);
     push("save (update, with _rev)", SINGLE, o, r, SINGLE);
 
-    let m = Measure::start(&ours, &raw);
+    let mut single = Interleaved::start(&ours, &raw);
     for i in 0..SINGLE {
+        let t = Instant::now();
         std::hint::black_box(ours.get(&db_ours, &id(i)).await.expect("get"));
-    }
-    let o = finish(&m, SINGLE, ours.request_count());
-    let m = Measure::start(&ours, &raw);
-    for i in 0..SINGLE {
+        single.ours += t.elapsed();
+        let t = Instant::now();
         std::hint::black_box(
             raw.send(Method::GET, &format!("{db_raw}/{}", id(i)), None)
                 .await,
         );
+        single.raw += t.elapsed();
     }
-    let r = (rate(SINGLE, m.start.elapsed()), raw.requests - m.raw_before);
+    let (o, r) = single.finish(&ours, &raw, SINGLE);
     push("get", SINGLE, o, r, SINGLE);
 
     // save_many of 1,000 new documents per batch, into fresh databases.

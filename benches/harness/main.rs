@@ -215,7 +215,7 @@ async fn run() {
         );
         let _ = writeln!(
             extra,
-            "{:>10} {:>8} {:>7} {:>8} {:>7} {:>8} {:>7} {:>10} {:>11}",
+            "{:>10} {:>8} {:>7} {:>8} {:>7} {:>8} {:>7} {:>9} {:>10} {:>11}",
             "documents",
             "ls s",
             "ls MiB",
@@ -223,13 +223,14 @@ async fn run() {
             "idx MiB",
             "find s",
             "find MiB",
+            "query ms",
             "migrate s",
             "migrate MiB"
         );
         for s in &scaling {
             let _ = writeln!(
                 extra,
-                "{:>10} {:>8.2} {:>7.1} {:>8.2} {:>7.1} {:>8.3} {:>7.1} {:>10.2} {:>11.1}",
+                "{:>10} {:>8.2} {:>7.1} {:>8.2} {:>7.1} {:>8.3} {:>7.1} {:>9.3} {:>10.2} {:>11.1}",
                 s.docs,
                 s.listing.0.as_secs_f64(),
                 s.listing.1,
@@ -237,6 +238,7 @@ async fn run() {
                 s.index.1,
                 s.find.0.as_secs_f64(),
                 s.find.1,
+                s.query.as_secs_f64() * 1e3,
                 s.migration.0.as_secs_f64(),
                 s.migration.1
             );
@@ -282,6 +284,7 @@ fn write_results(
             "listing_s": s.listing.0.as_secs_f64(), "listing_mib": s.listing.1,
             "index_s": s.index.0.as_secs_f64(), "index_mib": s.index.1,
             "find_s": s.find.0.as_secs_f64(), "find_mib": s.find.1,
+            "query_ms": s.query.as_secs_f64() * 1e3,
             "migration_s": s.migration.0.as_secs_f64(), "migration_mib": s.migration.1,
         })).collect::<Vec<_>>(),
     });

@@ -9,7 +9,8 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use docstore::{DatabaseService, EmbeddedConfig, EmbeddedProvider};
+use docstore::serde_json::json;
+use docstore::{DatabaseService, EmbeddedConfig, EmbeddedProvider, FindQuery};
 
 use crate::common::{document_batch, selective_low};
 
@@ -26,6 +27,9 @@ pub struct Scale {
     /// One `find` of 100 documents by a `count` range, served by that index (the whole CLI
     /// run: start, open, query, print).
     pub find: (Duration, f64),
+    /// The same kind of query in the harness's own process on the open store: the mean of
+    /// `QUERIES` (the query alone, without the CLI's start and the store's open).
+    pub query: Duration,
     pub migration: (Duration, f64),
 }
 
@@ -103,6 +107,29 @@ async fn fill_store(path: &Path, db: &str, n: usize) {
     );
 }
 
+/// Indexed queries timed in this process.
+const QUERIES: usize = 30;
+
+/// The mean time of `QUERIES` finds of 100 documents each by a `count` range on the store
+/// at `path` (its index built by the CLI run before), in this process; the store is closed
+/// again before it returns (one process at a time may open it).
+async fn indexed_queries(path: &Path, n: usize) -> Duration {
+    let svc = EmbeddedProvider::open(EmbeddedConfig::new(path))
+        .await
+        .expect("open");
+    let mut total = Duration::ZERO;
+    for i in 0..QUERIES {
+        let low = selective_low(i, n);
+        let query =
+            FindQuery::new(json!({"count": {"$gte": low, "$lt": low + 100}})).expect("query");
+        let started = Instant::now();
+        let found = svc.find("scale", &query).await.expect("find");
+        total += started.elapsed();
+        assert_eq!(found.len(), 100.min(n), "the query's documents");
+    }
+    total / QUERIES as u32
+}
+
 pub async fn run(sizes: &[usize]) -> Vec<Scale> {
     let dir = tempfile::tempdir().expect("temp dir");
     let mut out = Vec::new();
@@ -122,6 +149,7 @@ pub async fn run(sizes: &[usize]) -> Vec<Scale> {
         let low = selective_low(1, n);
         let query = format!(r#"{{"count": {{"$gte": {low}, "$lt": {}}}}}"#, low + 100);
         let find = cli(&["find", "scale", &query]);
+        let query_time = indexed_queries(&source, n).await;
         let target = dir.path().join(format!("dst-{n}"));
         let migration = child(
             dir.path(),
@@ -139,10 +167,11 @@ pub async fn run(sizes: &[usize]) -> Vec<Scale> {
         let mib =
             |(time, peak): (Duration, f64)| format!("{:.2} s, {peak:.1} MiB", time.as_secs_f64());
         println!(
-            "  scaling: {n} documents: listing {}; index {}; find {}; migration {}",
+            "  scaling: {n} documents: listing {}; index {}; find {} (the query alone {:.3} ms); migration {}",
             mib(listing),
             mib(index),
             mib(find),
+            query_time.as_secs_f64() * 1e3,
             mib(migration)
         );
         out.push(Scale {
@@ -150,6 +179,7 @@ pub async fn run(sizes: &[usize]) -> Vec<Scale> {
             listing,
             index,
             find,
+            query: query_time,
             migration,
         });
         let _ = std::fs::remove_dir_all(&source);
