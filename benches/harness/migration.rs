@@ -188,7 +188,9 @@ pub async fn run(docs: usize, loop_docs: usize) -> Vec<Row> {
                 )
                 .unit("docs/s")
                 .requests(requests, raw_requests)
-                .target(if verify { 0.6 } else { 0.8 }),
+                // Issue 18: every migration row ≥ 0.8 of raw `_bulk_docs`, verified or not
+                // (raw verifies nothing).
+                .target(0.8),
             );
             couch.delete_database(db).await.expect("cleanup");
         }

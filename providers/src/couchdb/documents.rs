@@ -149,9 +149,37 @@ impl CouchDbProvider {
         }
     }
 
-    /// The revision a rev-less write should go on top of: live → its rev; else none.
+    /// The revision a rev-less write should go on top of: live → its rev; else none. One
+    /// `HEAD /db/id`, whose `ETag` is the winning revision (a deleted or missing document,
+    /// or a missing database, answers 404: none, and the write creates what is missing).
+    /// A `HEAD` reads one document's header from its shard, where `_all_docs` with `keys`
+    /// asks every shard; the ids `.` and `..`, which a URL cannot address, and an answer
+    /// without a revision `ETag` (a proxy that strips it) use the latter.
     async fn current_live(&self, db: &str, id: &str) -> Result<Option<Rev>> {
-        Ok(self.lookup(db, &[id]).await?[0].live())
+        if is_dot_segment(id) {
+            return Ok(self.lookup(db, &[id]).await?[0].live());
+        }
+        let url = self.http.url(&[db, id], &[]);
+        let reply = self
+            .http
+            .send(Method::HEAD, &url, None, Idempotency::Safe)
+            .await?;
+        match reply.status.as_u16() {
+            200 => {
+                let etag = reply
+                    .headers
+                    .get(reqwest::header::ETAG)
+                    .and_then(|etag| etag.to_str().ok())
+                    .and_then(|etag| etag.trim_matches('"').parse::<Rev>().ok());
+                match etag {
+                    Some(rev) => Ok(Some(rev)),
+                    // Something between us and CouchDB dropped or rewrote the ETag.
+                    None => Ok(self.lookup(db, &[id]).await?[0].live()),
+                }
+            }
+            404 => Ok(None),
+            _ => Err(status_error(&reply, Target { db, id: Some(id) })),
+        }
     }
 
     async fn upsert(&self, db: &str, id: &str, body: &Map<String, Value>) -> Result<Rev> {

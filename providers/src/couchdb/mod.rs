@@ -31,14 +31,16 @@
 //! | on a cluster (`quorum.rs`): the first write to a database from this provider | + 1 (`GET /db`, its `n`) |
 //! | on a cluster: a write answered `202 Accepted` | + 1 per batch (`POST _bulk_get`), + 1 `DELETE` per write that lost a race |
 //!
-//! A write without `_rev` goes on the winner, looked up just before (`POST _all_docs` with
-//! `keys`, which works for live and deleted documents on every CouchDB), and is written
+//! A write without `_rev` goes on the winner, looked up just before: a single `save` with
+//! `HEAD /db/id` (its `ETag` is the winning revision; a deleted document answers 404, and a
+//! rev-less `PUT` recreates it), the bulk writes and `delete` with `POST _all_docs` with
+//! `keys` (one request for many ids, live and deleted alike), and is written
 //! again, with jittered retries, when another writer got in between. "Seen" documents live in
 //! a bounded cache of (database, id) → last revision this provider read or wrote, used only to
 //! know a document exists (so the lookup comes first instead of after a refused `PUT`):
 //! never as the revision to write on. CouchDB accepts an edit of any leaf, so a remembered
 //! revision that another writer or a replication turned into a losing branch would take the
-//! write there, away from the winner. It never relies on `ETag`s.
+//! write there, away from the winner.
 //!
 //! Listings use `_all_docs` (raw id order) and drop `_design/` documents; `_local/` documents
 //! never appear there. `find` is one `POST /db/_find` per page of up to 1,000 documents,
