@@ -60,6 +60,14 @@ fn named(db_id: u64, kind: u8, name: &str) -> Vec<u8> {
     key
 }
 
+/// The least key after `key` (itself followed by `0x00`).
+fn successor(key: &[u8]) -> Vec<u8> {
+    let mut next = Vec::with_capacity(key.len() + 1);
+    next.extend_from_slice(key);
+    next.push(0);
+    next
+}
+
 fn reverse_key(db_id: u64, name: &str, id: &str) -> Vec<u8> {
     let mut key = named(db_id, REVERSE, name);
     key.extend_from_slice(id.as_bytes());
@@ -223,23 +231,31 @@ impl Store {
     }
 
     /// Removes every entry of index `name` (a replaced definition's, or a build cut short),
-    /// [`BUILD_CHUNK`] documents' worth per committed batch.
+    /// [`BUILD_CHUNK`] keys per committed batch (see [`Store::build_entries`] on why each
+    /// chunk reads with an iterator of its own).
     fn clear_entries(&self, meta: &DbMeta, name: &str) -> Result<()> {
         for kind in [ENTRY, REVERSE] {
             let prefix = named(meta.id, kind, name);
-            let mut batch = self.batch();
-            let mut queued = 0;
-            for item in self.indexes.prefix(&prefix) {
-                let key = item.key().map_err(|e| self.err("replacing an index", e))?;
-                batch.remove(&self.indexes, key);
-                queued += 1;
-                if queued == BUILD_CHUNK {
-                    self.commit(std::mem::replace(&mut batch, self.batch()))?;
-                    queued = 0;
+            let mut from = prefix.clone();
+            loop {
+                let keys: Vec<fjall::UserKey> = self
+                    .indexes
+                    .range(from.as_slice()..)
+                    .take(BUILD_CHUNK)
+                    .map(|item| item.key().map_err(|e| self.err("replacing an index", e)))
+                    .take_while(|key| key.as_ref().map_or(true, |k| k.starts_with(&prefix)))
+                    .collect::<Result<_>>()?;
+                let Some(last) = keys.last() else { break };
+                from = successor(last);
+                let full = keys.len() == BUILD_CHUNK;
+                let mut batch = self.batch();
+                for key in keys {
+                    batch.remove(&self.indexes, key);
                 }
-            }
-            if queued > 0 {
                 self.commit(batch)?;
+                if !full {
+                    break;
+                }
             }
         }
         Ok(())
@@ -247,41 +263,47 @@ impl Store {
 
     /// Adds the entries of every live document of the database, [`BUILD_CHUNK`] documents
     /// per committed batch. The caller holds the writer lock, so no document changes
-    /// between the batches.
+    /// between the batches. Each chunk reads with an iterator of its own, dropped before
+    /// its commit: an iterator holds a snapshot, and while one is open the engine keeps every
+    /// memtable written after it, so one iterator across the whole build held every entry
+    /// in memory (3.3 GiB at 10M documents).
     fn build_entries(&self, meta: &DbMeta, index: &IndexDefinition) -> Result<()> {
-        let start = format::key(meta.id, b"");
+        let mut from = format::key(meta.id, b"");
         let end = format::end_of(meta.id);
-        let mut batch = self.batch();
-        let mut queued = 0;
-        for item in self.docs.range(start.as_slice()..end.as_slice()) {
-            let (key, value) = item
-                .into_inner()
-                .map_err(|e| self.err("building an index", e))?;
-            let (header, body) = format::decode_head(&value)?;
-            if header.leaf.deleted {
-                continue;
-            }
-            let id = std::str::from_utf8(&key[8..])
-                .map_err(|_| format::corrupt("document id is not UTF-8"))?;
-            let body = parse_body(body)?;
-            if let Some(order) = order_key(index, id, &header.leaf.rev, &body) {
-                batch.insert(
-                    &self.indexes,
-                    entry_key(meta.id, &index.name, &order, id),
-                    id.as_bytes(),
-                );
-                batch.insert(&self.indexes, reverse_key(meta.id, &index.name, id), order);
-                queued += 1;
-                if queued == BUILD_CHUNK {
-                    self.commit(std::mem::replace(&mut batch, self.batch()))?;
-                    queued = 0;
+        loop {
+            let mut batch = self.batch();
+            let mut read = 0;
+            let mut last = None;
+            for item in self.docs.range(from.as_slice()..end.as_slice()) {
+                let (key, value) = item
+                    .into_inner()
+                    .map_err(|e| self.err("building an index", e))?;
+                read += 1;
+                let (header, body) = format::decode_head(&value)?;
+                if !header.leaf.deleted {
+                    let id = std::str::from_utf8(&key[8..])
+                        .map_err(|_| format::corrupt("document id is not UTF-8"))?;
+                    let body = parse_body(body)?;
+                    if let Some(order) = order_key(index, id, &header.leaf.rev, &body) {
+                        batch.insert(
+                            &self.indexes,
+                            entry_key(meta.id, &index.name, &order, id),
+                            id.as_bytes(),
+                        );
+                        batch.insert(&self.indexes, reverse_key(meta.id, &index.name, id), order);
+                    }
+                }
+                if read == BUILD_CHUNK {
+                    last = Some(successor(&key));
+                    break;
                 }
             }
-        }
-        if queued > 0 {
             self.commit(batch)?;
+            match last {
+                Some(next) => from = next,
+                None => return Ok(()),
+            }
         }
-        Ok(())
     }
 
     /// Answers a Mango query from one snapshot: the planner picks `_all_docs` (an id-order
