@@ -337,15 +337,7 @@ impl Http {
         for (name, value) in &outgoing.headers {
             request = request.header(*name, value);
         }
-        let response = request.send().await?;
-        let status = response.status();
-        let headers = response.headers().clone();
-        let body = response.bytes().await?;
-        Ok(Reply {
-            status,
-            headers,
-            body,
-        })
+        Reply::read(request.send().await?).await
     }
 
     /// Sends a `GET` of `url` to every node once (no retries, no failover), in node order:
@@ -448,15 +440,7 @@ impl Http {
         for (name, value) in headers {
             request = request.header(*name, value);
         }
-        let response = request.body(body).send().await?;
-        let status = response.status();
-        let headers = response.headers().clone();
-        let body = response.bytes().await?;
-        Ok(Reply {
-            status,
-            headers,
-            body,
-        })
+        Reply::read(request.body(body).send().await?).await
     }
 
     /// What a failed streamed request reports (see [`Http::send_stream`]).

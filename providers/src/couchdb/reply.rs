@@ -32,6 +32,18 @@ const ERLANG_CRASHES: [&str; 12] = [
 ];
 
 impl Reply {
+    /// Reads an answer whole: its status, headers and body.
+    pub async fn read(response: reqwest::Response) -> std::result::Result<Self, reqwest::Error> {
+        let status = response.status();
+        let headers = response.headers().clone();
+        let body = response.bytes().await?;
+        Ok(Self {
+            status,
+            headers,
+            body,
+        })
+    }
+
     /// Whether this is CouchDB crashing on the request itself (see the module doc): a 500
     /// whose error is an Erlang runtime error (`{"error":"badmatch","reason":"empty"}`), or
     /// `unknown_error` with one as its reason (`function_clause`, or a tuple such as
