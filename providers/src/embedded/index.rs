@@ -192,7 +192,8 @@ impl Store {
         Ok(())
     }
 
-    /// Creates or replaces an index and builds it, in one batch under the writer lock.
+    /// Creates or replaces an index and builds it under the writer lock, in chunks (see the
+    /// module doc).
     pub(super) fn ensure_index(&self, db: &str, index: IndexDefinition) -> Result<IndexStatus> {
         let _writer = self.writer.lock();
         let mut batch = self.batch();
