@@ -156,30 +156,29 @@ impl CouchDbProvider {
     /// asks every shard; the ids `.` and `..`, which a URL cannot address, and an answer
     /// without a revision `ETag` (a proxy that strips it) use the latter.
     async fn current_live(&self, db: &str, id: &str) -> Result<Option<Rev>> {
-        if is_dot_segment(id) {
-            return Ok(self.lookup(db, &[id]).await?[0].live());
-        }
-        let url = self.http.url(&[db, id], &[]);
-        let reply = self
-            .http
-            .send(Method::HEAD, &url, None, Idempotency::Safe)
-            .await?;
-        match reply.status.as_u16() {
-            200 => {
-                let etag = reply
-                    .headers
-                    .get(reqwest::header::ETAG)
-                    .and_then(|etag| etag.to_str().ok())
-                    .and_then(|etag| etag.trim_matches('"').parse::<Rev>().ok());
-                match etag {
-                    Some(rev) => Ok(Some(rev)),
+        if !is_dot_segment(id) {
+            let url = self.http.url(&[db, id], &[]);
+            let reply = self
+                .http
+                .send(Method::HEAD, &url, None, Idempotency::Safe)
+                .await?;
+            match reply.status.as_u16() {
+                200 => {
+                    let etag = reply
+                        .headers
+                        .get(reqwest::header::ETAG)
+                        .and_then(|etag| etag.to_str().ok())
+                        .and_then(|etag| etag.trim_matches('"').parse::<Rev>().ok());
+                    if etag.is_some() {
+                        return Ok(etag);
+                    }
                     // Something between us and CouchDB dropped or rewrote the ETag.
-                    None => Ok(self.lookup(db, &[id]).await?[0].live()),
                 }
+                404 => return Ok(None),
+                _ => return Err(status_error(&reply, Target { db, id: Some(id) })),
             }
-            404 => Ok(None),
-            _ => Err(status_error(&reply, Target { db, id: Some(id) })),
         }
+        Ok(self.lookup(db, &[id]).await?[0].live())
     }
 
     async fn upsert(&self, db: &str, id: &str, body: &Map<String, Value>) -> Result<Rev> {

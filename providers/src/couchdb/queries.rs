@@ -159,8 +159,7 @@ impl CouchDbProvider {
                     Ok(_) | Err(_) => {}
                 }
             }
-            let listed = listing > 0 && lagging == 0;
-            if listed {
+            if listing > 0 && lagging == 0 {
                 return Ok(());
             }
             if started.elapsed() > INDEX_VISIBLE_WITHIN {
