@@ -7,7 +7,8 @@
 //! fsyncs for every commit made so far, while the others either wait for it or, if they
 //! committed after it started, for the next one. Writers that commit while an fsync runs form
 //! the next group, so N concurrent writers need far fewer than N fsyncs, and a single writer
-//! still pays exactly one.
+//! still pays exactly one. The fsync itself (`journal`) does not hold fjall's journal lock,
+//! so those commits are not held up behind it.
 //!
 //! Invariant: `synced <= committed`, and every ticket `<= synced` was fsynced before any
 //! writer holding it returned. A failed fsync acknowledges nobody: its leader returns the

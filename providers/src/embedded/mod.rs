@@ -51,6 +51,7 @@ mod changes;
 mod format;
 mod group_commit;
 mod index;
+mod journal;
 mod reads;
 mod store;
 mod writes;

@@ -13,6 +13,7 @@ use super::attachments::Uploads;
 use super::format::{self, DbMeta, NEXT_ID_KEY, PURGE_PREFIX};
 use super::group_commit::GroupCommit;
 use super::index::IndexCache;
+use super::journal::JournalSync;
 use super::{Durability, EmbeddedConfig};
 use crate::feed::PendingCounts;
 use crate::watch::CommitSignal;
@@ -44,6 +45,8 @@ pub(super) struct Store {
     pub(super) commits: CommitSignal,
     /// Durable commits' shared fsyncs (see `group_commit`).
     group: GroupCommit,
+    /// The fsync those share, off fjall's journal lock (see `journal`).
+    journal: JournalSync,
 }
 
 /// Memtable size per keyspace. fjall's default (64 MiB) times six keyspaces, plus sealed
@@ -167,6 +170,7 @@ impl Store {
             pending_counts: PendingCounts::default(),
             commits: CommitSignal::default(),
             group: GroupCommit::default(),
+            journal: JournalSync::new(&path),
             persist: match config.durability {
                 Durability::Sync => PersistMode::SyncAll,
                 Durability::Buffered => PersistMode::Buffer,
@@ -209,7 +213,7 @@ impl Store {
             return Ok(());
         }
         self.group
-            .settle(|| self.db.persist(PersistMode::SyncAll))
+            .settle(|| self.journal.sync(&self.db))
             .map_err(|e| self.err("syncing the journal to disk", e))
     }
 
