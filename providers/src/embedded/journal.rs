@@ -65,19 +65,15 @@ impl JournalSync {
                 "an earlier fsync of the journal failed; reopen the store",
             )));
         }
-        let Some(id) = active_journal(&self.dir) else {
-            return db.persist(PersistMode::SyncAll);
-        };
-        if state.open.as_ref().is_none_or(|(open, _)| *open != id) {
-            match File::open(self.dir.join(format!("{id}.jnl"))) {
-                Ok(file) => state.open = Some((id, file)),
-                // Rotated and removed between the listing and the open: fjall's own fsync.
-                Err(_) => {
-                    state.open = None;
-                    return db.persist(PersistMode::SyncAll);
-                }
-            }
+        let active = active_journal(&self.dir);
+        if active != state.open.as_ref().map(|(id, _)| *id) {
+            // A rotation since the last fsync (or no journal at all): open the active one.
+            state.open = active.and_then(|id| {
+                let file = File::open(self.dir.join(format!("{id}.jnl"))).ok()?;
+                Some((id, file))
+            });
         }
+        // No journal this can open (say, rotated and removed since the listing): fjall's own.
         let Some((_, file)) = &state.open else {
             return db.persist(PersistMode::SyncAll);
         };

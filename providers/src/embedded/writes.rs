@@ -63,7 +63,7 @@ pub(super) struct Pending {
 impl Pending {
     /// For a batch that writes `keys` (in any order): only a record whose key comes again
     /// is kept for the batch to see, sparing a batch of distinct documents a copy of every
-    /// tree (measured: ~5% of a `save_many` of new documents).
+    /// tree (measured: 100,000 bulk saves of new documents, task-clock 2.5–3.0 s → 2.1 s).
     fn for_keys<'k>(keys: impl Iterator<Item = &'k [u8]>) -> Self {
         let mut seen = HashSet::new();
         let mut repeated = HashSet::new();
