@@ -28,6 +28,7 @@ mod secret;
 mod service;
 mod traced;
 mod tree_read;
+mod turns;
 pub mod validate;
 mod watch;
 mod write;

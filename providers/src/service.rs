@@ -9,6 +9,7 @@ use futures::stream::{self, BoxStream, StreamExt, TryStreamExt};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
+use crate::turns::{Turn, Turns};
 use crate::watch::{ChangeStream, WatchOptions};
 use crate::{
     Attachment, AttachmentRead, AttachmentStream, AttachmentUpload, ChangesPage, DatabaseInfo,
@@ -427,6 +428,21 @@ impl Capabilities {
 
 /// How [`DatabaseServiceExt::update`] retries on conflict.
 const UPDATE_ATTEMPTS: u32 = 64;
+
+/// (the service's address, database, document id): whose turn it is to read-modify-write a
+/// document through one service, so the tasks of one process queue there instead of
+/// conflicting (see [`DatabaseServiceExt::update`]).
+type EditKey = (usize, String, String);
+
+static EDIT_TURNS: std::sync::LazyLock<Turns<EditKey>> = std::sync::LazyLock::new(Turns::new);
+
+/// Waits for this task's turn to edit `id` of `db` through `service`.
+async fn edit_turn<S: ?Sized>(service: &S, db: &str, id: &str) -> Turn<'static, EditKey> {
+    let address = std::ptr::from_ref(service).cast::<()>() as usize;
+    EDIT_TURNS
+        .take((address, db.to_owned(), id.to_owned()))
+        .await
+}
 const BACKOFF_BASE: Duration = Duration::from_millis(1);
 const BACKOFF_CAP: Duration = Duration::from_millis(100);
 
@@ -467,13 +483,20 @@ pub trait DatabaseServiceExt: DatabaseService {
     }
 
     /// Read-modify-write of an existing document: reads it, lets `change` edit it, and saves
-    /// it at the revision read. On `Conflict` it reads again and re-applies `change`, with
-    /// jittered backoff, up to 64 times; so no concurrent update is lost. `change` may return
-    /// an error to abort. `NotFound` if the document does not exist.
+    /// it at the revision read. So no concurrent update is lost:
+    /// - tasks of this process updating the same document through this service take turns,
+    ///   first come first served (`update` and `resolve_conflicts` alike), so they never
+    ///   conflict with each other and none starves;
+    /// - on `Conflict` (a writer elsewhere: another process, another service handle, a plain
+    ///   `save`, a replication) it reads again and re-applies `change`, with jittered
+    ///   backoff, up to 64 times, then returns the `Conflict`.
+    ///
+    /// `change` may return an error to abort. `NotFound` if the document does not exist.
     async fn update<F>(&self, db: &str, id: &str, mut change: F) -> Result<WriteResult>
     where
         F: FnMut(&mut Document) -> Result<()> + Send,
     {
+        let _turn = edit_turn(self, db, id).await;
         let mut attempt = 0;
         loop {
             let mut doc = self.get(db, id).await?;
@@ -521,12 +544,14 @@ pub trait DatabaseServiceExt: DatabaseService {
     /// all in one batch (one `_bulk_docs` on CouchDB, one atomic commit on memory and
     /// embedded). A document without conflicts is left as it is (`merge` is not called). If a
     /// leaf changed meanwhile (another writer or a replication), the leaves are read again and
-    /// `merge` called again, up to 64 times. `merge` may return an error to abort; `NotFound`
-    /// when the document is missing or deleted.
+    /// `merge` called again, up to 64 times; tasks of this process take turns on the
+    /// document with each other and with [`update`](Self::update). `merge` may return an
+    /// error to abort; `NotFound` when the document is missing or deleted.
     async fn resolve_conflicts<F>(&self, db: &str, id: &str, mut merge: F) -> Result<Resolution>
     where
         F: FnMut(&[Document]) -> Result<Document> + Send,
     {
+        let _turn = edit_turn(self, db, id).await;
         let mut attempt = 0;
         let mut removed: Vec<Rev> = Vec::new();
         loop {

@@ -2,6 +2,7 @@
 //! have one winner where they compete.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use serde_json::{Value, json};
 
@@ -37,6 +38,52 @@ pub async fn concurrent_updates_lose_nothing(svc: &Service) {
     let got = svc.get(&db, "counter").await.unwrap();
     assert_eq!(got.get("n"), Some(&json!(800)));
     assert_eq!(Rev::parse(got.rev().unwrap()).unwrap().generation(), 801);
+    drop_db(svc, &db).await;
+}
+
+/// `update` whose save meets a write made elsewhere between its read and its save (here a
+/// plain `save` from inside its first `change`) reads again and re-applies `change`: both
+/// edits are kept, and `update` answers with the revision that holds them.
+pub async fn update_rereads_after_a_conflicting_write(svc: &Service) {
+    let db = unique_db("update-reread");
+    svc.save(&db, "d", doc(json!({"n": 0}))).await.unwrap();
+    let calls = Arc::new(AtomicUsize::new(0));
+    let task = {
+        let (svc, db, calls) = (Arc::clone(svc), db.clone(), Arc::clone(&calls));
+        // `block_in_place` needs a worker thread of a multi-thread runtime: a spawned task.
+        tokio::spawn(async move {
+            let other = Arc::clone(&svc);
+            svc.update(&db, "d", |d| {
+                if calls.fetch_add(1, Ordering::SeqCst) == 0 {
+                    tokio::task::block_in_place(|| {
+                        tokio::runtime::Handle::current().block_on(async {
+                            let mut current = other.get(&db, "d").await?;
+                            current.insert("elsewhere", true);
+                            other.save(&db, "d", current).await
+                        })
+                    })?;
+                }
+                let n = d.get("n").and_then(Value::as_u64).unwrap_or(0);
+                d.insert("n", n + 1);
+                Ok(())
+            })
+            .await
+        })
+    };
+    let written = task
+        .await
+        .expect("task did not panic")
+        .expect("update succeeds on its second attempt");
+    assert_eq!(
+        calls.load(Ordering::SeqCst),
+        2,
+        "change applied again after the conflict"
+    );
+    let got = svc.get(&db, "d").await.unwrap();
+    assert_eq!(got.get("n"), Some(&json!(1)));
+    assert_eq!(got.get("elsewhere"), Some(&json!(true)));
+    assert_eq!(got.rev(), Some(written.rev.to_string().as_str()));
+    assert_eq!(written.rev.generation(), 3);
     drop_db(svc, &db).await;
 }
 

@@ -136,6 +136,7 @@ macro_rules! __conformance_behaviours {
             save_with_rev_is_optimistic,
             conflict_errors_name_the_document,
             concurrent_updates_lose_nothing,
+            update_rereads_after_a_conflicting_write,
             concurrent_conditional_saves_have_one_winner,
             concurrent_revless_saves_all_succeed,
             watch_checks_its_arguments,

@@ -27,7 +27,6 @@
 //! A single node (`GET /_membership` lists one node) gets none of this: no `w`, no lookups.
 
 use std::collections::HashMap;
-use std::sync::Arc;
 
 use parking_lot::Mutex;
 use reqwest::Method;
@@ -35,6 +34,7 @@ use serde_json::Value;
 
 use super::http::{Idempotency, Target, status_error};
 use super::{CouchDbProvider, rev_of};
+use crate::turns::{Turn, Turns};
 use crate::{Error, Result, Rev};
 
 /// (database, document id).
@@ -47,9 +47,9 @@ pub(super) struct Copies {
     single_node: std::sync::atomic::AtomicBool,
     /// Database → its `n` (copies of each shard), learned with `GET /db`.
     per_database: Mutex<HashMap<String, u32>>,
-    /// (database, id) → the lock a single-document write holds on a cluster (see
-    /// [`DocumentTurn`]); an entry lives while some write holds or waits for it.
-    writing: Mutex<HashMap<DocumentKey, Arc<tokio::sync::Mutex<()>>>>,
+    /// (database, id) → the turn a single-document write holds on a cluster (see
+    /// [`DocumentTurn`]).
+    writing: Turns<DocumentKey>,
 }
 
 /// One document's writes from this provider, one at a time, on a cluster.
@@ -62,24 +62,7 @@ pub(super) struct Copies {
 /// between its own tasks: the second write then meets a revision every copy holds, and
 /// gets the 409. Writers in other processes racing the same way are not covered (the
 /// README's cluster section says so).
-pub(super) struct DocumentTurn<'a> {
-    copies: &'a Copies,
-    key: DocumentKey,
-    guard: Option<tokio::sync::OwnedMutexGuard<()>>,
-}
-
-impl Drop for DocumentTurn<'_> {
-    fn drop(&mut self) {
-        self.guard.take();
-        let mut writing = self.copies.writing.lock();
-        if writing
-            .get(&self.key)
-            .is_some_and(|lock| Arc::strong_count(lock) == 1)
-        {
-            writing.remove(&self.key);
-        }
-    }
-}
+pub(super) type DocumentTurn<'a> = Turn<'a, DocumentKey>;
 
 impl Copies {
     /// Forgets a database's `n` (it was deleted; a new one may have another).
@@ -177,13 +160,7 @@ impl CouchDbProvider {
             return Ok(None);
         }
         let key = (db.to_owned(), id.to_owned());
-        let lock = Arc::clone(self.copies.writing.lock().entry(key.clone()).or_default());
-        let guard = lock.lock_owned().await;
-        Ok(Some(DocumentTurn {
-            copies: &self.copies,
-            key,
-            guard: Some(guard),
-        }))
+        Ok(Some(self.copies.writing.take(key).await))
     }
 
     /// Settles writes answered `202 Accepted` (see the module doc): for each, its revision,
