@@ -247,9 +247,17 @@ pub async fn run(docs: usize) -> Vec<Row> {
         .collect();
     let raw_batches: Vec<Vec<Map<String, Value>>> = (0..batches).map(make).collect();
     // Batch by batch alternating, each side's batches timed alone, as the single operations
-    // are: a compaction or a slow minute of the server then falls on both sides alike.
+    // are: a compaction or a slow moment of the server then falls on both sides alike. Who
+    // goes first alternates too (ours, raw, raw, ours, ...), so neither side always meets
+    // the server just after the other's write.
     let mut bulk = Interleaved::start(&ours, &raw);
-    for (ours_batch, raw_batch) in ours_batches.into_iter().zip(raw_batches) {
+    for (b, (ours_batch, raw_batch)) in ours_batches.into_iter().zip(raw_batches).enumerate() {
+        let mut raw_batch = Some(raw_batch);
+        if b % 2 == 1
+            && let Some(batch) = raw_batch.take()
+        {
+            bulk.raw += raw_bulk_docs(&mut raw, &bulk_raw, batch).await;
+        }
         let t = Instant::now();
         for r in ours
             .save_many(&bulk_ours, ours_batch)
@@ -259,13 +267,9 @@ pub async fn run(docs: usize) -> Vec<Row> {
             r.expect("bulk doc");
         }
         bulk.ours += t.elapsed();
-        let t = Instant::now();
-        let bytes = serde_json::to_vec(&json!({ "docs": raw_batch })).expect("json");
-        let answer = raw
-            .send(Method::POST, &format!("{bulk_raw}/_bulk_docs"), Some(bytes))
-            .await;
-        bulk.raw += t.elapsed();
-        assert!(answer.as_array().is_some_and(|a| !a.is_empty()));
+        if let Some(batch) = raw_batch.take() {
+            bulk.raw += raw_bulk_docs(&mut raw, &bulk_raw, batch).await;
+        }
     }
     let (o, r) = bulk.finish(&ours, &raw, docs);
     push("save_many (1,000 per batch)", docs, o, r, batches);
@@ -278,18 +282,23 @@ pub async fn run(docs: usize) -> Vec<Row> {
         docs + 1
     );
     assert_eq!(raw_list(&mut raw, &bulk_raw).await, docs + 1);
-    // Three rounds, ours and raw alternating whole listings, each side timed alone.
-    const LISTINGS: usize = 3;
+    // Four rounds of whole listings, each side timed alone, who goes first alternating
+    // (ours, raw, raw, ours, ...).
+    const LISTINGS: usize = 4;
     let mut listing = Interleaved::start(&ours, &raw);
-    for _ in 0..LISTINGS {
-        let t = Instant::now();
-        let listed = ours.list_all(&bulk_ours).await.expect("list");
-        assert_eq!(listed.len(), docs + 1);
-        drop(listed);
-        listing.ours += t.elapsed();
-        let t = Instant::now();
-        assert_eq!(raw_list(&mut raw, &bulk_raw).await, docs + 1);
-        listing.raw += t.elapsed();
+    for round in 0..LISTINGS {
+        for ours_turn in [round % 2 == 0, round % 2 == 1] {
+            let t = Instant::now();
+            if ours_turn {
+                let listed = ours.list_all(&bulk_ours).await.expect("list");
+                assert_eq!(listed.len(), docs + 1);
+                drop(listed);
+                listing.ours += t.elapsed();
+            } else {
+                assert_eq!(raw_list(&mut raw, &bulk_raw).await, docs + 1);
+                listing.raw += t.elapsed();
+            }
+        }
     }
     let (o, r) = listing.finish(&ours, &raw, docs * LISTINGS);
     push(
@@ -369,6 +378,18 @@ pub async fn run(docs: usize) -> Vec<Row> {
         raw.send(Method::DELETE, db, None).await;
     }
     rows
+}
+
+/// One raw `_bulk_docs` of `batch` into `db`, serialized and sent; how long it took.
+async fn raw_bulk_docs(raw: &mut Raw, db: &str, batch: Vec<Map<String, Value>>) -> Duration {
+    let t = Instant::now();
+    let bytes = serde_json::to_vec(&json!({ "docs": batch })).expect("json");
+    let answer = raw
+        .send(Method::POST, &format!("{db}/_bulk_docs"), Some(bytes))
+        .await;
+    let took = t.elapsed();
+    assert!(answer.as_array().is_some_and(|a| !a.is_empty()));
+    took
 }
 
 /// Lists `db` with `_all_docs?include_docs=true` in pages of 1,000 (one row of lookahead),
