@@ -428,6 +428,18 @@ impl Capabilities {
 
 /// How [`DatabaseServiceExt::update`] retries on conflict.
 const UPDATE_ATTEMPTS: u32 = 64;
+const BACKOFF_BASE: Duration = Duration::from_millis(1);
+const BACKOFF_CAP: Duration = Duration::from_millis(100);
+
+/// A random pause before retry `attempt` (0-based): full jitter over an exponentially growing,
+/// capped window, so contending writers spread out.
+pub(crate) fn backoff(attempt: u32) -> Duration {
+    let window = BACKOFF_BASE
+        .saturating_mul(1u32 << attempt.min(16))
+        .min(BACKOFF_CAP);
+    let micros = window.as_micros() as u64;
+    Duration::from_micros(fastrand::u64(0..=micros))
+}
 
 /// (the service's address, database, document id): whose turn it is to read-modify-write a
 /// document through one service, so the tasks of one process queue there instead of
@@ -442,18 +454,6 @@ async fn edit_turn<S: ?Sized>(service: &S, db: &str, id: &str) -> Turn<'static, 
     EDIT_TURNS
         .take((address, db.to_owned(), id.to_owned()))
         .await
-}
-const BACKOFF_BASE: Duration = Duration::from_millis(1);
-const BACKOFF_CAP: Duration = Duration::from_millis(100);
-
-/// A random pause before retry `attempt` (0-based): full jitter over an exponentially growing,
-/// capped window, so contending writers spread out.
-pub(crate) fn backoff(attempt: u32) -> Duration {
-    let window = BACKOFF_BASE
-        .saturating_mul(1u32 << attempt.min(16))
-        .min(BACKOFF_CAP);
-    let micros = window.as_micros() as u64;
-    Duration::from_micros(fastrand::u64(0..=micros))
 }
 
 /// Typed access and safe read-modify-write on top of any [`DatabaseService`].
