@@ -3,7 +3,8 @@
 //!
 //! Used where racing costs more than waiting: `update`'s read-modify-write (two tasks of one
 //! process updating one document would otherwise conflict and retry, and a task that keeps
-//! losing could run out of retries) and the CouchDB provider's writes on a cluster (see
+//! losing could run out of retries), the CouchDB provider's rev-less writes (each looks the
+//! winner up and writes on it, the same race) and its writes on a cluster (see
 //! `couchdb/quorum.rs`). Writers in other processes are not covered; what they race stays
 //! the caller's retry's business.
 //!

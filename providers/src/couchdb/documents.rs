@@ -182,6 +182,7 @@ impl CouchDbProvider {
     }
 
     async fn upsert(&self, db: &str, id: &str, body: &Map<String, Value>) -> Result<Rev> {
+        let _turn = self.rev_less.take((db.to_owned(), id.to_owned())).await;
         // A document seen before is looked up first; an unseen one is tried as new.
         let mut rev = match self.revs.get(db, id) {
             Some(_) => self.current_live(db, id).await?,
@@ -386,6 +387,7 @@ impl CouchDbProvider {
         if is_dot_segment(id) {
             return only(self.delete_many(db, &[id.to_owned()]).await?);
         }
+        let _turn = self.rev_less.take((db.to_owned(), id.to_owned())).await;
         for attempt in 0..UPSERT_ATTEMPTS {
             // The winner, looked up now: a remembered revision may have become a losing leaf.
             let rev = match self.lookup(db, &[id]).await?[0] {
@@ -434,6 +436,7 @@ impl CouchDbProvider {
         validate::database_name(db)?;
         validate::local_id(db, id)?;
         let local_id = format!("_local/{id}");
+        let _turn = self.rev_less.take((db.to_owned(), local_id.clone())).await;
         let url = self.http.url(&[db, "_local", id], &[]);
         let reply = self
             .http
@@ -462,6 +465,7 @@ impl CouchDbProvider {
         validate::database_name(db)?;
         let body = local_body(db, id, &doc)?;
         let local_id = format!("_local/{id}");
+        let _turn = self.rev_less.take((db.to_owned(), local_id.clone())).await;
         let url = self.http.url(&[db, "_local", id], &[]);
         // _local documents carry a revision too ("0-N"): the last one seen is tried first;
         // on 409, it is fetched and the write sent again.

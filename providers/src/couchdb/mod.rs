@@ -35,7 +35,9 @@
 //! `HEAD /db/id` (its `ETag` is the winning revision; a deleted document answers 404, and a
 //! rev-less `PUT` recreates it), the bulk writes and `delete` with `POST _all_docs` with
 //! `keys` (one request for many ids, live and deleted alike), and is written
-//! again, with jittered retries, when another writer got in between. "Seen" documents live in
+//! again, with jittered retries, when another writer got in between. The single rev-less
+//! writes (`save` without `_rev`, `delete`, `put_local`) of one document from this
+//! provider's own tasks take turns, first come first served, so they do not race each other. "Seen" documents live in
 //! a bounded cache of (database, id) → last revision this provider read or wrote, used only to
 //! know a document exists (so the lookup comes first instead of after a refused `PUT`):
 //! never as the revision to write on. CouchDB accepts an edit of any leaf, so a remembered
@@ -76,6 +78,7 @@ use serde_json::{Map, Value};
 
 use self::http::{Http, Idempotency, Reply};
 use crate::attachment;
+use crate::turns::Turns;
 use crate::watch::{ChangeStream, WatchOptions};
 use crate::write::Leaf;
 use crate::{
@@ -150,6 +153,12 @@ pub struct CouchDbProvider {
     local_revs: RevCache<String>,
     /// Copies per database on a cluster (see `quorum.rs`).
     copies: quorum::Copies,
+    /// (database, id; `_local/` ids with their prefix) → the turn of a rev-less write from
+    /// this provider (`upsert`, `delete`, `put_local`): they look the winner up and write
+    /// on it, so two of this provider's tasks racing on one document would conflict and
+    /// back off; they queue instead, first come first served. Writers elsewhere still meet
+    /// the conflict retry.
+    rev_less: Turns<(String, String)>,
 }
 
 impl fmt::Debug for CouchDbProvider {
@@ -299,6 +308,7 @@ impl CouchDbProvider {
             revs: RevCache::default(),
             local_revs: RevCache::default(),
             copies: quorum::Copies::default(),
+            rev_less: Turns::new(),
         };
         provider.check_server().await?;
         provider.learn_layout().await;
