@@ -299,7 +299,11 @@ impl Store {
                     break;
                 }
             }
-            self.commit(batch)?;
+            // Nothing to add (the last chunk of a count that is a multiple of the chunk, or
+            // only deleted documents): no commit, so no fsync and no wake for nothing.
+            if !batch.is_empty() {
+                self.commit(batch)?;
+            }
             match last {
                 Some(next) => from = next,
                 None => return Ok(()),
