@@ -436,7 +436,6 @@ impl CouchDbProvider {
         validate::database_name(db)?;
         validate::local_id(db, id)?;
         let local_id = format!("_local/{id}");
-        let _turn = self.rev_less.take((db.to_owned(), local_id.clone())).await;
         let url = self.http.url(&[db, "_local", id], &[]);
         let reply = self
             .http

@@ -37,12 +37,12 @@
 //! `keys` (one request for many ids, live and deleted alike), and is written
 //! again, with jittered retries, when another writer got in between. The single rev-less
 //! writes (`save` without `_rev`, `delete`, `put_local`) of one document from this
-//! provider's own tasks take turns, first come first served, so they do not race each other. "Seen" documents live in
-//! a bounded cache of (database, id) → last revision this provider read or wrote, used only to
-//! know a document exists (so the lookup comes first instead of after a refused `PUT`):
-//! never as the revision to write on. CouchDB accepts an edit of any leaf, so a remembered
-//! revision that another writer or a replication turned into a losing branch would take the
-//! write there, away from the winner.
+//! provider's own tasks take turns, first come first served, so they do not race each
+//! other. "Seen" documents live in a bounded cache of (database, id) → last revision this
+//! provider read or wrote, used only to know a document exists (so the lookup comes first
+//! instead of after a refused `PUT`): never as the revision to write on. CouchDB accepts an
+//! edit of any leaf, so a remembered revision that another writer or a replication turned
+//! into a losing branch would take the write there, away from the winner.
 //!
 //! Listings use `_all_docs` (raw id order) and drop `_design/` documents; `_local/` documents
 //! never appear there. `find` is one `POST /db/_find` per page of up to 1,000 documents,
