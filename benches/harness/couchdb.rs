@@ -252,23 +252,19 @@ pub async fn run(docs: usize) -> Vec<Row> {
     // the server just after the other's write.
     let mut bulk = Interleaved::start(&ours, &raw);
     for (b, (ours_batch, raw_batch)) in ours_batches.into_iter().zip(raw_batches).enumerate() {
-        let mut raw_batch = Some(raw_batch);
-        if b % 2 == 1
-            && let Some(batch) = raw_batch.take()
-        {
-            bulk.raw += raw_bulk_docs(&mut raw, &bulk_raw, batch).await;
-        }
-        let t = Instant::now();
-        for r in ours
-            .save_many(&bulk_ours, ours_batch)
-            .await
-            .expect("save_many")
-        {
-            r.expect("bulk doc");
-        }
-        bulk.ours += t.elapsed();
-        if let Some(batch) = raw_batch.take() {
-            bulk.raw += raw_bulk_docs(&mut raw, &bulk_raw, batch).await;
+        let (mut ours_batch, mut raw_batch) = (Some(ours_batch), Some(raw_batch));
+        for ours_turn in [b % 2 == 0, b % 2 == 1] {
+            if ours_turn {
+                let batch = ours_batch.take().expect("one turn per side");
+                let t = Instant::now();
+                for r in ours.save_many(&bulk_ours, batch).await.expect("save_many") {
+                    r.expect("bulk doc");
+                }
+                bulk.ours += t.elapsed();
+            } else {
+                let batch = raw_batch.take().expect("one turn per side");
+                bulk.raw += raw_bulk_docs(&mut raw, &bulk_raw, batch).await;
+            }
         }
     }
     let (o, r) = bulk.finish(&ours, &raw, docs);
