@@ -10,6 +10,7 @@ use reqwest::Method;
 use reqwest::StatusCode;
 
 use super::http::{Idempotency, Outgoing, Reply, Target, status_error};
+use super::quorum::with_write_quorum;
 use super::{CouchDbProvider, protocol, rev_of};
 use crate::attachment::{self, DEFAULT_CONTENT_TYPE};
 use crate::{
@@ -44,21 +45,10 @@ impl CouchDbProvider {
             ),
             headers,
         };
-        let mut reply = self
-            .http
-            .send_with(Method::PUT, &url, &outgoing, Idempotency::Unsafe)
-            .await?;
-        let target = Target { db, id: Some(id) };
-        if reply.status == StatusCode::NOT_FOUND
-            && status_error(&reply, Target { db, id: Some(id) }).is_database_missing()
-        {
-            self.create_db(db).await?;
-            reply = self
-                .http
-                .send_with(Method::PUT, &url, &outgoing, Idempotency::Unsafe)
-                .await?;
-        }
-        self.attachment_written(&reply, target, "an attachment upload")
+        let _turn = self.document_turn(db, id).await?;
+        let reply = self.write_with(db, Method::PUT, &url, &outgoing).await?;
+        self.attachment_written(&reply, Target { db, id: Some(id) }, "an attachment upload")
+            .await
     }
 
     /// A streamed upload: the database is created first if needed (the stream cannot be sent
@@ -79,7 +69,11 @@ impl CouchDbProvider {
         self.create_db(db).await?;
         let rev_text = rev.map(Rev::to_string);
         let query: Vec<(&str, &str)> = rev_text.iter().map(|r| ("rev", r.as_str())).collect();
-        let url = self.http.url(&[db, id, name], &query);
+        let mut url = self.http.url(&[db, id, name], &query);
+        let _turn = self.document_turn(db, id).await?;
+        if let Some(w) = self.write_quorum(db).await? {
+            url = with_write_quorum(&url, w);
+        }
         let mut headers = Vec::new();
         if upload.encoding == ContentEncoding::Gzip {
             headers.push(("content-encoding", "gzip".to_owned()));
@@ -154,11 +148,13 @@ impl CouchDbProvider {
             }
         };
         self.attachment_written(&reply, target, "an attachment upload")
+            .await
     }
 
-    /// The revision an attachment upload or removal answered (remembered as seen), or the
-    /// error its status says.
-    fn attachment_written(
+    /// The revision an attachment upload or removal answered (remembered as seen; on a
+    /// cluster, a `202 Accepted` settled first, see `quorum.rs`), or the error its status
+    /// says.
+    async fn attachment_written(
         &self,
         reply: &Reply,
         target: Target<'_>,
@@ -168,7 +164,10 @@ impl CouchDbProvider {
             return Err(status_error(reply, target));
         }
         let id = target.id.unwrap_or_default();
-        let rev = rev_of(&reply.json()?["rev"]).ok_or_else(|| protocol(what, reply))?;
+        let mut rev = rev_of(&reply.json()?["rev"]).ok_or_else(|| protocol(what, reply))?;
+        if reply.status == StatusCode::ACCEPTED {
+            rev = self.settle_one_accepted(target.db, id, rev).await?;
+        }
         self.revs.put(target.db, id, rev);
         Ok(WriteResult {
             id: id.to_owned(),
@@ -321,17 +320,24 @@ impl CouchDbProvider {
         validate::document_id(db, id)?;
         attachment::check_name(db, id, name)?;
         let rev_text = rev.to_string();
-        let url = self.http.url(&[db, id, name], &[("rev", &rev_text)]);
+        let mut url = self.http.url(&[db, id, name], &[("rev", &rev_text)]);
+        let _turn = self.document_turn(db, id).await?;
+        if let Some(w) = self.write_quorum(db).await? {
+            url = with_write_quorum(&url, w);
+        }
         let reply = self
             .http
             .send(Method::DELETE, &url, None, Idempotency::Unsafe)
             .await?;
         match reply.status.as_u16() {
-            200..=202 => self.attachment_written(
-                &reply,
-                Target { db, id: Some(id) },
-                "an attachment removal",
-            ),
+            200..=202 => {
+                self.attachment_written(
+                    &reply,
+                    Target { db, id: Some(id) },
+                    "an attachment removal",
+                )
+                .await
+            }
             404 if !status_error(&reply, Target { db, id: Some(id) }).is_database_missing() => {
                 let (_, reason) = reply.error_and_reason();
                 Err(Error::NotFound {

@@ -5,7 +5,7 @@ use reqwest::{Method, StatusCode};
 use serde_json::Value;
 
 use super::changes::seq_text;
-use super::http::{Idempotency, Reply, Target, status_error};
+use super::http::{Idempotency, Outgoing, Reply, Target, status_error};
 use super::quorum::with_write_quorum;
 use super::{CouchDbProvider, protocol};
 use crate::{DatabaseInfo, Result, validate};
@@ -24,8 +24,9 @@ impl CouchDbProvider {
         }
     }
 
-    /// Sends a write, on a cluster with every copy's acknowledgement asked for (`w`, see
-    /// `quorum.rs`); if the database is missing (404), creates it and sends the write again.
+    /// Sends a JSON write, on a cluster with every copy's acknowledgement asked for (`w`,
+    /// see `quorum.rs`); if the database is missing (404), creates it and sends the write
+    /// again.
     pub(super) async fn write(
         &self,
         db: &str,
@@ -33,7 +34,22 @@ impl CouchDbProvider {
         url: &str,
         body: Vec<u8>,
     ) -> Result<Reply> {
-        let body = bytes::Bytes::from(body);
+        let outgoing = Outgoing {
+            body: Some(bytes::Bytes::from(body)),
+            ..Outgoing::default()
+        };
+        self.write_with(db, method, url, &outgoing).await
+    }
+
+    /// [`CouchDbProvider::write`] with a body of any type and extra headers (attachment
+    /// uploads).
+    pub(super) async fn write_with(
+        &self,
+        db: &str,
+        method: Method,
+        url: &str,
+        outgoing: &Outgoing,
+    ) -> Result<Reply> {
         let quorate = |w: Option<u32>| match w {
             Some(w) => with_write_quorum(url, w),
             None => url.to_owned(),
@@ -41,20 +57,17 @@ impl CouchDbProvider {
         let first = quorate(self.write_quorum(db).await?);
         let reply = self
             .http
-            .send(
-                method.clone(),
-                &first,
-                Some(body.clone()),
-                Idempotency::Unsafe,
-            )
+            .send_with(method.clone(), &first, outgoing, Idempotency::Unsafe)
             .await?;
-        if reply.status != StatusCode::NOT_FOUND {
+        if reply.status != StatusCode::NOT_FOUND
+            || !status_error(&reply, Target { db, id: None }).is_database_missing()
+        {
             return Ok(reply);
         }
         self.create_db(db).await?;
         let again = quorate(self.write_quorum(db).await?);
         self.http
-            .send(method, &again, Some(body), Idempotency::Unsafe)
+            .send_with(method, &again, outgoing, Idempotency::Unsafe)
             .await
     }
 

@@ -74,7 +74,7 @@ impl CouchDbProvider {
     }
 
     /// A single write answered `202 Accepted` on a cluster, settled (see `quorum.rs`).
-    async fn settle_one_accepted(&self, db: &str, id: &str, rev: Rev) -> Result<Rev> {
+    pub(super) async fn settle_one_accepted(&self, db: &str, id: &str, rev: Rev) -> Result<Rev> {
         let accepted = [Accepted { id, rev }];
         only(self.settle_accepted(db, &accepted).await)
     }
