@@ -11,7 +11,8 @@
 //!
 //! So, on a cluster, this provider:
 //! - sends every document write (attachment uploads and removals too) with `w` = the
-//!   database's `n` (learned once per database from `GET /db`): `201` means every copy holds the write, so every later read sees it;
+//!   database's `n` (learned once per database from `GET /db`): `201` means every copy
+//!   holds the write, so every later read sees it;
 //! - treats `202 Accepted` (some copy did not take it: a conflict there, or a node down) as
 //!   undecided, and settles it: it reads every leaf of the document from every copy it can
 //!   reach (`_bulk_get`, `r` = `n`) and compares its revision with its *siblings* (leaves of
