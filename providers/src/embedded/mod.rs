@@ -63,7 +63,6 @@ use std::sync::Arc;
 use async_trait::async_trait;
 
 use self::store::Store;
-use crate::parallel::map_on_every_core;
 use crate::watch::{self, ChangeStream, FeedSource, Since, WatchOptions};
 use crate::write::{SaveRequest, local_body, only};
 use crate::{
@@ -302,7 +301,7 @@ impl DatabaseService for EmbeddedProvider {
         let req = SaveRequest::for_create(db, id, doc)?;
         let (db, id) = (db.to_owned(), id.to_owned());
         only(
-            self.run(move |s| s.save_batch(&db, vec![Ok((id, req))]))
+            self.run(move |s| s.save_batch(&db, vec![(id, req)], Ok))
                 .await?,
         )
     }
@@ -478,7 +477,7 @@ impl DatabaseService for EmbeddedProvider {
         let req = SaveRequest::new(db, id, doc)?;
         let (db, id) = (db.to_owned(), id.to_owned());
         only(
-            self.run(move |s| s.save_batch(&db, vec![Ok((id, req))]))
+            self.run(move |s| s.save_batch(&db, vec![(id, req)], Ok))
                 .await?,
         )
     }
@@ -533,12 +532,8 @@ impl DatabaseService for EmbeddedProvider {
     async fn save_many(&self, db: &str, docs: Vec<Document>) -> Result<Vec<Result<WriteResult>>> {
         validate::database_name(db)?;
         let db = db.to_owned();
-        self.run(move |s| {
-            // Validation too runs on both cores.
-            let requests = map_on_every_core(docs, |doc| SaveRequest::for_bulk(&db, doc));
-            s.save_batch(&db, requests)
-        })
-        .await
+        self.run(move |s| s.save_batch(&db, docs, |doc| SaveRequest::for_bulk(&db, doc)))
+            .await
     }
 
     async fn delete_many(&self, db: &str, ids: &[String]) -> Result<Vec<Result<WriteResult>>> {

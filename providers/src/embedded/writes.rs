@@ -14,7 +14,7 @@ use super::index::{IndexedWrite, NewVersion};
 use super::reads::parse_body;
 use super::store::Store;
 use crate::attachment::Blob;
-use crate::parallel::map_on_every_core;
+use crate::parallel::{drop_beside, map_on_every_core};
 use crate::rev_tree::{RevTree, Stored};
 use crate::write::{Edit, Leaf, SaveRequest, count_transition, merge_revision, prepare_revisioned};
 use crate::{
@@ -327,14 +327,18 @@ impl Store {
         Ok(())
     }
 
-    pub(super) fn save_batch(
+    /// Saves `items`, each made a request by `request` (which validates it): in input order,
+    /// one commit.
+    pub(super) fn save_batch<T: Send>(
         &self,
         db: &str,
-        requests: Vec<Result<(String, SaveRequest)>>,
+        items: Vec<T>,
+        request: impl Fn(T) -> Result<(String, SaveRequest)> + Sync,
     ) -> Result<Vec<Result<WriteResult>>> {
-        // Outside the writer lock, on both cores for big batches: the body JSON, and the
-        // revision a new document would get (its hash needs no parent).
-        let prepared = prepare_saves(db, requests);
+        // Outside the writer lock, on every core for big batches, in one pass per document:
+        // validation, the body JSON, and the revision a new document would get (its hash
+        // needs no parent).
+        let prepared = map_on_every_core(items, |item| prepare_save(db, request(item)));
         let _writer = self.writer.lock();
         let mut batch = self.batch();
         let (mut meta, created) = self.meta_or_new(&mut batch, db)?;
@@ -356,6 +360,7 @@ impl Store {
             Some(key) => Ok(Some((self.stored(&key)?, key))),
             None => Ok(None),
         });
+        let mut spent = Vec::new();
         for (item, stored) in prepared.into_iter().zip(stored) {
             let outcome = item.and_then(|mut save| {
                 let (stored, key) =
@@ -394,6 +399,7 @@ impl Store {
                     &save.req.body,
                     json,
                 )?;
+                spent.push(save.req);
                 Ok(WriteResult {
                     id: save.id,
                     rev: edit.rev,
@@ -404,7 +410,9 @@ impl Store {
         }
         if wrote || !created {
             batch.insert(&self.databases, db, meta.encode());
-            self.commit(batch)?;
+            drop_beside(spent, || self.commit(batch))?;
+        } else {
+            drop(spent);
         }
         Ok(results)
     }
@@ -688,14 +696,6 @@ fn prepare_save(db: &str, request: Result<(String, SaveRequest)>) -> Result<Prep
         json: Some(json),
         new_doc_rev,
     })
-}
-
-/// Prepares saves in input order, splitting big batches over two threads.
-fn prepare_saves(
-    db: &str,
-    requests: Vec<Result<(String, SaveRequest)>>,
-) -> Vec<Result<PreparedSave>> {
-    map_on_every_core(requests, |r| prepare_save(db, r))
 }
 
 /// Whether body JSON may hold attachments (the field name occurs in it), so bodies without
