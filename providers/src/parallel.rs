@@ -63,21 +63,6 @@ pub(crate) fn map_on_every_core<T: Send, U: Send>(
     })
 }
 
-/// Runs `work` while another thread drops `garbage`, for big batches: freeing thousands of
-/// parsed documents is serial work the caller would otherwise wait for (measured: 0.53-0.58
-/// ms of the 4.7 ms an embedded `save_many` of 1,000 documents holds its writer lock).
-/// Small batches are dropped first, on the calling thread.
-pub(crate) fn drop_beside<T: Send, R>(garbage: Vec<T>, work: impl FnOnce() -> R) -> R {
-    if garbage.len() < PARALLEL_FROM || cores() < 2 {
-        drop(garbage);
-        return work();
-    }
-    std::thread::scope(|scope| {
-        scope.spawn(move || drop(garbage));
-        work()
-    })
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -99,17 +84,6 @@ mod tests {
                     Err(_) => assert_eq!(i % 7, 3),
                 }
             }
-        }
-    }
-
-    #[test]
-    fn garbage_is_dropped_by_the_time_the_work_returns_for_every_size() {
-        for n in [0, 1, 255, 256, 1000] {
-            let token = std::sync::Arc::new(());
-            let garbage: Vec<_> = (0..n).map(|_| std::sync::Arc::clone(&token)).collect();
-            let out = drop_beside(garbage, || 7);
-            assert_eq!(out, 7);
-            assert_eq!(std::sync::Arc::strong_count(&token), 1, "{n} items dropped");
         }
     }
 }

@@ -14,7 +14,7 @@ use super::index::{IndexedWrite, NewVersion};
 use super::reads::parse_body;
 use super::store::Store;
 use crate::attachment::Blob;
-use crate::parallel::{drop_beside, map_on_every_core};
+use crate::parallel::map_on_every_core;
 use crate::rev_tree::{RevTree, Stored};
 use crate::write::{Edit, Leaf, SaveRequest, count_transition, merge_revision, prepare_revisioned};
 use crate::{
@@ -360,7 +360,6 @@ impl Store {
             Some(key) => Ok(Some((self.stored(&key)?, key))),
             None => Ok(None),
         });
-        let mut spent = Vec::new();
         for (item, stored) in prepared.into_iter().zip(stored) {
             let outcome = item.and_then(|mut save| {
                 let (stored, key) =
@@ -399,7 +398,6 @@ impl Store {
                     &save.req.body,
                     json,
                 )?;
-                spent.push(save.req);
                 Ok(WriteResult {
                     id: save.id,
                     rev: edit.rev,
@@ -410,9 +408,7 @@ impl Store {
         }
         if wrote || !created {
             batch.insert(&self.databases, db, meta.encode());
-            drop_beside(spent, || self.commit(batch))?;
-        } else {
-            drop(spent);
+            self.commit(batch)?;
         }
         Ok(results)
     }
