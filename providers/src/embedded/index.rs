@@ -232,80 +232,93 @@ impl Store {
     }
 
     /// Removes every entry of index `name` (a replaced definition's, or a build cut short),
-    /// [`BUILD_CHUNK`] keys per committed batch (see [`Store::build_entries`] on why each
-    /// chunk reads with an iterator of its own).
+    /// in chunks (see [`Store::in_chunks`]).
     fn clear_entries(&self, meta: &DbMeta, name: &str) -> Result<()> {
         for kind in [ENTRY, REVERSE] {
             let prefix = named(meta.id, kind, name);
-            let mut from = prefix.clone();
-            loop {
-                let keys: Vec<fjall::UserKey> = self
-                    .indexes
-                    .range(from.as_slice()..)
-                    .take(BUILD_CHUNK)
-                    .map(|item| item.key().map_err(|e| self.err("replacing an index", e)))
-                    .take_while(|key| key.as_ref().map_or(true, |k| k.starts_with(&prefix)))
-                    .collect::<Result<_>>()?;
-                let Some(last) = keys.last() else { break };
-                from = successor(last);
-                let full = keys.len() == BUILD_CHUNK;
-                let mut batch = self.batch();
-                for key in keys {
+            self.in_chunks(
+                &self.indexes,
+                prefix.clone(),
+                |key| key.starts_with(&prefix),
+                "replacing an index",
+                |batch, key, _| {
                     batch.remove(&self.indexes, key);
-                }
-                self.commit(batch)?;
-                if !full {
-                    break;
-                }
-            }
+                    Ok(())
+                },
+            )?;
         }
         Ok(())
     }
 
-    /// Adds the entries of every live document of the database, [`BUILD_CHUNK`] documents
-    /// per committed batch. The caller holds the writer lock, so no document changes
-    /// between the batches. Each chunk reads with an iterator of its own, dropped before
-    /// its commit: an iterator holds a snapshot, and while one is open the engine keeps every
-    /// memtable written after it, so one iterator across the whole build held every entry
-    /// in memory (3.3 GiB at 10M documents).
+    /// Adds the entries of every live document of the database, in chunks (see
+    /// [`Store::in_chunks`]). The caller holds the writer lock, so no document changes
+    /// between the chunks.
     fn build_entries(&self, meta: &DbMeta, index: &IndexDefinition) -> Result<()> {
-        let mut from = format::key(meta.id, b"");
         let end = format::end_of(meta.id);
+        self.in_chunks(
+            &self.docs,
+            format::key(meta.id, b""),
+            |key| key < end.as_slice(),
+            "building an index",
+            |batch, key, value| {
+                let (header, body) = format::decode_head(value)?;
+                if header.leaf.deleted {
+                    return Ok(());
+                }
+                let id = std::str::from_utf8(&key[8..])
+                    .map_err(|_| format::corrupt("document id is not UTF-8"))?;
+                let body = parse_body(body)?;
+                if let Some(order) = order_key(index, id, &header.leaf.rev, &body) {
+                    batch.insert(
+                        &self.indexes,
+                        entry_key(meta.id, &index.name, &order, id),
+                        id.as_bytes(),
+                    );
+                    batch.insert(&self.indexes, reverse_key(meta.id, &index.name, id), order);
+                }
+                Ok(())
+            },
+        )
+    }
+
+    /// Walks `keyspace` from `from` while `within` holds, giving each entry to `each` to put
+    /// its changes into a batch, committed every [`BUILD_CHUNK`] entries read. The caller
+    /// holds the writer lock. Each chunk reads with an iterator of its own, dropped before
+    /// its commit: an iterator holds a snapshot, and while one is open the engine keeps
+    /// every memtable written after it, so one iterator across a whole index build held
+    /// every entry in memory (3.3 GiB at 10M documents). A chunk that changes nothing (the
+    /// last one of a count that is a multiple of the chunk, or only deleted documents) is
+    /// not committed: no fsync and no wake for nothing.
+    fn in_chunks(
+        &self,
+        keyspace: &fjall::Keyspace,
+        from: Vec<u8>,
+        within: impl Fn(&[u8]) -> bool,
+        what: &str,
+        mut each: impl FnMut(&mut OwnedWriteBatch, &[u8], &[u8]) -> Result<()>,
+    ) -> Result<()> {
+        let mut from = from;
         loop {
             let mut batch = self.batch();
             let mut read = 0;
-            let mut last = None;
-            for item in self.docs.range(from.as_slice()..end.as_slice()) {
-                let (key, value) = item
-                    .into_inner()
-                    .map_err(|e| self.err("building an index", e))?;
-                read += 1;
-                let (header, body) = format::decode_head(&value)?;
-                if !header.leaf.deleted {
-                    let id = std::str::from_utf8(&key[8..])
-                        .map_err(|_| format::corrupt("document id is not UTF-8"))?;
-                    let body = parse_body(body)?;
-                    if let Some(order) = order_key(index, id, &header.leaf.rev, &body) {
-                        batch.insert(
-                            &self.indexes,
-                            entry_key(meta.id, &index.name, &order, id),
-                            id.as_bytes(),
-                        );
-                        batch.insert(&self.indexes, reverse_key(meta.id, &index.name, id), order);
-                    }
+            let mut next = None;
+            for item in keyspace.range(from.as_slice()..) {
+                let (key, value) = item.into_inner().map_err(|e| self.err(what, e))?;
+                if !within(&key) {
+                    break;
                 }
+                each(&mut batch, &key, &value)?;
+                read += 1;
                 if read == BUILD_CHUNK {
-                    last = Some(successor(&key));
+                    next = Some(successor(&key));
                     break;
                 }
             }
-            // Nothing to add (the last chunk of a count that is a multiple of the chunk, or
-            // only deleted documents): no commit, so no fsync and no wake for nothing.
             if !batch.is_empty() {
                 self.commit(batch)?;
             }
-            match last {
-                Some(next) => from = next,
+            match next {
+                Some(after) => from = after,
                 None => return Ok(()),
             }
         }
