@@ -8,7 +8,13 @@
 //! - eight writers saving 1,000 new documents through one provider given all three node
 //!   URLs while node 2 stops and starts again: callers see only `Unavailable` or `Conflict`,
 //!   every acknowledged write is readable at its revision from every node afterwards, and no
-//!   write was applied twice (no generation 2).
+//!   write was applied twice (no generation 2);
+//! - attachment uploads and removals while node 2 is down (no write can reach every copy, so
+//!   each is answered `202 Accepted` and settled): acknowledged, and every node serves the
+//!   acknowledged revision once node 2 is back.
+//!
+//! The tests that stop a node take turns (`NODE_FAULTS`): two nodes down at once would leave
+//! a shard range without a quorum.
 
 #[path = "support/cluster.rs"]
 mod cluster;
@@ -21,10 +27,14 @@ use std::time::{Duration, Instant};
 use cluster::Cluster;
 use docstore::serde_json::json;
 use docstore::{
-    CouchDbConfig, CouchDbProvider, DatabaseService, Document, Error, OpenRev, OpenRevs, Secret,
+    AttachmentRead, CouchDbConfig, CouchDbProvider, DatabaseService, Document, Error,
+    NewAttachment, OpenRev, OpenRevs, Secret,
 };
 
 static CLUSTER: OnceLock<Cluster> = OnceLock::new();
+
+/// Held by a test while it stops and restarts a node.
+static NODE_FAULTS: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 /// The binary's cluster, started on first use from a plain thread (it blocks on Docker).
 fn cluster() -> &'static Cluster {
@@ -92,6 +102,7 @@ const PER_WRITER: usize = 125;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn eight_writers_while_a_node_stops_and_restarts() {
+    let _faults = NODE_FAULTS.lock().await;
     let cluster = cluster();
     let urls = cluster.urls();
     let all = provider(&urls.join(",")).await;
@@ -239,5 +250,70 @@ async fn eight_writers_while_a_node_stops_and_restarts() {
     println!(
         "{present_after_error} documents whose save answered an error exist anyway (at gen 1)"
     );
+    all.delete_database(&db).await.expect("remove the database");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn attachment_writes_while_a_node_is_down_are_settled() {
+    let _faults = NODE_FAULTS.lock().await;
+    let cluster = cluster();
+    let urls = cluster.urls();
+    let all = provider(&urls.join(",")).await;
+    let db = format!("cluster_attachments_{:08x}", fastrand::u32(..));
+    let doc = Document::from_value(json!({"kind": "note"})).unwrap();
+    let first = all.save(&db, "n1", doc).await.expect("save");
+    let text = |t: &str| NewAttachment::new("text/plain", t.as_bytes().to_vec());
+
+    tokio::task::spawn_blocking(|| self::cluster().stop(1))
+        .await
+        .unwrap();
+    let uploaded = all
+        .put_attachment(&db, "n1", "a.txt", Some(&first.rev), text("abc"))
+        .await;
+    let second = all
+        .put_attachment(&db, "n1", "b.txt", None, text("def"))
+        .await;
+    tokio::task::spawn_blocking(|| self::cluster().start_node(1))
+        .await
+        .unwrap();
+    let uploaded = uploaded.expect("an upload two of three copies took is acknowledged");
+    assert!(
+        matches!(second, Err(Error::Conflict { .. })),
+        "an upload without rev on a live document is a conflict, node down or not: {second:?}"
+    );
+    let removed = all
+        .delete_attachment(&db, "n1", "a.txt", &uploaded.rev)
+        .await
+        .expect("a removal on the current revision");
+    assert!(removed.rev.to_string().starts_with("3-"), "{}", removed.rev);
+
+    // Every node serves the upload at its revision, and the removal as the winner.
+    for (node, url) in urls.iter().enumerate() {
+        let one = provider(url).await;
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let at_upload = AttachmentRead {
+                rev: Some(uploaded.rev),
+                ..AttachmentRead::default()
+            };
+            let read = one.get_attachment(&db, "n1", "a.txt", &at_upload).await;
+            let winner = one.get(&db, "n1").await.map(|d| d.rev().map(str::to_owned));
+            match (&read, &winner) {
+                (Ok(a), Ok(Some(w)))
+                    if a.data.as_ref() == b"abc" && *w == removed.rev.to_string() =>
+                {
+                    break;
+                }
+                _ if Instant::now() > deadline => panic!(
+                    "node {}: upload {} and removal {} acknowledged; read {:?}, winner {winner:?}",
+                    node + 1,
+                    uploaded.rev,
+                    removed.rev,
+                    read.map(|a| a.data),
+                ),
+                _ => tokio::time::sleep(Duration::from_millis(100)).await,
+            }
+        }
+    }
     all.delete_database(&db).await.expect("remove the database");
 }
