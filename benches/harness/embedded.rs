@@ -1,7 +1,9 @@
 //! The embedded provider next to raw fjall 3 with the same engine settings, the same atomic
 //! write batches and durability (`SyncAll` per commit) and the same JSON encoding
 //! (serde_json on writes, parsed on reads). Raw fjall does none of docstore's work: no
-//! revision check or hashing, change feed, counters, index upkeep or validation.
+//! revision check or hashing, change feed, counters, index upkeep or validation. One more
+//! update row, with no target, has raw keep each superseded version in the same commit, as
+//! ours keeps a superseded revision's body until compaction.
 //!
 //! Also the single-save latency with 1 and 8 concurrent writers on both.
 
@@ -34,15 +36,31 @@ pub fn raw_store(dir: &std::path::Path, config: &EmbeddedConfig) -> (Database, K
     (db, ks)
 }
 
+/// What a raw single save does besides writing its document.
+#[derive(Clone, Copy)]
+enum RawSave {
+    /// Write only.
+    New,
+    /// Read the current version first ("fetch it, write on top of it").
+    Update,
+    /// Read the current version and keep it under a key of its own (`<key>@<round>`) in the
+    /// same commit, as ours keeps a superseded revision's body (served by `?rev=` until
+    /// compaction).
+    UpdateKeepingOld(u32),
+}
+
 /// One durable raw commit of `key` → `bytes`, on the blocking pool as the provider's are.
-async fn raw_put(db: &Database, ks: &Keyspace, key: String, bytes: Vec<u8>, read_first: bool) {
+async fn raw_put(db: &Database, ks: &Keyspace, key: String, bytes: Vec<u8>, how: RawSave) {
     let (db, ks) = (db.clone(), ks.clone());
     tokio::task::spawn_blocking(move || {
-        if read_first {
-            // The raw equivalent of "fetch the current version, write on top of it".
-            let _current = ks.get(&key)?;
-        }
+        let current = match how {
+            RawSave::New => None,
+            RawSave::Update | RawSave::UpdateKeepingOld(_) => ks.get(&key)?,
+        };
         let mut batch = db.batch().durability(Some(PersistMode::SyncAll));
+        if let (RawSave::UpdateKeepingOld(round), Some(old)) = (how, current) {
+            batch.insert(&ks, format!("{key}@{round}"), old);
+        }
         batch.insert(&ks, key, bytes);
         batch.commit()
     })
@@ -59,13 +77,20 @@ pub async fn run(docs: usize) -> Vec<Row> {
     let bodies: Vec<Map<String, Value>> = (0..docs).map(body).collect();
     let mut rows = Vec::new();
 
-    // Single durable saves: new documents, then over them without _rev. Ours and raw
-    // alternate save by save, each side's calls timed alone: each waits on an fsync of the
-    // same disk, whose cost drifts over seconds, so a slow stretch falls on both sides alike
-    // instead of on whichever ran then.
-    for (label, update) in [
-        ("save (new, durable)", false),
-        ("save (update, no _rev)", true),
+    // Single durable saves: new documents, then over them without _rev (twice: the second
+    // time raw keeps each superseded version too, as ours does; that row has no target, it
+    // shows what is left of the update's gap once both sides write the same bodies). Ours
+    // and raw alternate save by save, each side's calls timed alone: each waits on an fsync
+    // of the same disk, whose cost drifts over seconds, so a slow stretch falls on both
+    // sides alike instead of on whichever ran then.
+    for (label, how, target) in [
+        ("save (new, durable)", RawSave::New, Some(0.8)),
+        ("save (update, no _rev)", RawSave::Update, Some(0.8)),
+        (
+            "save (update, no _rev) vs raw keeping the superseded version",
+            RawSave::UpdateKeepingOld(2),
+            None,
+        ),
     ] {
         let (mut ours_time, mut raw_time) = (Duration::ZERO, Duration::ZERO);
         for (i, b) in bodies.iter().take(SINGLE_SAVES).enumerate() {
@@ -76,18 +101,19 @@ pub async fn run(docs: usize) -> Vec<Row> {
             ours_time += start.elapsed();
             let start = Instant::now();
             let bytes = serde_json::to_vec(b).expect("json");
-            raw_put(&raw, &raw_docs, format!("single/{}", id(i)), bytes, update).await;
+            raw_put(&raw, &raw_docs, format!("single/{}", id(i)), bytes, how).await;
             raw_time += start.elapsed();
         }
-        rows.push(
-            Row::new(
-                SECTION,
-                label,
-                rate(SINGLE_SAVES, ours_time),
-                rate(SINGLE_SAVES, raw_time),
-            )
-            .target(0.8),
+        let row = Row::new(
+            SECTION,
+            label,
+            rate(SINGLE_SAVES, ours_time),
+            rate(SINGLE_SAVES, raw_time),
         );
+        rows.push(match target {
+            Some(target) => row.target(target),
+            None => row,
+        });
     }
 
     // save_many in batches of 1,000: the app's documents exist before the save, so building
@@ -294,7 +320,14 @@ pub async fn latency() -> Vec<Latency> {
                         let i = w * per_writer + k;
                         let t = Instant::now();
                         let bytes = serde_json::to_vec(&body(i)).expect("json");
-                        raw_put(&raw, &ks, format!("lat{writers}/{}", id(i)), bytes, false).await;
+                        raw_put(
+                            &raw,
+                            &ks,
+                            format!("lat{writers}/{}", id(i)),
+                            bytes,
+                            RawSave::New,
+                        )
+                        .await;
                         times.push(t.elapsed());
                     }
                     times
