@@ -383,7 +383,7 @@ impl Store {
                 };
                 let json = match save.json {
                     Some(json) => json,
-                    None => Arc::new(serde_json::to_vec(&save.req.body).map_err(Error::storage)?),
+                    None => Arc::new(crate::json_out::body_to_vec(&save.req.body)),
                 };
                 self.store_blobs(&mut batch, &mut pending, meta.id, save.req.new_blobs())?;
                 self.write_edit(
@@ -497,7 +497,7 @@ impl Store {
                 })?;
                 let (id, rev) = (doc.id.clone(), doc.rev);
                 let body = doc.body.clone();
-                let json = Arc::new(serde_json::to_vec(&body).map_err(Error::storage)?);
+                let json = Arc::new(crate::json_out::body_to_vec(&body));
                 let mut tree = before.as_ref().map(|b| b.tree.clone());
                 let (outcome, changed) = merge_revision(&mut tree, doc, meta.revs_limit);
                 if !changed {
@@ -681,7 +681,7 @@ fn prepare_save(db: &str, request: Result<(String, SaveRequest)>) -> Result<Prep
             new_doc_rev: None,
         });
     }
-    let json = Arc::new(serde_json::to_vec(&req.body).map_err(Error::storage)?);
+    let json = Arc::new(crate::json_out::body_to_vec(&req.body));
     let new_doc_rev = req
         .expected
         .is_none()
