@@ -76,7 +76,7 @@ impl Store {
             None => None,
         };
         let req = SaveRequest::for_attachment(db, &id, name, rev, upload, body.as_ref())?;
-        only(self.save_batch(db, vec![(id, req)], Ok)?)
+        only(self.save_batch(db, vec![(id, req)], Ok, &mut Vec::new())?)
     }
 
     /// The id of database `db`, created if needed (an upload stages its chunks under it).

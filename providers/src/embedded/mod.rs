@@ -301,7 +301,7 @@ impl DatabaseService for EmbeddedProvider {
         let req = SaveRequest::for_create(db, id, doc)?;
         let (db, id) = (db.to_owned(), id.to_owned());
         only(
-            self.run(move |s| s.save_batch(&db, vec![(id, req)], Ok))
+            self.run(move |s| s.save_batch(&db, vec![(id, req)], Ok, &mut Vec::new()))
                 .await?,
         )
     }
@@ -477,7 +477,7 @@ impl DatabaseService for EmbeddedProvider {
         let req = SaveRequest::new(db, id, doc)?;
         let (db, id) = (db.to_owned(), id.to_owned());
         only(
-            self.run(move |s| s.save_batch(&db, vec![(id, req)], Ok))
+            self.run(move |s| s.save_batch(&db, vec![(id, req)], Ok, &mut Vec::new()))
                 .await?,
         )
     }
@@ -532,8 +532,21 @@ impl DatabaseService for EmbeddedProvider {
     async fn save_many(&self, db: &str, docs: Vec<Document>) -> Result<Vec<Result<WriteResult>>> {
         validate::database_name(db)?;
         let db = db.to_owned();
-        self.run(move |s| s.save_batch(&db, docs, |doc| SaveRequest::for_bulk(&db, doc)))
-            .await
+        // The saved bodies come back to this task, to be freed while the blocking thread
+        // waits on the fsync: off the critical path, and on the thread that most likely
+        // built them, where glibc frees them for about half the cost (measured per 1,000
+        // 1 KB documents: 2.5-6.0 ms on the blocking thread, 1.2-2.9 ms on the builder's).
+        let (spent_tx, spent_rx) = tokio::sync::oneshot::channel();
+        let saving = self.run(move |s| {
+            let mut spent = Vec::new();
+            let results =
+                s.save_batch(&db, docs, |doc| SaveRequest::for_bulk(&db, doc), &mut spent);
+            // Before `run` settles; if this call was cancelled, they are freed here.
+            let _ = spent_tx.send(spent);
+            results
+        });
+        let freeing = async move { drop(spent_rx.await) };
+        tokio::join!(saving, freeing).0
     }
 
     async fn delete_many(&self, db: &str, ids: &[String]) -> Result<Vec<Result<WriteResult>>> {

@@ -328,12 +328,14 @@ impl Store {
     }
 
     /// Saves `items`, each made a request by `request` (which validates it): in input order,
-    /// one commit.
+    /// one commit. The bodies of the saved documents are moved into `spent` rather than
+    /// freed here, for a caller that can free them off the critical path (see `save_many`).
     pub(super) fn save_batch<T: Send>(
         &self,
         db: &str,
         items: Vec<T>,
         request: impl Fn(T) -> Result<(String, SaveRequest)> + Sync,
+        spent: &mut Vec<Map<String, Value>>,
     ) -> Result<Vec<Result<WriteResult>>> {
         // Outside the writer lock, on every core for big batches, in one pass per document:
         // validation, the body JSON, and the revision a new document would get (its hash
@@ -398,6 +400,7 @@ impl Store {
                     &save.req.body,
                     json,
                 )?;
+                spent.push(std::mem::take(&mut save.req.body));
                 Ok(WriteResult {
                     id: save.id,
                     rev: edit.rev,
