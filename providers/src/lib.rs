@@ -18,6 +18,7 @@ mod document;
 pub mod embedded;
 mod error;
 mod feed;
+#[cfg(feature = "embedded")]
 mod json_out;
 pub mod mango;
 pub mod memory;
