@@ -21,6 +21,8 @@ mod feed;
 #[cfg(feature = "embedded")]
 mod json_out;
 pub mod mango;
+#[cfg(feature = "embedded")]
+mod md5x8;
 pub mod memory;
 mod parallel;
 mod query;

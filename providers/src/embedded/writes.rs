@@ -14,7 +14,7 @@ use super::index::{IndexedWrite, NewVersion};
 use super::reads::parse_body;
 use super::store::Store;
 use crate::attachment::Blob;
-use crate::parallel::map_on_every_core;
+use crate::parallel::{map_chunks_on_every_core, map_on_every_core};
 use crate::rev_tree::{RevTree, Stored};
 use crate::write::{Edit, Leaf, SaveRequest, count_transition, merge_revision, prepare_revisioned};
 use crate::{
@@ -340,7 +340,9 @@ impl Store {
         // Outside the writer lock, on every core for big batches, in one pass per document:
         // validation, the body JSON, and the revision a new document would get (its hash
         // needs no parent).
-        let prepared = map_on_every_core(items, |item| prepare_save(db, request(item)));
+        let prepared = map_chunks_on_every_core(items, |chunk| {
+            prepare_saves(db, chunk.into_iter().map(&request))
+        });
         let _writer = self.writer.lock();
         let mut batch = self.batch();
         let (mut meta, created) = self.meta_or_new(&mut batch, db)?;
@@ -685,16 +687,42 @@ fn prepare_save(db: &str, request: Result<(String, SaveRequest)>) -> Result<Prep
         });
     }
     let json = Arc::new(crate::json_out::body_to_vec(&req.body));
-    let new_doc_rev = req
-        .expected
-        .is_none()
-        .then(|| Rev::compute(None, req.deleted, &req.body));
     Ok(PreparedSave {
         id,
         req,
         json: Some(json),
-        new_doc_rev,
+        new_doc_rev: None,
     })
+}
+
+/// `prepare_save` of each request, then the revision each rev-less save without
+/// attachments would get as a new document, all hashed together (`Rev::compute_new_many`,
+/// eight at a time).
+fn prepare_saves(
+    db: &str,
+    requests: impl Iterator<Item = Result<(String, SaveRequest)>>,
+) -> Vec<Result<PreparedSave>> {
+    let mut prepared: Vec<Result<PreparedSave>> =
+        requests.map(|request| prepare_save(db, request)).collect();
+    let revless: Vec<usize> = (0..prepared.len())
+        .filter(|&i| {
+            matches!(&prepared[i], Ok(save) if save.json.is_some() && save.req.expected.is_none())
+        })
+        .collect();
+    let revs = {
+        let docs: Vec<(bool, &Map<String, Value>)> = revless
+            .iter()
+            .filter_map(|&i| prepared[i].as_ref().ok())
+            .map(|save| (save.req.deleted, &save.req.body))
+            .collect();
+        Rev::compute_new_many(&docs)
+    };
+    for (i, rev) in revless.into_iter().zip(revs) {
+        if let Ok(save) = &mut prepared[i] {
+            save.new_doc_rev = Some(rev);
+        }
+    }
+    prepared
 }
 
 /// Whether body JSON may hold attachments (the field name occurs in it), so bodies without
