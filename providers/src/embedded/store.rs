@@ -3,6 +3,7 @@
 //! a database. The key layout is documented in the parent module.
 
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use fjall::{
     Database, Keyspace, KeyspaceCreateOptions, OwnedWriteBatch, PersistMode, Readable, Snapshot,
@@ -43,6 +44,8 @@ pub(super) struct Store {
     pub(super) pending_counts: PendingCounts<u64>,
     /// Bumped after every commit; `watch` streams wait on it (one for the whole store).
     pub(super) commits: CommitSignal,
+    /// Commits made (see [`Store::commits_made`]).
+    commits_made: AtomicU64,
     /// Durable commits' shared fsyncs (see `group_commit`).
     group: GroupCommit,
     /// The fsync those share, off fjall's journal lock (see `journal`).
@@ -169,6 +172,7 @@ impl Store {
             index_cache: IndexCache::default(),
             pending_counts: PendingCounts::default(),
             commits: CommitSignal::default(),
+            commits_made: AtomicU64::new(0),
             group: GroupCommit::default(),
             journal: JournalSync::new(&path),
             persist: match config.durability {
@@ -218,12 +222,24 @@ impl Store {
     }
 
     pub(super) fn commit(&self, batch: OwnedWriteBatch) -> Result<()> {
-        batch.commit().map_err(|e| self.err("committing", e))?;
+        let committed = batch.commit();
+        // Counted even if the commit failed: a reader can only be told too often that it
+        // must read again.
+        self.commits_made.fetch_add(1, Ordering::AcqRel);
+        committed.map_err(|e| self.err("committing", e))?;
         if self.persist == PersistMode::SyncAll {
             self.group.committed();
         }
         self.commits.notify();
         Ok(())
+    }
+
+    /// How many commits this store has made (counted once each is visible, before the
+    /// committer releases the writer lock). A read made after this returned `n` is still
+    /// current when, holding the writer lock, it returns `n` again: every write commits
+    /// through [`Store::commit`].
+    pub(super) fn commits_made(&self) -> u64 {
+        self.commits_made.load(Ordering::Acquire)
     }
 
     pub(super) fn meta(&self, db: &str) -> Result<Option<DbMeta>> {

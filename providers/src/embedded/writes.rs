@@ -338,19 +338,54 @@ impl Store {
         spent: &mut Vec<Map<String, Value>>,
     ) -> Result<Vec<Result<WriteResult>>> {
         // Outside the writer lock, on every core for big batches, in one pass per document:
-        // validation, the body JSON, and the revision a new document would get (its hash
-        // needs no parent).
-        let prepared = map_chunks_on_every_core(items, |chunk| {
-            prepare_saves(db, chunk.into_iter().map(&request))
-        });
+        // validation, the body JSON, the revision a new document would get (its hash needs
+        // no parent), and the document's committed record. Those records are current if no
+        // commit happens between this count and the lock (see `Store::commits_made`);
+        // otherwise they are read again under the lock.
+        // A small batch (a single save) reads under the lock: with concurrent writers
+        // committing all the time, its early read would mostly be stale.
+        let commits_before = self.commits_made();
+        let early_db = if items.len() >= EARLY_READS_FROM {
+            Some(self.meta(db)?.map(|m| m.id))
+        } else {
+            None
+        };
+        let (prepared, early_records): (Vec<_>, Vec<_>) =
+            map_chunks_on_every_core(items, |chunk| {
+                prepare_saves(db, chunk.into_iter().map(&request))
+                    .into_iter()
+                    .map(|prepared| {
+                        prepared.map(|save| {
+                            let record = early_db
+                                .flatten()
+                                .map(|id| self.stored(&format::key(id, save.id.as_bytes())));
+                            (save, record)
+                        })
+                    })
+                    .collect()
+            })
+            .into_iter()
+            .map(|p| match p {
+                Ok((save, record)) => (Ok(save), record),
+                Err(e) => (Err(e), None),
+            })
+            .unzip();
         let _writer = self.writer.lock();
         let mut batch = self.batch();
         let (mut meta, created) = self.meta_or_new(&mut batch, db)?;
+        // Read before the lock and still current: no commit since, and the same database
+        // (or none then, and this batch creates it: no records).
+        let early_current = self.commits_made() == commits_before
+            && match early_db {
+                Some(Some(id)) => id == meta.id,
+                Some(None) => created,
+                None => false,
+            };
         let defs = self.index_definitions(meta.id)?;
         let mut results = Vec::with_capacity(prepared.len());
         let mut wrote = false;
-        // The committed records, read on both cores (the lock keeps them current); a record
-        // this batch wrote itself is taken from `pending` instead.
+        // The committed records (a record this batch wrote itself is taken from `pending`
+        // instead); read again on both cores if the early reads are stale.
         let keys: Vec<Option<Vec<u8>>> = prepared
             .iter()
             .map(|p| {
@@ -360,10 +395,20 @@ impl Store {
             })
             .collect();
         let mut pending = Pending::for_keys(keys.iter().flatten());
-        let stored = map_on_every_core(keys, |key| match key {
-            Some(key) => Ok(Some((self.stored(&key)?, key))),
-            None => Ok(None),
-        });
+        let stored: Vec<Lookup> = if early_current {
+            keys.into_iter()
+                .zip(early_records)
+                .map(|(key, record)| match key {
+                    Some(key) => Ok(Some((record.transpose()?.flatten(), key))),
+                    None => Ok(None),
+                })
+                .collect()
+        } else {
+            map_on_every_core(keys, |key| match key {
+                Some(key) => Ok(Some((self.stored(&key)?, key))),
+                None => Ok(None),
+            })
+        };
         for (item, stored) in prepared.into_iter().zip(stored) {
             let outcome = item.and_then(|mut save| {
                 let (stored, key) =
@@ -650,6 +695,14 @@ fn mark_bodies_elsewhere(tree: &mut RevTree) {
     }
 }
 
+/// From this many documents on, `save_batch` reads their records before taking the writer
+/// lock, in the same parallel pass as their JSON and hashes (measured per 1,000: the
+/// separate pass under the lock took 0.9-1.9 ms, the reads in the same pass add ~0.5).
+const EARLY_READS_FROM: usize = 64;
+
+/// A batch item's committed record and its key (`None` for an item already failed).
+type Lookup = Result<Option<(Option<DocState>, Vec<u8>)>>;
+
 /// A save with the work that needs no lock already done.
 struct PreparedSave {
     id: String,
@@ -730,3 +783,7 @@ fn prepare_saves(
 fn memchr_attachments(json: &[u8]) -> bool {
     json.windows(14).any(|w| w == b"\"_attachments\"")
 }
+
+#[cfg(test)]
+#[path = "writes_tests.rs"]
+mod tests;
