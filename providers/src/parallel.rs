@@ -33,10 +33,10 @@ pub(crate) fn map_on_every_core<T: Send, U: Send>(
     map_chunks_on_every_core(items, |chunk| chunk.into_iter().map(&f).collect())
 }
 
-/// `f` over consecutive chunks of `items` (at most `CHUNK` each; all of them in one call
-/// below `PARALLEL_FROM` items), results concatenated in order; `f` returns one result
-/// per item of its chunk. For work that is cheaper done several items at a time (revision
-/// hashes, eight to an AVX2 pass).
+/// `f` over consecutive chunks of `items` (at most `CHUNK` each), results concatenated in
+/// order; `f` returns one result per item of its chunk. Below `PARALLEL_FROM` items the
+/// chunks are done in order on the calling thread. For work that is cheaper done several
+/// items at a time (revision hashes, eight to an AVX2 pass).
 ///
 /// The threads take chunks from one queue until it is empty, rather than each getting a
 /// fixed share: measured on `save_many`'s preparation, a helper thread often started
@@ -46,18 +46,6 @@ pub(crate) fn map_chunks_on_every_core<T: Send, U: Send>(
     items: Vec<T>,
     f: impl Fn(Vec<T>) -> Vec<Result<U>> + Sync,
 ) -> Vec<Result<U>> {
-    let cores = cores();
-    if items.len() < PARALLEL_FROM || cores < 2 {
-        let mut all = Vec::with_capacity(items.len());
-        let mut items = items.into_iter();
-        loop {
-            let chunk: Vec<T> = items.by_ref().take(CHUNK).collect();
-            if chunk.is_empty() {
-                return all;
-            }
-            all.extend(checked(chunk.len(), f(chunk)));
-        }
-    }
     let total = items.len();
     let mut chunks = Vec::with_capacity(total.div_ceil(CHUNK));
     let mut items = items.into_iter();
@@ -67,6 +55,13 @@ pub(crate) fn map_chunks_on_every_core<T: Send, U: Send>(
             break;
         }
         chunks.push(chunk);
+    }
+    let cores = cores();
+    if total < PARALLEL_FROM || cores < 2 {
+        return chunks
+            .into_iter()
+            .flat_map(|chunk| checked(chunk.len(), f(chunk)))
+            .collect();
     }
     let lens: Vec<usize> = chunks.iter().map(Vec::len).collect();
     let queue = Mutex::new(chunks.into_iter().enumerate());

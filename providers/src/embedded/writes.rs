@@ -341,9 +341,8 @@ impl Store {
         // validation, the body JSON, the revision a new document would get (its hash needs
         // no parent), and the document's committed record. Those records are current if no
         // commit happens between this count and the lock (see `Store::commits_made`);
-        // otherwise they are read again under the lock.
-        // A small batch (a single save) reads under the lock: with concurrent writers
-        // committing all the time, its early read would mostly be stale.
+        // otherwise they are read again under the lock. A small batch (a single save) reads
+        // only under the lock: with concurrent writers, its early read would mostly be stale.
         let commits_before = self.commits_made();
         let early_db = if items.len() >= EARLY_READS_FROM {
             Some(self.meta(db)?.map(|m| m.id))
